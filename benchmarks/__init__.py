@@ -1,0 +1,1 @@
+"""Stage 3: latency against quality loss, reports."""

@@ -1,0 +1,111 @@
+"""The build report: Markdown tables with their conditions, and a sample grid.
+
+The grid shows, on the same latents, the original output, the compressed output and
+their difference amplified (so a person can see where quantisation bites).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DIFF_GAIN = 10  # amplification of |original - compressed| in the grid
+
+
+def sample_grid(reference: np.ndarray, compressed: np.ndarray, path: Path, n: int = 8, title: str = "") -> Path:
+    """Save a 3-row PNG: original / compressed / |difference| x DIFF_GAIN."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(reference))
+    rows = [("original (FP32)", reference), ("compressed", compressed), (f"|diff| x{DIFF_GAIN}", None)]
+    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.4), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            if images is None:
+                img = np.clip(np.abs(reference[c] - compressed[c]) * DIFF_GAIN, 0, 2) - 1
+            else:
+                img = images[c]
+            ax.imshow(_to_display(img), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _to_display(chw: np.ndarray) -> np.ndarray:
+    img = (np.clip(chw, -1, 1) + 1) / 2
+    return img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if value == float("inf"):
+            return "inf"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def build_report_markdown(summary: dict) -> str:
+    """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
+    q, cond = summary["quality"], summary["conditions"]
+    parts = [
+        f"# gencompress build report: {summary['model']}",
+        "",
+        f"Precision **{summary['precision']}**, target **{summary['target']}**, "
+        f"quantisation form: {summary.get('quant_form', 'none')}.",
+        "",
+        "## Quality against the original FP32 model",
+        "",
+        f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}.",
+        "",
+        markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
+        "",
+        "![samples](samples.png)",
+        "",
+        "## Latency",
+        "",
+        f"{cond['threads']} threads, {summary['latency_warmup']} warm-up and {summary['latency_iters']} timed iterations per row, "
+        f"on {cond['device_name']}.",
+        "",
+        markdown_table(
+            ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s"],
+            [[r["backend"], r["precision"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["throughput_ips"]] for r in summary["latency"]],
+        ),
+        "",
+        "## Size",
+        "",
+        markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),
+        "",
+        "## Precision per layer",
+        "",
+        markdown_table(["layer", "precision"], [[k, v] for k, v in summary["layer_precision"].items()]) if summary["layer_precision"] else "(no PyTorch layers: ONNX-level quantisation)",
+        "",
+        "## Engine",
+        "",
+        summary["engine"]["message"],
+        "",
+        "## Conditions",
+        "",
+        markdown_table(["", "value"], [["device", cond["device_name"]], ["threads", cond["threads"]], ["cpus", cond["cpu_count"]], ["platform", cond["platform"]], ["commit", cond["commit"]]]
+                       + [[k, v] for k, v in cond["versions"].items()]),
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,77 @@
+"""PyTorch -> ONNX, with explicit Q/DQ for fake-quantised models.
+
+Fake-quantised (modelopt) models export through the TorchScript exporter
+(`dynamo=False`): it turns each TensorQuantizer into a QuantizeLinear/DequantizeLinear
+pair, which is the form TensorRT's explicit quantisation reads.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gencompress.bundle import ONNX, Bundle
+from gencompress.errors import GencompressError
+from gencompress.onnx_utils import load_onnx
+
+MIN_OPSET = 17  # per-channel Q/DQ on weights needs opset >= 13; 17 is what TensorRT 10 documents
+
+
+@dataclass
+class OnnxConfig:
+    opset: int = 17
+    dynamic_batch: bool = True
+    input_name: str = "latent"
+    output_name: str = "image"
+
+    def validate(self) -> None:
+        if self.opset < MIN_OPSET:
+            raise GencompressError(f"--opset must be at least {MIN_OPSET}")
+
+
+def export_module(model: nn.Module, input_shape, path: Path, cfg: OnnxConfig) -> Path:
+    """Export `model` (per-sample `input_shape`) to `path` and fully check the result."""
+    cfg.validate()
+    dummy = torch.zeros(1, *input_shape)
+    axes = {cfg.input_name: {0: "batch"}, cfg.output_name: {0: "batch"}} if cfg.dynamic_batch else None
+    # The TorchScript exporter warns about tracing Python conditionals in modelopt's
+    # quantisers and about its own deprecation; neither changes the graph it writes.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                model.eval(),
+                (dummy,),
+                str(path),
+                dynamo=False,
+                opset_version=cfg.opset,
+                input_names=[cfg.input_name],
+                output_names=[cfg.output_name],
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GencompressError(f"ONNX export failed: {first[:300]}") from None
+    load_onnx(path, check=True)
+    return path
+
+
+def to_onnx(bundle: Bundle, cfg: OnnxConfig | None = None, workdir: Path | None = None) -> Bundle:
+    """Stage function: add model.onnx to the bundle (from its PyTorch model)."""
+    cfg = cfg or OnnxConfig()
+    if bundle.model is None:
+        raise GencompressError("to_onnx needs a PyTorch model")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="gencompress-onnx-"))
+    path = export_module(bundle.model, bundle.input_shape, workdir / ONNX, cfg)
+    out = bundle.derive({"step": "export", "format": "onnx", "opset": cfg.opset, "dynamic_batch": cfg.dynamic_batch})
+    out.files[ONNX] = path
+    out.manifest["input"]["name"] = cfg.input_name
+    out.manifest["output"]["name"] = cfg.output_name
+    return out

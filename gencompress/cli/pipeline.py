@@ -1,0 +1,209 @@
+"""`gencompress build`: the stages chained end to end, as a plain Python function.
+
+load -> (INT8 PTQ with modelopt | FP16 | FP32) -> ONNX -> ONNX Runtime -> measure ->
+bundle + report. This is the only module besides the CLI that knows every stage.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gencompress import zoo
+from gencompress.bundle import ONNX, Bundle
+from gencompress.conditions import describe
+from gencompress.data import draw_inputs
+from gencompress.errors import GencompressError, MissingDependencyError
+from gencompress.loading import check_generator, load_spec
+from gencompress.metrics import fidelity
+from gencompress.model_stats import count_macs, count_params
+from gencompress.compress import QuantConfig, quantize
+from gencompress.export import OnnxConfig, to_onnx
+from gencompress.export.onnx_export import export_module
+from gencompress.export.onnx_quant import convert_fp16, quantize_qdq_symmetric
+from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
+from gencompress.export import tensorrt as trt_backend
+from gencompress.benchmarks.latency import measure
+from gencompress.benchmarks.report import build_report_markdown, sample_grid
+
+DEFAULT_MODEL = "dcgan"
+TARGETS = ("gpu",)
+PRECISIONS = ("int8", "fp16", "fp32")
+
+
+@dataclass
+class BuildConfig:
+    model: str | None = None  # None: the zoo DCGAN trained on digits
+    out: str = "gencompress-build"
+    input_shape: tuple[int, ...] | None = None
+    checkpoint: str | None = None
+    trust_pickle: bool = False
+    precision: str = "int8"
+    target: str = "gpu"
+    calib_samples: int = 256
+    deconv_weight_axis: int = 1
+    random_init: bool = False  # zoo names: skip training on digits
+    eval_samples: int = 64
+    eval_seed: int = 0
+    threads: int = 2
+    latency_batches: tuple[int, ...] = (1, 8)
+    latency_iters: int = 30
+    latency_warmup: int = 5
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise GencompressError(f"unknown precision {self.precision!r}")
+        if self.target not in TARGETS:
+            raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
+        if self.calib_samples < 1 or self.eval_samples < 1:
+            raise GencompressError("--calib-samples must be at least 1")
+
+
+def log(msg: str) -> None:
+    print(f"gencompress: {msg}", file=sys.stderr)
+
+
+def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
+    """The SPEC of --model as an in-memory bundle, and a name for reports."""
+    spec = cfg.model or DEFAULT_MODEL
+    if spec in zoo.names() and not Path(spec).exists():
+        if cfg.input_shape is not None and tuple(cfg.input_shape[1:]) != zoo.input_shape(spec):
+            raise GencompressError(
+                f"input shape {'x'.join(map(str, cfg.input_shape))} does not fit zoo model {spec!r} "
+                f"(it takes Nx{'x'.join(map(str, zoo.input_shape(spec)))})"
+            )
+        if cfg.random_init:
+            from gencompress.train.pretrained import zoo_bundle
+
+            torch.manual_seed(0)
+            return zoo_bundle(spec, zoo.build(spec)), f"{spec} (random init)"
+        from gencompress.train.pretrained import get_or_train
+
+        bundle = get_or_train(spec, progress=cfg.progress)
+        return load_spec(str(bundle.path)), f"{spec} (trained on digits)"
+    return load_spec(spec, cfg.input_shape, cfg.checkpoint, cfg.trust_pickle), spec
+
+
+def build(cfg: BuildConfig) -> dict:
+    """Run the whole pipeline; write the bundle to cfg.out; return the summary."""
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    source, name = resolve_model(cfg)
+    work = Path(tempfile.mkdtemp(prefix="gencompress-build-"))
+    inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.input_distribution, cfg.eval_seed).numpy()
+
+    if source.model is not None:
+        source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape))
+        reference = run_batches(TorchRunner(source.model), inputs)
+        fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
+        reference_name = "FP32 PyTorch"
+    else:
+        fp32_onnx = source.file("source.onnx")
+        reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs)
+        reference_name = "FP32 ONNX (ONNX Runtime)"
+    _check_finite(reference)
+
+    final, quant_form = _compress(source, cfg, fp32_onnx, work)
+    final_onnx = final.file(ONNX)
+    compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs)
+    quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name}
+
+    summary = {
+        "model": name,
+        "precision": cfg.precision,
+        "target": cfg.target,
+        "quant_form": quant_form,
+        "quality": quality,
+        "latency": _latencies(source, fp32_onnx, final_onnx, cfg, inputs),
+        "latency_iters": cfg.latency_iters,
+        "latency_warmup": cfg.latency_warmup,
+        "params": count_params(source.model) if source.model is not None else None,
+        "macs": count_macs(source.model, source.input_shape) if source.model is not None else None,
+        "layer_precision": final.manifest.get("precision", {}),
+        "conditions": describe(cfg.threads),
+        "engine": _engine(final_onnx, cfg),
+    }
+    _write_report(summary, reference, compressed, final, work)
+    final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
+    saved = final.save(cfg.out)
+    summary["out"] = str(saved.path)
+    return summary
+
+
+def _check_finite(reference: np.ndarray) -> None:
+    if not np.isfinite(reference).all():
+        raise GencompressError("model output contains NaN or Inf")
+
+
+def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> tuple[Bundle, str]:
+    """Apply the requested precision; return a bundle holding model.onnx, and its form."""
+    if cfg.precision == "int8" and source.model is not None and source.manifest["architecture"]["kind"] != "torchscript":
+        qcfg = QuantConfig(calib_samples=cfg.calib_samples, deconv_weight_axis=cfg.deconv_weight_axis)
+        quantized = quantize(source, qcfg, progress=cfg.progress)
+        return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
+    if cfg.precision == "int8":
+        # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
+        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.input_distribution, cfg.calib_samples)
+        out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8"})
+        form = "TensorRT explicit Q/DQ (ONNX Runtime quantize_static): symmetric INT8, per-channel weights"
+    elif cfg.precision == "fp16":
+        path = convert_fp16(fp32_onnx, work / ONNX)
+        out, form = source.derive({"step": "convert", "precision": "fp16"}), "FP16 weights and compute, FP32 I/O"
+    else:
+        path = Path(shutil.copyfile(fp32_onnx, work / ONNX))
+        out, form = source.derive({"step": "export", "format": "onnx", "precision": "fp32"}), "none (FP32)"
+    if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
+        out.model = None  # the bundle carries the graph, not PyTorch weights
+    out.files.pop("source.onnx", None)
+    out.files[ONNX] = path
+    return out, form
+
+
+def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> list[dict]:
+    runners = []
+    if source.model is not None:
+        runners.append(("torch eager", "fp32", TorchRunner(source.model)))
+    runners.append(("onnxruntime", "fp32", OrtRunner(fp32_onnx, cfg.threads)))
+    if final_onnx != fp32_onnx:
+        runners.append(("onnxruntime", cfg.precision, OrtRunner(final_onnx, cfg.threads)))
+    rows = []
+    for backend, precision, runner in runners:
+        for batch in cfg.latency_batches:
+            x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
+            stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "")
+            rows.append({"backend": backend, "precision": precision, **stats.as_dict()})
+        runner.close()
+    return rows
+
+
+def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
+    """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
+    try:
+        trt_backend.import_tensorrt()
+    except MissingDependencyError as exc:
+        msg = f"TensorRT engine not built: {exc}. The Q/DQ ONNX in this bundle is what TensorRT builds from."
+        log(msg)
+        return {"built": False, "message": msg}
+    from gencompress.export.tensorrt.builder import build_engine_file
+
+    info = build_engine_file(onnx_path, onnx_path.with_name("engine.plan"))
+    return {"built": True, "message": f"TensorRT {info['tensorrt_version']} engine built on {info['gpu']}", **info}
+
+
+def _write_report(summary: dict, reference: np.ndarray, compressed: np.ndarray, bundle: Bundle, work: Path) -> None:
+    report = work / "report"
+    report.mkdir(exist_ok=True)
+    q = summary["quality"]
+    sample_grid(reference, compressed, report / "samples.png", title=f"{summary['model']}: {summary['precision']} vs FP32, PSNR {q['psnr_db']:.2f} dB")
+    (report / "report.md").write_text(build_report_markdown(summary))
+    bundle.files["report/report.md"] = report / "report.md"
+    bundle.files["report/samples.png"] = report / "samples.png"
+    engine = work / "engine.plan"
+    if engine.exists():
+        bundle.files["engine.plan"] = engine

@@ -1,0 +1,21 @@
+"""One exception type for everything a user can get wrong.
+
+The CLI turns a GencompressError into a one-line message and its exit code (2 for bad
+input, 1 for a failed verification); anything else is a bug and keeps its traceback.
+"""
+
+
+class GencompressError(Exception):
+    """A problem the user can fix: bad input, a missing file, an impossible request."""
+
+    exit_code = 2
+
+
+class VerificationError(GencompressError):
+    """The pipeline ran, but a result fell short of the threshold the user asked for."""
+
+    exit_code = 1
+
+
+class MissingDependencyError(GencompressError):
+    """An optional backend (TensorRT, say) is not importable here."""

@@ -1,0 +1,262 @@
+"""Turn what a user names with `--model` into an in-memory Bundle.
+
+A SPEC is one of: a bundle folder; an import spec `package.module:callable` returning an
+nn.Module (weights from `--checkpoint`); a TorchScript file; an `.onnx` file. Zoo names
+are resolved by the CLI, which may train them on first use (a stage's job, not the core's).
+
+Nothing here unpickles arbitrary objects: weights come from safetensors, or from
+`torch.load(weights_only=True)` unless the user passes `trust_pickle=True`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import zoo
+from .bundle import Bundle, load_safetensors, new_manifest
+from .errors import GencompressError
+
+IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+MAX_MODEL_FILE_BYTES = 4 << 30  # 4 GiB: larger than any generator this toolkit targets
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1x100x1x1' -> (1, 100, 1, 1); every dimension a positive integer."""
+    parts = str(text).strip().lower().replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise GencompressError(f"input shape {text!r} is not like 1x100x1x1") from None
+    if not dims or any(d <= 0 for d in dims) or len(dims) > 6:
+        raise GencompressError(f"input shape {text!r} must have 1 to 6 positive dimensions")
+    return dims
+
+
+def describe_shape(shape) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+# --- state dicts ---------------------------------------------------------------------
+
+
+def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Weights from a safetensors file or a PyTorch checkpoint (weights only by default)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GencompressError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise GencompressError(
+                f"checkpoint {path} holds Python objects beyond tensors; refusing to unpickle it "
+                "(pass --trust-pickle only if you trust where it came from)"
+            ) from None
+        raise GencompressError(f"cannot read checkpoint {path}: {first}") from None
+    for key in ("state_dict", "model", "generator", "netG", "G", "g_ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise GencompressError(f"checkpoint {path} is not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+_SHAPE_ATTRS = {
+    nn.Conv2d: lambda m, w: _set(m, out_channels=w.shape[0], in_channels=w.shape[1] * m.groups),
+    nn.ConvTranspose2d: lambda m, w: _set(m, in_channels=w.shape[0], out_channels=w.shape[1] * m.groups),
+    nn.Linear: lambda m, w: _set(m, out_features=w.shape[0], in_features=w.shape[1]),
+    nn.BatchNorm2d: lambda m, w: _set(m, num_features=w.shape[0]),
+    nn.InstanceNorm2d: lambda m, w: _set(m, num_features=w.shape[0]),
+    nn.GroupNorm: lambda m, w: _set(m, num_channels=w.shape[0]),
+}
+
+
+def _set(module: nn.Module, **attrs) -> None:
+    for key, value in attrs.items():
+        setattr(module, key, int(value))
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> nn.Module:
+    """Load `state` into `model`, first resizing layers whose saved shapes differ.
+
+    A channel-pruned model keeps its architecture's code but has narrower layers; we
+    rebuild the original and shrink each tensor (and the module's size attributes) to
+    the saved shape, so no pickled module is ever needed.
+    """
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, saved in state.items():
+        current = own.get(name)
+        if current is None or current.shape == saved.shape:
+            continue
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        fresh = torch.empty(saved.shape, dtype=current.dtype)
+        if isinstance(current, nn.Parameter):
+            setattr(module, attr, nn.Parameter(fresh, requires_grad=current.requires_grad))
+        else:
+            module.register_buffer(attr, fresh)
+        if attr == "weight" and type(module) in _SHAPE_ATTRS:
+            _SHAPE_ATTRS[type(module)](module, saved)
+    if strict:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+            raise GencompressError(f"weights do not fit the architecture: {detail}")
+    else:
+        model.load_state_dict(state, strict=False)
+    return model
+
+
+# --- building models ------------------------------------------------------------------
+
+
+def build_architecture(architecture: dict) -> nn.Module:
+    kind = architecture["kind"]
+    if kind == "zoo":
+        return zoo.build(architecture["name"], **architecture.get("kwargs", {}))
+    if kind == "import":
+        return call_import_spec(architecture["spec"])
+    raise GencompressError(f"a {kind!r} architecture cannot be rebuilt as a PyTorch module")
+
+
+def call_import_spec(spec: str) -> nn.Module:
+    """Import `package.module:callable` and call it; it must return an nn.Module."""
+    if not IMPORT_SPEC.match(spec):
+        raise GencompressError(f"import spec {spec!r} is not like package.module:callable")
+    module_name, func_name = spec.split(":")
+    if os.getcwd() not in sys.path:  # like `python -m`, find modules in the working folder
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise GencompressError(f"cannot import {module_name!r} for {spec}: {type(exc).__name__}: {exc}") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise GencompressError(f"{module_name!r} has no callable {func_name!r}")
+    try:
+        model = func()
+    except Exception as exc:
+        raise GencompressError(f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise GencompressError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def model_from_bundle(bundle: Bundle) -> nn.Module:
+    """Rebuild the FP32 PyTorch model of a saved bundle (the weights it holds)."""
+    model = build_architecture(bundle.manifest["architecture"])
+    state = bundle.state_dict()
+    plain = {k: v for k, v in state.items() if "_quantizer." not in k}
+    return load_weights(model, plain).eval()
+
+
+def is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size == 0:
+        raise GencompressError(f"model file {path} is empty")
+    if size > MAX_MODEL_FILE_BYTES:
+        raise GencompressError(f"model file {path} is {size >> 20} MiB, over the {MAX_MODEL_FILE_BYTES >> 20} MiB limit")
+
+
+def load_spec(
+    spec: str,
+    input_shape: tuple[int, ...] | None = None,
+    checkpoint: str | None = None,
+    trust_pickle: bool = False,
+    distribution: str = "normal",
+) -> Bundle:
+    """Resolve every SPEC form except zoo names (see module docstring)."""
+    path = Path(spec)
+    if path.is_dir():
+        bundle = Bundle.load(path)
+        if bundle.manifest["architecture"]["kind"] in ("zoo", "import"):
+            bundle.model = model_from_bundle(bundle)
+        return bundle
+    if path.suffix == ".onnx" or (path.exists() and not IMPORT_SPEC.match(spec)):
+        if not path.is_file():
+            raise GencompressError(f"model file {path} does not exist")
+        return _file_bundle(path, input_shape, distribution)
+    if IMPORT_SPEC.match(spec):
+        if input_shape is None:
+            raise GencompressError(f"--input-shape is required with an import spec ({spec})")
+        model = call_import_spec(spec)
+        if checkpoint:
+            load_weights(model, load_checkpoint(checkpoint, trust_pickle))
+        arch = {"kind": "import", "spec": spec}
+        return Bundle(new_manifest(arch, _input_spec(input_shape, distribution), _output_spec()), model.eval())
+    raise GencompressError(f"model {spec!r} is not a bundle folder, a file, an import spec or a zoo name ({', '.join(zoo.names())})")
+
+
+def _input_spec(shape: tuple[int, ...], distribution: str) -> dict:
+    per_sample = list(shape[1:]) if len(shape) > 1 else list(shape)
+    return {"name": "latent", "shape": per_sample, "dtype": "float32", "distribution": distribution}
+
+
+def _output_spec() -> dict:
+    return {"name": "image", "range": [-1.0, 1.0], "layout": "NCHW"}
+
+
+def _file_bundle(path: Path, input_shape, distribution: str) -> Bundle:
+    _check_size(path)
+    if path.suffix == ".onnx":
+        from .onnx_utils import onnx_input_shape
+
+        shape = input_shape or onnx_input_shape(path)
+        bundle = Bundle(new_manifest({"kind": "onnx", "name": path.name}, _input_spec(shape, distribution), _output_spec()))
+        bundle.files["source.onnx"] = path
+        return bundle
+    if not is_torchscript(path):
+        raise GencompressError(
+            f"{path} is neither TorchScript nor ONNX; a state-dict checkpoint needs an architecture: "
+            "pass --model ZOO_NAME or package.module:callable with --checkpoint"
+        )
+    if input_shape is None:
+        raise GencompressError(f"--input-shape is required with a TorchScript file ({path})")
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise GencompressError(f"cannot load TorchScript {path}: {str(exc).strip().splitlines()[0]}") from None
+    arch = {"kind": "torchscript", "name": path.name}
+    return Bundle(new_manifest(arch, _input_spec(input_shape, distribution), _output_spec()), model.eval())
+
+
+def check_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2) -> tuple[int, ...]:
+    """Run the model once; it must return a finite N x C x H x W float image tensor.
+
+    Returns the per-sample output shape. Bad shapes and NaN outputs fail here, with a
+    message naming the problem, before any stage spends minutes on the model.
+    """
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            y = model(x)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GencompressError(f"input shape {describe_shape((batch, *input_shape))} does not fit the model: {first}") from None
+    if not isinstance(y, torch.Tensor) or y.dim() != 4 or not y.is_floating_point():
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise GencompressError(f"model output is not an N x C x H x W image tensor (got {got})")
+    if y.shape[0] != batch:
+        raise GencompressError(f"model output batch {y.shape[0]} does not match input batch {batch}")
+    if not torch.isfinite(y).all():
+        raise GencompressError("model output contains NaN or Inf")
+    return tuple(y.shape[1:])

@@ -1,0 +1,35 @@
+"""Small ONNX helpers the core needs (reading shapes, validating files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import GencompressError
+
+
+def load_onnx(path: str | Path, check: bool = True):
+    """Load and (optionally) fully check an ONNX file, with a one-line error if it is broken."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        if check:
+            onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # protobuf DecodeError, ValidationError, OSError ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GencompressError(f"{path} is not a valid ONNX model: {first[:200]}") from None
+    return model
+
+
+def onnx_input_shape(path: str | Path) -> tuple[int, ...]:
+    """The first input's shape with the batch axis set to 1; other dims must be fixed."""
+    model = load_onnx(path)
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise GencompressError(f"{path} has {len(inputs)} inputs; a generator takes exactly one")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [1]
+    for i, dim in enumerate(dims[1:], start=1):
+        if not dim.HasField("dim_value"):
+            raise GencompressError(f"{path}: input dimension {i} ({dim.dim_param or '?'}) is dynamic; only the batch axis may be")
+        shape.append(dim.dim_value)
+    return tuple(shape)

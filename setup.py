@@ -1,0 +1,49 @@
+"""One install for the whole toolkit: `pip install -e ".[dev]"`.
+
+The stage folders (train/, compress/, export/, benchmarks/) sit at the top of the
+repository so the layout reads like the pipeline; setup.py maps them into the
+`gencompress.*` namespace so nothing generic lands in site-packages.
+"""
+from setuptools import setup
+
+STAGES = ["train", "compress", "export", "benchmarks"]
+
+setup(
+    name="gencompress",
+    version="0.1.0",
+    description="Prune, INT8-quantise, export and benchmark image generators for GPUs and Jetsons",
+    python_requires=">=3.10",
+    packages=["gencompress", "gencompress.cli", "gencompress.export.tensorrt"]
+    + [f"gencompress.{s}" for s in STAGES],
+    package_dir={
+        "gencompress": "gencompress",
+        "gencompress.cli": "gencompress/cli",
+        "gencompress.export.tensorrt": "export/tensorrt",
+        **{f"gencompress.{s}": s for s in STAGES},
+    },
+    package_data={"gencompress": ["schema/*.json"], "gencompress.export": ["templates/*"]},
+    install_requires=[
+        # A range, not a pin: the lent GPU runs torch 2.11 and Jetsons ship their own.
+        # The README installs torch==2.13.0 first so the CPU wheel satisfies it.
+        "torch>=2.4,<3",
+        "numpy>=1.24",
+        "safetensors>=0.4",
+        "click>=8.1",
+        "tqdm>=4.66",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
+        "onnxslim>=0.1.40",
+        "torch-pruning>=1.5",
+        # Base package only: the [onnx] extra pulls onnxruntime-gpu, which overwrites
+        # onnxruntime, and CuPy. Its base import needs requests and huggingface_hub.
+        "nvidia-modelopt>=0.40",
+        "requests",
+        "huggingface_hub",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
+        "pillow>=10",
+        "jsonschema>=4.18",
+    ],
+    extras_require={"dev": ["pytest>=8", "hypothesis>=6.100"]},
+    entry_points={"console_scripts": ["gencompress=gencompress.cli:main"]},
+)

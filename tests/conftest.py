@@ -1,0 +1,36 @@
+"""Shared fixtures: an isolated cache, tiny models, and the trained default (once per run)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SESSION_CACHE: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test run trains into its own cache, never the user's."""
+    global SESSION_CACHE
+    if os.environ.get("GENCOMPRESS_TEST_CACHE"):  # reuse across local runs when asked
+        SESSION_CACHE = Path(os.environ["GENCOMPRESS_TEST_CACHE"])
+    else:
+        SESSION_CACHE = tmp_path_factory.mktemp("xdg-cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(SESSION_CACHE)
+    torch.set_num_threads(2)
+    yield SESSION_CACHE
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def trained_dcgan(isolated_cache):
+    """The embedded default: the zoo DCGAN trained on digits (about 90 s, once per run)."""
+    from gencompress.train.pretrained import get_or_train
+
+    return get_or_train("dcgan", progress=False)
