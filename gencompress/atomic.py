@@ -22,6 +22,14 @@ def _check_parent_writable(target: Path) -> Path:
     return parent
 
 
+def check_output_dir(target: str | os.PathLike) -> None:
+    """Fail early (before minutes of work) if `target` can never become our output folder."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise GencompressError(f"output path {target} exists and is not a folder")
+    _check_parent_writable(target)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success it replaces `target`.

@@ -36,6 +36,16 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         return self._load(name)
 
+    def invoke(self, ctx):
+        # Handled here (not only in main) so click's CliRunner sees the same exit codes.
+        try:
+            return super().invoke(ctx)
+        except GencompressError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"gencompress: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
     @staticmethod
     def _load(name):
         if name not in COMMANDS:

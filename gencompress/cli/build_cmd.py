@@ -14,7 +14,7 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @click.option("--target", type=click.Choice(TARGETS), default="gpu", show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
-@click.option("--out", default="gencompress-build", show_default=True, type=click.Path(file_okay=False), help="Output bundle folder.")
+@click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, target, deconv_weight_axis, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.

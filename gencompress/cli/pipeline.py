@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from gencompress import zoo
+from gencompress.atomic import check_output_dir
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
@@ -93,6 +94,7 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
 def build(cfg: BuildConfig) -> dict:
     """Run the whole pipeline; write the bundle to cfg.out; return the summary."""
     cfg.validate()
+    check_output_dir(cfg.out)
     torch.set_num_threads(cfg.threads)
     source, name = resolve_model(cfg)
     work = Path(tempfile.mkdtemp(prefix="gencompress-build-"))
