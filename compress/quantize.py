@@ -19,7 +19,7 @@ import contextlib
 import copy
 import io
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ from gencompress.errors import GencompressError
 from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights
 
-CALIBRATORS = ("max",)
+CALIBRATORS = ("max", "entropy", "percentile", "mse")
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
@@ -41,8 +41,14 @@ class QuantConfig:
     calib_batch: int = 32
     deconv_weight_axis: int = 1
     seed: int = 1234
+    percentile: float = 99.99  # for calibrator "percentile"
     # Module names (fnmatch patterns) kept in FP32/FP16, e.g. from a sensitivity search.
     keep_float: tuple[str, ...] = ()
+    min_psnr: float | None = None  # quality budget vs FP32: keep the most sensitive layers float
+    eval_samples: int = 64  # latents for sensitivity and budget checks
+    qat_steps: int = 0  # quantisation-aware fine-tuning steps, distilled from the FP32 model
+    qat_lr: float = 1e-5
+    qat_batch: int = 32
 
     def validate(self) -> None:
         if self.calibrator not in CALIBRATORS:
@@ -51,6 +57,12 @@ class QuantConfig:
             raise GencompressError("--calib-samples must be at least 1")
         if self.deconv_weight_axis not in (0, 1):
             raise GencompressError("--deconv-weight-axis must be 0 or 1")
+        if not 0 < self.percentile <= 100:
+            raise GencompressError("--percentile must be in (0, 100]")
+        if self.min_psnr is not None and not self.min_psnr > 0:
+            raise GencompressError("--min-psnr must be a positive number of dB")
+        if self.qat_steps < 0 or self.eval_samples < 1:
+            raise GencompressError("--qat-steps must be 0 or more and --eval-samples at least 1")
 
 
 def _mtq():
@@ -69,10 +81,32 @@ def modelopt_config(cfg: QuantConfig) -> dict:
         rules.append(
             {"quantizer_name": "*weight_quantizer", "parent_class": cls, "cfg": {"num_bits": 8, "axis": cfg.deconv_weight_axis}}
         )
+    if cfg.calibrator != "max":  # activations: histogram; amax picked after the forward loop
+        rules.append({"quantizer_name": "*input_quantizer", "cfg": {"num_bits": 8, "axis": None, "calibrator": "histogram"}})
     for pattern in cfg.keep_float:
         rules.append({"quantizer_name": f"{pattern}.*", "enable": False})
-    config["algorithm"] = cfg.calibrator
+    config["algorithm"] = "max" if cfg.calibrator == "max" else None
     return config
+
+
+def _histogram_calibrate(model: nn.Module, forward_loop, cfg: QuantConfig) -> None:
+    """pytorch-quantization's recipe on modelopt's quantisers: collect, then pick amax."""
+    from modelopt.torch.quantization.calib import HistogramCalibrator
+    from modelopt.torch.quantization.model_calib import enable_stats_collection
+    from modelopt.torch.quantization.nn import TensorQuantizer
+
+    enable_stats_collection(model)
+    forward_loop(model)
+    for module in model.modules():
+        if not isinstance(module, TensorQuantizer) or module._disabled or module._calibrator is None:
+            continue
+        if isinstance(module._calibrator, HistogramCalibrator):
+            extra = {"percentile": cfg.percentile} if cfg.calibrator == "percentile" else {}
+            module.load_calib_amax(cfg.calibrator, **extra)
+        else:
+            module.load_calib_amax()
+        module.enable_quant()
+        module.disable_calib()
 
 
 def _quiet():
@@ -96,6 +130,8 @@ def quantize_module(model: nn.Module, input_shape, distribution: str, cfg: Quant
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qmodel = mtq.quantize(qmodel, modelopt_config(cfg), forward_loop)
+        if cfg.calibrator != "max":
+            _histogram_calibrate(qmodel, forward_loop, cfg)
     return qmodel.eval()
 
 
@@ -113,12 +149,28 @@ def layer_precisions(qmodel: nn.Module) -> dict[str, str]:
 
 
 def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
-    """Stage function: a bundle with a PyTorch model -> the same, INT8 fake-quantised."""
+    """Stage function: a bundle with a PyTorch model -> the same, INT8 fake-quantised.
+
+    With `min_psnr`, the most sensitive layers stay FP32 until the budget holds; with
+    `qat_steps`, the quantised model is then fine-tuned against the FP32 model.
+    """
+    from .sensitivity import choose_mix, qat
+
+    cfg.validate()
     if bundle.model is None:
         raise GencompressError("quantize needs a PyTorch model; for an ONNX model use export's ONNX quantisation")
     qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress)
+    search = None
+    if cfg.min_psnr is not None:
+        search = choose_mix(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress)
+        cfg = replace(cfg, keep_float=tuple(search["keep_float"]))
+    qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
     step["keep_float"] = list(cfg.keep_float)
+    if search:
+        step["sensitivity"] = search
+    if qat_log:
+        step["qat"] = qat_log
     out = bundle.derive(step, qmodel)
     out.manifest["precision"] = layer_precisions(qmodel)
     return out
@@ -135,7 +187,8 @@ def restore_quantized(bundle: Bundle) -> nn.Module:
         raise GencompressError("bundle is not quantised")
     fields = {k: v for k, v in steps[-1].items() if k in QuantConfig.__dataclass_fields__}
     fields["keep_float"] = tuple(fields.get("keep_float", ()))
-    cfg = QuantConfig(**fields)
+    # Every amax comes from the saved state: replay the quantiser layout, not the calibration.
+    cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, qat_steps=0)
     state = bundle.state_dict()
     model = build_architecture(bundle.manifest["architecture"])
     load_weights(model, {k: v for k, v in state.items() if "_quantizer." not in k})

@@ -29,6 +29,7 @@ class OnnxConfig:
     dynamic_batch: bool = True
     input_name: str = "latent"
     output_name: str = "image"
+    slim: bool = True  # onnxslim, kept only when Q/DQ pairs survive (see checks.slim)
 
     def validate(self) -> None:
         if self.opset < MIN_OPSET:
@@ -59,8 +60,20 @@ def export_module(model: nn.Module, input_shape, path: Path, cfg: OnnxConfig) ->
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GencompressError(f"ONNX export failed: {first[:300]}") from None
+    if cfg.slim:
+        _slim_in_place(path)
     load_onnx(path, check=True)
     return path
+
+
+def _slim_in_place(path: Path) -> str:
+    import onnx
+
+    from .checks import slim
+
+    model, note = slim(load_onnx(path, check=False))
+    onnx.save(model, str(path))
+    return note
 
 
 def to_onnx(bundle: Bundle, cfg: OnnxConfig | None = None, workdir: Path | None = None) -> Bundle:

@@ -2,7 +2,10 @@
 
 This uses ONNX Runtime's static quantisation. `qdq_symmetric` writes TensorRT's explicit
 form (symmetric INT8 activations and weights, zero-point 0, per-channel weights), the
-same contract as modelopt's export; the CPU-oriented form belongs to `--target cpu`.
+same contract as modelopt's export. `quantize_cpu` writes the form ONNX Runtime's CPU
+provider runs as integer kernels (`--target cpu`): unsigned asymmetric activations,
+per-channel signed weights, only Conv/Gemm/MatMul quantised, so every Conv becomes a
+QLinearConv (symmetric Q/DQ graphs ran slower than FP32 there).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
@@ -28,7 +32,68 @@ class _Reader:
 
 
 def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234) -> Path:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    options = dict(
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["Conv", "ConvTranspose", "Gemm", "MatMul"],
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options)
+
+
+CPU_FORMATS = ("qdq", "qoperator")
+# Pure data movement: run on uint8 between integer convolutions instead of paying a
+# Dequantize/Quantize pair around each (exact: the same scale passes through).
+MOVE_OPS = ("DepthToSpace", "Reshape")
+# Removed by folding into the preceding convolution's output range (unsigned, from 0).
+FUSED_ACTIVATIONS = ("Relu", "Clip")
+
+
+def _register_move_ops() -> None:
+    """ONNX Runtime's quantiser lists Reshape as an 8-bit pass-through op but not
+    DepthToSpace (whose CPU kernel takes uint8); register it the same way."""
+    from onnxruntime.quantization import registry
+    from onnxruntime.quantization.operators.direct_q8 import Direct8BitOp, QDQDirect8BitOp
+
+    registry.QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
+    registry.QLinearOpsRegistry.setdefault("DepthToSpace", Direct8BitOp)
+CPU_CALIBRATORS = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+CPU_FORM = "ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetric activations, per-channel S8 weights, Conv/Gemm/MatMul only"
+
+
+def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
+                 fmt: str = "qdq", calibrator: str = "max") -> Path:
+    """INT8 in the form ONNX Runtime's CPU provider runs fast (see module docstring).
+
+    With `qdq`, ONNX Runtime fuses each DequantizeLinear -> Conv -> QuantizeLinear into a
+    QLinearConv when it loads the session; `qoperator` writes QLinearConv directly.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    if fmt not in CPU_FORMATS:
+        raise GencompressError(f"unknown CPU INT8 format {fmt!r}; known: {', '.join(CPU_FORMATS)}")
+    if calibrator not in CPU_CALIBRATORS:
+        raise GencompressError(f"calibrator {calibrator!r} is not available for ONNX quantisation; known: {', '.join(CPU_CALIBRATORS)}")
+    _register_move_ops()
+    options = dict(
+        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["Conv", "Gemm", "MatMul", *MOVE_OPS, *FUSED_ACTIVATIONS],
+        calibrate_method=getattr(CalibrationMethod, CPU_CALIBRATORS[calibrator]),
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options)
+
+
+def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, samples: int, seed: int, options: dict) -> Path:
+    from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     import onnxruntime as ort
@@ -40,18 +105,7 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
-            quantize_static(
-                str(prepped),
-                str(dst),
-                _Reader(input_name, inputs, 32),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["Conv", "ConvTranspose", "Gemm", "MatMul"],
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-            )
+            quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, 32), **options)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GencompressError(f"ONNX INT8 quantisation of {src.name} failed: {first[:300]}") from None
@@ -68,3 +122,24 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
     return dst
+
+
+def cpu_int8(model, fp32_onnx: Path, work: Path, input_shape, distribution: str, samples: int = 256,
+             fmt: str = "qoperator", deconv_form: str = "sub-pixel") -> tuple[Path, dict]:
+    """`--target cpu` INT8: fold BatchNorm and rewrite ConvTranspose into convolutions
+    (exact, verified in FP32) so every layer is a QLinearConv, then quantise for ORT CPU.
+
+    Returns the INT8 ONNX path and the recipe step describing it. A model we only have as
+    ONNX is quantised as it is (its ConvTranspose layers then stay float).
+    """
+    from gencompress.compress.rewrite import cpu_integer_ready
+    from gencompress.export.onnx_export import OnnxConfig, export_module
+
+    step = {"step": "quantize", "tool": "onnxruntime.quantize_static", "format": f"cpu-u8s8-{fmt}", "form": CPU_FORM.format(fmt=fmt)}
+    src = fp32_onnx
+    if model is not None and not isinstance(model, torch.jit.ScriptModule):
+        rewritten, info = cpu_integer_ready(model, input_shape, form=deconv_form)
+        src = export_module(rewritten, input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
+        step.update(info)
+    path = quantize_cpu(src, work / "model.onnx", input_shape, distribution, samples, fmt=fmt)
+    return path, step

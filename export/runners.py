@@ -78,7 +78,15 @@ class OrtRunner(Runner):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GencompressError(f"ONNX Runtime cannot load {onnx_path}: {first[:300]}") from None
         self.threads = threads
+        self.optimization = optimization
         self.input_name = self.session.get_inputs()[0].name
+
+    def conditions(self) -> dict:
+        """What a timing taken with this runner depends on (goes next to every number)."""
+        import onnxruntime as ort
+
+        return {"backend": "onnxruntime", "version": ort.__version__, "provider": "CPUExecutionProvider",
+                "intra_op_threads": self.threads, "graph_optimization": self.optimization}
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
@@ -87,7 +95,14 @@ class OrtRunner(Runner):
         self.session = None
 
 
-BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner}
+def _tensorrt_runner(*args, **kwargs) -> Runner:
+    """TrtRunner, imported only when asked for: a missing TensorRT breaks nothing else."""
+    from .tensorrt.runner import TrtRunner
+
+    return TrtRunner(*args, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "tensorrt": _tensorrt_runner}
 
 
 def register_backend(name: str, factory: Callable[..., Runner]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,11 @@ from . import __version__
 from .atomic import atomic_dir
 from .errors import GencompressError
 
-SCHEMA_VERSION = 1
+# Version 2 added "hash_algorithm". Older manifests are migrated on load (MIGRATIONS);
+# newer ones are refused with a message asking for a newer gencompress.
+SCHEMA_VERSION = 2
+HASH_ALGORITHM = "sha256"
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KiB; anything this big is not one
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
@@ -40,6 +45,7 @@ ENGINE = "engine.plan"
 def new_manifest(architecture: dict, input_spec: dict, output_spec: dict) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
+        "hash_algorithm": HASH_ALGORITHM,
         "gencompress_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "architecture": architecture,
@@ -86,13 +92,15 @@ class Bundle:
     def save(self, out: str | os.PathLike) -> "Bundle":
         """Write the bundle to `out` atomically (temp folder, then rename)."""
         out = Path(out)
-        manifest = copy.deepcopy(self.manifest)
+        manifest = migrate(copy.deepcopy(self.manifest))
+        validate_manifest(manifest)  # before any work: a bad manifest never reaches disk
         with atomic_dir(out) as tmp:
             hashes: dict[str, str] = {}
             if self.model is not None:
                 _save_weights(self.model, tmp / WEIGHTS)
                 hashes[WEIGHTS] = sha256(tmp / WEIGHTS)
             for name, src in self.files.items():
+                _check_member_name(name)  # never write outside the temp folder
                 dst = tmp / name
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
@@ -108,13 +116,13 @@ class Bundle:
         """Read a bundle's manifest and list its files; the model is built on demand."""
         path = Path(path)
         mpath = path / MANIFEST
+        if not path.is_dir():
+            raise GencompressError(f"bundle {path} does not exist or is not a folder")
         if not mpath.is_file():
             raise GencompressError(f"{path} is not a bundle: no {MANIFEST}")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise GencompressError(f"{mpath} is not valid JSON: {exc}") from None
-        validate_manifest(manifest)
+        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+            raise GencompressError(f"{mpath} is over {MAX_MANIFEST_BYTES >> 20} MiB; not a gencompress manifest")
+        manifest = parse_manifest(mpath.read_bytes(), str(mpath))
         if verify:
             _verify_hashes(path, manifest["files"])
         files = {name: path / name for name in manifest["files"] if name != WEIGHTS}
@@ -135,8 +143,12 @@ def sha256(path: Path) -> str:
 
 
 def _verify_hashes(root: Path, hashes: dict[str, str]) -> None:
+    real_root = root.resolve()
     for name, expected in hashes.items():
         target = root / name
+        # A link could make us hash (and later copy) a file outside the bundle.
+        if target.is_symlink() or not target.resolve().is_relative_to(real_root):
+            raise GencompressError(f"bundle {root}: {name} is a link or lies outside the bundle; refusing it")
         if not target.is_file():
             raise GencompressError(f"bundle {root} is missing {name}")
         if sha256(target) != expected:
@@ -161,17 +173,87 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise GencompressError(f"cannot read weights {path}: {exc}") from None
 
 
-def validate_manifest(manifest: dict) -> None:
-    import jsonschema
+def parse_manifest(data: bytes | str, where: str = "manifest") -> dict:
+    """JSON text -> a validated manifest at the current schema version (migrated if older)."""
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GencompressError(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GencompressError(f"{where} is nested too deeply to be a manifest") from None
+    manifest = migrate(manifest)
+    validate_manifest(manifest)
+    return manifest
 
+
+def _schema_version(manifest) -> int:
     if not isinstance(manifest, dict):
         raise GencompressError("manifest is not a JSON object")
     version = manifest.get("schema_version")
+    if type(version) is not int or version < 1:  # bool is an int subclass: refuse `true`
+        raise GencompressError(f"manifest schema version {version!r} is not supported (this gencompress reads 1 to {SCHEMA_VERSION})")
+    if version > SCHEMA_VERSION:
+        raise GencompressError(
+            f"manifest schema version {version} is newer than this gencompress reads ({SCHEMA_VERSION}); upgrade gencompress"
+        )
+    return version
+
+
+def _v1_to_v2(manifest: dict) -> dict:
+    """v2 names the hash algorithm, so a later version can change it without guessing."""
+    manifest["hash_algorithm"] = HASH_ALGORITHM
+    return manifest
+
+
+# MIGRATIONS[v] turns a version-v manifest into a version-(v+1) one. Add one entry per
+# schema change; `migrate` chains them, so every old bundle stays readable.
+MIGRATIONS = {1: _v1_to_v2}
+
+
+def migrate(manifest: dict) -> dict:
+    """Bring a manifest of any supported older schema version up to SCHEMA_VERSION."""
+    version = _schema_version(manifest)
+    while version < SCHEMA_VERSION:
+        manifest = MIGRATIONS[version](copy.deepcopy(manifest))
+        version += 1
+        manifest["schema_version"] = version
+    return manifest
+
+
+def _check_member_name(name: str) -> None:
+    """A file name inside a bundle: relative, no `..`, no backslash, not the manifest."""
+    parts = name.split("/")
+    if (
+        not name
+        or len(name) > 255
+        or name == MANIFEST
+        or "\\" in name
+        or "\0" in name
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise GencompressError(f"invalid manifest: file name {name!r} is not a plain relative path inside the bundle")
+
+
+def validate_manifest(manifest: dict) -> None:
+    import jsonschema
+
+    version = _schema_version(manifest)
     if version != SCHEMA_VERSION:
-        raise GencompressError(f"manifest schema version {version!r} is not supported (this gencompress reads {SCHEMA_VERSION})")
+        raise GencompressError(f"manifest schema version {version} must be migrated first (bundle.migrate)")
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(manifest))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise GencompressError(f"invalid manifest at {where}: {error.message[:200]}")
+    for name in manifest["files"]:
+        _check_member_name(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator():
+    """The schema, checked and compiled once per process."""
+    import jsonschema
+
     schema = json.loads(resources.files("gencompress").joinpath("schema/manifest.schema.json").read_text())
-    try:
-        jsonschema.validate(manifest, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise GencompressError(f"invalid manifest at {where}: {exc.message}") from None
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)

@@ -19,3 +19,15 @@ class VerificationError(GencompressError):
 
 class MissingDependencyError(GencompressError):
     """An optional backend (TensorRT, say) is not importable here."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, so no `except Exception` swallows it;
+    on its way out every atomic write removes its temp folder and `--out` stays as it was."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        super().__init__(signal.Signals(signum).name)

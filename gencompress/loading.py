@@ -51,8 +51,9 @@ def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
     path = Path(path)
     if not path.is_file():
         raise GencompressError(f"checkpoint {path} does not exist")
+    _check_size(path, "checkpoint")
     if path.suffix == ".safetensors":
-        return load_safetensors(path)
+        return check_finite_weights(load_safetensors(path), str(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
@@ -67,9 +68,17 @@ def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise GencompressError(f"checkpoint {path} is not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return check_finite_weights({str(k).removeprefix("module."): v for k, v in obj.items()}, str(path))
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    """NaN or Inf in a weight poisons every output; say which tensor, before any work."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise GencompressError(f"{where}: weight {name!r} contains NaN or Inf")
+    return state
 
 
 _SHAPE_ATTRS = {
@@ -80,6 +89,16 @@ _SHAPE_ATTRS = {
     nn.InstanceNorm2d: lambda m, w: _set(m, num_features=w.shape[0]),
     nn.GroupNorm: lambda m, w: _set(m, num_channels=w.shape[0]),
 }
+
+
+def _check_fits(name: str, current: torch.Tensor, saved: torch.Tensor) -> None:
+    """Pruning may shrink a dimension, never change the rank or the kind of number."""
+    if current.is_floating_point() and not saved.is_floating_point():
+        raise GencompressError(f"weight {name!r} is {saved.dtype}, the architecture needs a floating-point tensor")
+    if saved.dim() != current.dim() or saved.numel() == 0:
+        raise GencompressError(
+            f"weight {name!r} has shape {tuple(saved.shape)}, the architecture expects {tuple(current.shape)}"
+        )
 
 
 def _set(module: nn.Module, **attrs) -> None:
@@ -97,7 +116,10 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
     own = dict(model.named_parameters()) | dict(model.named_buffers())
     for name, saved in state.items():
         current = own.get(name)
-        if current is None or current.shape == saved.shape:
+        if current is None:
+            continue
+        _check_fits(name, current, saved)
+        if current.shape == saved.shape:
             continue
         module_name, _, attr = name.rpartition(".")
         module = model.get_submodule(module_name) if module_name else model
@@ -139,14 +161,14 @@ def call_import_spec(spec: str) -> nn.Module:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # user code may call sys.exit() on import
         raise GencompressError(f"cannot import {module_name!r} for {spec}: {type(exc).__name__}: {exc}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise GencompressError(f"{module_name!r} has no callable {func_name!r}")
     try:
         model = func()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise GencompressError(f"{spec}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise GencompressError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
@@ -156,7 +178,7 @@ def call_import_spec(spec: str) -> nn.Module:
 def model_from_bundle(bundle: Bundle) -> nn.Module:
     """Rebuild the FP32 PyTorch model of a saved bundle (the weights it holds)."""
     model = build_architecture(bundle.manifest["architecture"])
-    state = bundle.state_dict()
+    state = check_finite_weights(bundle.state_dict(), f"bundle {bundle.path}")
     plain = {k: v for k, v in state.items() if "_quantizer." not in k}
     return load_weights(model, plain).eval()
 
@@ -169,12 +191,31 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
-def _check_size(path: Path) -> None:
+def check_zip_archive(path: Path) -> None:
+    """A TorchScript file is a zip: refuse truncated ones, bad CRCs and zip bombs up front."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            if sum(i.file_size for i in infos) > MAX_MODEL_FILE_BYTES:
+                raise GencompressError(f"{path} unpacks to over {MAX_MODEL_FILE_BYTES >> 20} MiB; refusing it")
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise GencompressError(f"{path} is a corrupt or truncated archive: {exc}") from None
+    if bad is not None:
+        raise GencompressError(f"{path} is corrupt: bad checksum in {bad}")
+
+
+def _looks_like_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def _check_size(path: Path, what: str = "model file") -> None:
     size = path.stat().st_size
     if size == 0:
-        raise GencompressError(f"model file {path} is empty")
+        raise GencompressError(f"{what} {path} is empty")
     if size > MAX_MODEL_FILE_BYTES:
-        raise GencompressError(f"model file {path} is {size >> 20} MiB, over the {MAX_MODEL_FILE_BYTES >> 20} MiB limit")
+        raise GencompressError(f"{what} {path} is {size >> 20} MiB, over the {MAX_MODEL_FILE_BYTES >> 20} MiB limit")
 
 
 def load_spec(
@@ -220,10 +261,16 @@ def _file_bundle(path: Path, input_shape, distribution: str) -> Bundle:
     if path.suffix == ".onnx":
         from .onnx_utils import onnx_input_shape
 
-        shape = input_shape or onnx_input_shape(path)
+        shape = onnx_input_shape(path)  # validates the graph, whatever --input-shape says
+        if input_shape is not None and tuple(input_shape[1:]) != tuple(shape[1:]):
+            raise GencompressError(
+                f"input shape {describe_shape(input_shape)} does not fit {path} (it takes Nx{describe_shape(shape[1:])})"
+            )
         bundle = Bundle(new_manifest({"kind": "onnx", "name": path.name}, _input_spec(shape, distribution), _output_spec()))
         bundle.files["source.onnx"] = path
         return bundle
+    if _looks_like_zip(path):
+        check_zip_archive(path)
     if not is_torchscript(path):
         raise GencompressError(
             f"{path} is neither TorchScript nor ONNX; a state-dict checkpoint needs an architecture: "

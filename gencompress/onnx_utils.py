@@ -10,6 +10,11 @@ def load_onnx(path: str | Path, check: bool = True):
     """Load and (optionally) fully check an ONNX file, with a one-line error if it is broken."""
     import onnx
 
+    # protobuf caps a model at 2 GiB; external data files beside it are checked by onnx
+    # itself (a location outside the model's folder is refused).
+    size = Path(path).stat().st_size if Path(path).is_file() else -1
+    if size <= 0:
+        raise GencompressError(f"{path} is not a valid ONNX model: {'empty file' if size == 0 else 'no such file'}")
     try:
         model = onnx.load(str(path))
         if check:
@@ -27,6 +32,14 @@ def onnx_input_shape(path: str | Path) -> tuple[int, ...]:
     if len(inputs) != 1:
         raise GencompressError(f"{path} has {len(inputs)} inputs; a generator takes exactly one")
     dims = inputs[0].type.tensor_type.shape.dim
+    if not dims:
+        raise GencompressError(f"{path}: the input has no shape; a generator takes N x ... inputs")
+    if dims[0].HasField("dim_value") and dims[0].dim_value != 0:
+        # every stage runs batches (calibration, evaluation, latency at several sizes)
+        raise GencompressError(
+            f"{path}: the batch axis is fixed at {dims[0].dim_value}; export it with a dynamic batch axis "
+            "(torch.onnx.export(..., dynamic_axes={'input': {0: 'batch'}}))"
+        )
     shape = [1]
     for i, dim in enumerate(dims[1:], start=1):
         if not dim.HasField("dim_value"):

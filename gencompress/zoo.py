@@ -162,3 +162,117 @@ register(
         tags=("gan", "conv-only"),
     )
 )
+
+
+# --- ResNet image-to-image generator (Johnson et al. 2016; CycleGAN, Zhu et al. 2017) ----
+
+
+class _ResnetBlock(nn.Module):
+    """Two 3x3 reflect-padded convs with InstanceNorm and an identity skip."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _resnet_generator(nc: int, ngf: int, n_blocks: int) -> nn.Module:
+    """c7s1-ngf, d(2ngf), d(4ngf), R(4ngf) x n_blocks, u(2ngf), u(ngf), c7s1-nc + Tanh."""
+
+    def down(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, 2, 1), nn.InstanceNorm2d(cout), nn.ReLU(True)]
+
+    def up(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(cout), nn.ReLU(True)]
+
+    return nn.Sequential(
+        nn.ReflectionPad2d(3), nn.Conv2d(nc, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True),
+        *down(ngf, ngf * 2),
+        *down(ngf * 2, ngf * 4),
+        *[_ResnetBlock(ngf * 4) for _ in range(n_blocks)],
+        *up(ngf * 4, ngf * 2),
+        *up(ngf * 2, ngf),
+        nn.ReflectionPad2d(3), nn.Conv2d(ngf, nc, 7), nn.Tanh(),
+    )
+
+
+def _patchgan_discriminator(ndf: int = 32, nc: int = 1, norm: str = "instance") -> nn.Module:
+    """70x70-PatchGAN shape, scaled to 32x32: C64-C128-C256 (halved), one logit per patch.
+
+    Emits a (N, P) map of patch logits; losses average over patches. `norm` is 'instance'
+    or 'none' (WGAN-GP) or 'layer'.
+    """
+
+    def block(cin: int, cout: int, stride: int, normed: bool) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, stride, 1)]
+        if normed and norm in ("instance", "batch"):
+            layers.append(nn.InstanceNorm2d(cout, affine=True))
+        elif normed and norm == "layer":
+            layers.append(nn.GroupNorm(1, cout))
+        layers.append(nn.LeakyReLU(0.2, True))
+        return layers
+
+    return nn.Sequential(
+        *block(nc, ndf, 2, False),  # 32 -> 16
+        *block(ndf, ndf * 2, 2, True),  # 16 -> 8
+        *block(ndf * 2, ndf * 4, 1, True),  # 8 -> 7
+        nn.Conv2d(ndf * 4, 1, 4, 1, 1),  # 7 -> 6: 36 patch logits
+        nn.Flatten(),
+    )
+
+
+register(
+    ZooEntry(
+        name="resnet_generator",
+        build=_resnet_generator,
+        defaults={"nc": 1, "ngf": 16, "n_blocks": 3},
+        input_shape=lambda kw: (kw["nc"], 32, 32),
+        input_distribution="uniform",
+        description="ResNet image-to-image generator (CycleGAN-style, InstanceNorm), 32x32 in [-1, 1]",
+        discriminator=_patchgan_discriminator,
+        tags=("gan", "image-to-image", "instancenorm"),
+    )
+)
+
+
+# --- Convolutional VAE decoder (Kingma & Welling 2014) ------------------------------------
+
+
+class _VAEDecoder(nn.Module):
+    """z (nz,) or (nz, 1, 1) -> Linear -> 4x4 map -> ConvTranspose x 3 -> 32x32, Tanh in [-1, 1].
+
+    The matching encoder lives in gencompress.train (it is only needed for training);
+    the decoder is what gets deployed.
+    """
+
+    def __init__(self, nz: int, ngf: int, nc: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(nz, ngf * 4 * 16), nn.ReLU(True))
+
+        def up(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+        self.body = nn.Sequential(*up(ngf * 4, ngf * 2), *up(ngf * 2, ngf))
+        self.head = nn.Sequential(nn.ConvTranspose2d(ngf, nc, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.stem(z).unflatten(1, (-1, 4, 4))
+        return self.head(self.body(x))
+
+
+register(
+    ZooEntry(
+        name="vae_decoder",
+        build=_VAEDecoder,
+        defaults={"nz": 16, "ngf": 32, "nc": 1},
+        input_shape=lambda kw: (kw["nz"], 1, 1),
+        description="Convolutional VAE decoder: Linear stem + ConvTranspose x 3, Tanh, 32x32",
+        discriminator=None,
+        tags=("vae", "deconv"),
+    )
+)

@@ -6,13 +6,18 @@ message and exit code 2 (1 for a failed verification); `--debug` shows the trace
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import os
+import signal
 import sys
+import threading
 
 import click
 
 from gencompress import __version__
-from gencompress.errors import GencompressError
+from gencompress.errors import GencompressError, Interrupted, MissingDependencyError
 
 # (module, command name): imported lazily so `gencompress --help` stays fast and a
 # broken optional dependency in one command never breaks the others.
@@ -31,7 +36,7 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
-        return [name for name in COMMANDS if self._load(name) is not None]
+        return [name for name in COMMANDS if self._load(name, quiet=True) is not None]
 
     def get_command(self, ctx, name):
         return self._load(name)
@@ -40,14 +45,16 @@ class LazyGroup(click.Group):
         # Handled here (not only in main) so click's CliRunner sees the same exit codes.
         try:
             return super().invoke(ctx)
-        except GencompressError as exc:
-            if (ctx.obj or {}).get("debug"):
+        except (GencompressError, click.UsageError) as exc:
+            if (ctx.obj or {}).get("debug") or isinstance(exc, _NO_ARGS_IS_HELP):
                 raise
-            click.echo(f"gencompress: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            click.echo(one_line_error(exc), err=True)
+            ctx.exit(exit_code_of(exc))
 
     @staticmethod
-    def _load(name):
+    def _load(name, quiet=False):
+        """The command object, None if not written yet; a command whose imports fail is
+        left out of --help (quiet) or says why when run, without breaking the others."""
         if name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[name]
@@ -56,36 +63,122 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name == module_name:  # command not written yet
                 return None
-            raise
+            if quiet:
+                return None
+            raise MissingDependencyError(f"command {name!r} is unavailable: {exc}") from exc
+        except Exception as exc:
+            if quiet:
+                return None
+            raise GencompressError(f"command {name!r} is unavailable: {type(exc).__name__}: {exc}") from exc
         return getattr(module, attr)
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gencompress")
-@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors (or set GENCOMPRESS_DEBUG=1).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Prune, INT8-quantise, export and benchmark image generators."""
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj["debug"] = debug or _debug_from_env()
+
+
+def _debug_from_env() -> bool:
+    return os.environ.get("GENCOMPRESS_DEBUG", "") not in ("", "0")
+
+
+def one_line_error(exc: BaseException) -> str:
+    """The single stderr line a user sees for an error they can act on."""
+    if isinstance(exc, click.UsageError):
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        return f"gencompress: error: {exc.format_message()}{hint}"
+    if isinstance(exc, click.ClickException):
+        return f"gencompress: error: {exc.format_message()}"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"gencompress: error: {exc.strerror or exc}{where}"
+    return f"gencompress: error: {exc}"
+
+
+def exit_code_of(exc: BaseException) -> int:
+    return int(getattr(exc, "exit_code", 2))
+
+
+# OS errors a user fixes (space, permissions, read-only media), not bugs: one line, exit 2.
+_USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 
 
 def main(argv=None) -> None:
-    """Console entry point: run the CLI, turning user errors into one line and an exit code."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Console entry point: every failure becomes one stderr line and an exit code.
+
+    2: bad input (GencompressError, usage errors, a full or read-only disk); 1: a failed
+    verification; 130/143: SIGINT/SIGTERM (temp folders removed, --out untouched);
+    3: a bug (one line here; --debug or GENCOMPRESS_DEBUG=1 shows the traceback).
+    """
+    args = list(argv) if argv is not None else sys.argv[1:]
+    debug = "--debug" in args or _debug_from_env()
     try:
-        cli.main(args=argv, prog_name="gencompress", standalone_mode=False)
-    except GencompressError as exc:
-        if debug:
-            raise
-        click.echo(f"gencompress: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("gencompress: interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
+        with _signals_raise_interrupted():
+            result = cli.main(args=args, prog_name="gencompress", standalone_mode=False)
+    except BaseException as exc:  # noqa: BLE001 - this is the one place that sorts them all
+        sys.exit(_handle(exc, debug))
+    # standalone_mode=False returns ctx.exit()'s code instead of exiting with it
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _handle(exc: BaseException, debug: bool) -> int:
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, _NO_ARGS_IS_HELP):
         exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("gencompress: interrupted", err=True)
-        sys.exit(130)
+        return exc.exit_code
+    if debug:
+        raise exc
+    if isinstance(exc, Interrupted):
+        click.echo(f"gencompress: interrupted by {exc}; nothing half-written was left", err=True)
+        return exc.exit_code
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+        click.echo("gencompress: interrupted by SIGINT; nothing half-written was left", err=True)
+        return 130
+    if isinstance(exc, (GencompressError, click.ClickException)):
+        click.echo(one_line_error(exc), err=True)
+        return exit_code_of(exc)
+    if isinstance(exc, OSError) and exc.errno in _USER_OS_ERRORS:
+        click.echo(one_line_error(exc), err=True)
+        return 2
+    if isinstance(exc, MemoryError):
+        click.echo("gencompress: error: out of memory (try fewer samples or a smaller batch)", err=True)
+        return 2
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    click.echo(f"gencompress: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", err=True)
+    return 3
+
+
+@contextlib.contextmanager
+def _signals_raise_interrupted():
+    """SIGINT and SIGTERM raise Interrupted, so atomic writes clean up on the way out.
+
+    Python's default lets SIGTERM kill the process on the spot, leaving temp folders.
+    After the first signal the defaults come back, so a second one stops a stuck cleanup.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signums}
+
+    def handler(signum, frame):
+        for s in signums:
+            signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler)
+        raise Interrupted(signum)
+
+    for s in signums:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

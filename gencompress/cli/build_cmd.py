@@ -14,9 +14,14 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @click.option("--target", type=click.Choice(TARGETS), default="gpu", show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
+@click.option("--prune", "prune_ratio", type=float, default=None, help="Prune this fraction of channels (Torch-Pruning), then distil.")
+@click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
+@click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
+@click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
-def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, target, deconv_weight_axis, out, as_json):
+def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, target, deconv_weight_axis,
+          prune_ratio, distill_steps, min_psnr, qat_steps, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
     With no --model, uses the zoo DCGAN trained on scikit-learn's digits (trained on
@@ -26,6 +31,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         model=model, out=out, input_shape=input_shape, checkpoint=checkpoint, trust_pickle=trust_pickle,
         precision=precision, target=target, calib_samples=calib_samples,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
+        prune=prune_ratio, distill_steps=distill_steps, min_psnr=min_psnr, qat_steps=qat_steps,
     )
     summary = run_build(cfg)
     if as_json:

@@ -23,17 +23,18 @@ from gencompress.errors import GencompressError, MissingDependencyError
 from gencompress.loading import check_generator, load_spec
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
-from gencompress.compress import QuantConfig, quantize
+from gencompress.compress import PruneConfig, QuantConfig, prune, quantize
 from gencompress.export import OnnxConfig, to_onnx
 from gencompress.export.onnx_export import export_module
-from gencompress.export.onnx_quant import convert_fp16, quantize_qdq_symmetric
+from gencompress.export.stage import check_export
+from gencompress.export.onnx_quant import convert_fp16, cpu_int8, quantize_qdq_symmetric
 from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
 from gencompress.benchmarks.latency import measure
 from gencompress.benchmarks.report import build_report_markdown, sample_grid
 
 DEFAULT_MODEL = "dcgan"
-TARGETS = ("gpu",)
+TARGETS = ("gpu", "cpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
 PRECISIONS = ("int8", "fp16", "fp32")
 
 
@@ -56,6 +57,10 @@ class BuildConfig:
     latency_iters: int = 30
     latency_warmup: int = 5
     progress: bool = True
+    prune: float | None = None  # channel ratio pruned (Torch-Pruning), then distilled
+    distill_steps: int = 1500
+    min_psnr: float | None = None  # INT8 quality budget: sensitive layers stay float
+    qat_steps: int = 0
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -97,6 +102,8 @@ def build(cfg: BuildConfig) -> dict:
     check_output_dir(cfg.out)
     torch.set_num_threads(cfg.threads)
     source, name = resolve_model(cfg)
+    if cfg.prune is not None:  # everything after compares against the pruned FP32 model
+        source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress)
     work = Path(tempfile.mkdtemp(prefix="gencompress-build-"))
     inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.input_distribution, cfg.eval_seed).numpy()
 
@@ -113,6 +120,8 @@ def build(cfg: BuildConfig) -> dict:
 
     final, quant_form = _compress(source, cfg, fp32_onnx, work)
     final_onnx = final.file(ONNX)
+    # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
+    export_checks = check_export(final, cfg.target, work)
     compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs)
     quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name}
 
@@ -130,6 +139,8 @@ def build(cfg: BuildConfig) -> dict:
         "layer_precision": final.manifest.get("precision", {}),
         "conditions": describe(cfg.threads),
         "engine": _engine(final_onnx, cfg),
+        "export_checks": export_checks,
+        "prune": source.manifest["metrics"].get("prune"),
     }
     _write_report(summary, reference, compressed, final, work)
     final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
@@ -145,8 +156,17 @@ def _check_finite(reference: np.ndarray) -> None:
 
 def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> tuple[Bundle, str]:
     """Apply the requested precision; return a bundle holding model.onnx, and its form."""
+    if cfg.precision == "int8" and cfg.target == "cpu":
+        path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.input_distribution, cfg.calib_samples)
+        out = source.derive(step)
+        if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
+            out.model = None  # the bundle carries the graph, not PyTorch weights
+        out.files.pop("source.onnx", None)
+        out.files[ONNX] = path
+        return out, step["form"]
     if cfg.precision == "int8" and source.model is not None and source.manifest["architecture"]["kind"] != "torchscript":
-        qcfg = QuantConfig(calib_samples=cfg.calib_samples, deconv_weight_axis=cfg.deconv_weight_axis)
+        qcfg = QuantConfig(calib_samples=cfg.calib_samples, deconv_weight_axis=cfg.deconv_weight_axis,
+                           min_psnr=cfg.min_psnr, qat_steps=cfg.qat_steps)
         quantized = quantize(source, qcfg, progress=cfg.progress)
         return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
     if cfg.precision == "int8":
@@ -186,6 +206,10 @@ def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConf
 
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
     """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
+    if cfg.target.startswith("jetson-"):
+        msg = f"engine not built here: run build_engine.sh on the {cfg.target} (engines are specific to its GPU and TensorRT)"
+        log(msg)
+        return {"built": False, "message": msg}
     try:
         trt_backend.import_tensorrt()
     except MissingDependencyError as exc:

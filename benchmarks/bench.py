@@ -1,0 +1,235 @@
+"""`benchmarks.run(bundle, cfg)`: latency, memory and quality of one bundle, per backend and batch.
+
+Every row has the same keys whatever the backend (ROW_KEYS), so a report can put
+PyTorch, ONNX Runtime and TensorRT side by side. Quality is measured once per backend
+on fixed latents against the FP32 PyTorch model (the bundle's own weights, or the
+`reference` bundle's), so a compressed variant is judged against its original.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gencompress.bundle import ONNX, Bundle
+from gencompress.conditions import describe
+from gencompress.data import draw_inputs
+from gencompress.errors import GencompressError
+from gencompress.export.runners import BACKENDS, OrtRunner, Runner, run_batches
+from gencompress.metrics import fidelity, ssim
+
+from . import runners_extra, tegrastats  # runners_extra registers torch-compile, cuda-graph, trt
+from .latency import measure
+from .memory import device_peak_mb, host_peak_rss_mb, host_rss_mb, reset_device_peak
+from .realtime import verdict
+
+SCHEMA_VERSION = 1
+TORCH_BACKENDS = ("torch", "torch-compile", "cuda-graph")
+ROW_KEYS = (
+    "model", "variant", "backend", "precision", "device", "memory_format", "batch", "iters", "warmup",
+    "min_ms", "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "throughput_ips",
+    "host_rss_mb", "host_peak_rss_mb", "device_peak_mem_mb", "power_w", "energy_per_image_j",
+    "psnr_db", "ssim", "max_abs_error", "cosine", "quality_samples", "source",
+)
+
+
+@dataclass
+class BenchConfig:
+    backends: tuple[str, ...] = ("ort",)
+    batches: tuple[int, ...] = (1, 8, 32)
+    device: str = "cpu"
+    precision: str = "fp32"  # PyTorch backends: dtype; ONNX backends time the bundle's own graph
+    channels_last: bool = False
+    compile_backend: str = "inductor"
+    iters: int = 50
+    warmup: int = 10
+    threads: int = 2
+    quality_samples: int = 64
+    seed: int = 0
+    fps: float | None = None
+    budget_ms: float | None = None
+    data_samples: int = 0  # > 0: FID/KID/IS against the real data on this many samples
+    progress: bool = True
+    variant: str = ""  # a label for the row (sweep names its variants)
+
+    def validate(self) -> None:
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise GencompressError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(sorted(BACKENDS))}")
+        if not self.batches or min(self.batches) < 1:
+            raise GencompressError("--batch needs positive batch sizes")
+        if self.iters < 1 or self.warmup < 0:
+            raise GencompressError("--iters must be at least 1 and --warmup at least 0")
+        if self.fps is not None and self.fps <= 0 or self.budget_ms is not None and self.budget_ms <= 0:
+            raise GencompressError("--fps and --budget-ms must be positive")
+        if self.quality_samples < 1:
+            raise GencompressError("--quality-samples must be at least 1")
+
+
+@dataclass
+class Target:
+    """What a bundle gives the runners: its PyTorch model, its ONNX graph, its name."""
+
+    name: str
+    model: torch.nn.Module | None
+    onnx: Path | None
+    onnx_precision: str
+    input_shape: tuple[int, ...]
+    distribution: str
+    bundle: Bundle | None = None
+
+
+def bundle_precision(bundle: Bundle) -> str:
+    """The precision of the bundle's ONNX graph, read off its recipe."""
+    precision = "fp32"
+    for step in bundle.manifest.get("recipe", []):
+        if step.get("step") == "quantize":
+            precision = "int8"
+        elif step.get("step") == "convert" and step.get("precision"):
+            precision = step["precision"]
+    return precision
+
+
+def bundle_name(bundle: Bundle) -> str:
+    arch = bundle.manifest["architecture"]
+    base = arch.get("name") or arch.get("spec") or arch["kind"]
+    return f"{base} ({Path(bundle.path).name})" if bundle.path else str(base)
+
+
+def target_from_bundle(bundle: Bundle, workdir: Path) -> Target:
+    """Make sure the bundle has both forms a backend may need (ONNX exported if missing)."""
+    onnx_path = bundle.files.get(ONNX) or bundle.files.get("source.onnx")
+    if onnx_path is None and bundle.model is not None:
+        from gencompress.export.onnx_export import OnnxConfig, export_module
+
+        onnx_path = export_module(bundle.model, bundle.input_shape, workdir / "fp32.onnx", OnnxConfig())
+    return Target(bundle_name(bundle), bundle.model, onnx_path, bundle_precision(bundle), bundle.input_shape, bundle.input_distribution, bundle)
+
+
+def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner, str, str]:
+    """The runner for `backend`, with the precision and memory format it really runs."""
+    factory = BACKENDS[backend]
+    if backend not in TORCH_BACKENDS:
+        if target.onnx is None:
+            raise GencompressError(f"backend {backend} needs an ONNX graph and the bundle has none")
+        if backend == "ort":
+            return OrtRunner(target.onnx, cfg.threads), target.onnx_precision, "nchw"
+        if backend in ("trt", "tensorrt"):  # the engine built from the bundle's ONNX
+            return runners_extra.tensorrt_runner(target.bundle), target.onnx_precision, "nchw"
+        return factory(target.onnx), target.onnx_precision, "nchw"
+    if target.model is None:
+        raise GencompressError(f"backend {backend} needs a PyTorch model and the bundle has none")
+    kwargs = {"device": cfg.device, "threads": cfg.threads, "precision": cfg.precision, "channels_last": cfg.channels_last}
+    if backend == "torch":
+        runner = runners_extra.TorchBestRunner(target.model, **kwargs)
+    elif backend == "torch-compile":
+        runner = runners_extra.TorchCompileRunner(target.model, compile_backend=cfg.compile_backend, **kwargs)
+    else:
+        runner = factory(target.model, **kwargs)
+    return runner, cfg.precision, "channels_last" if cfg.channels_last else "nchw"
+
+
+def time_runner(runner: Runner, inputs: np.ndarray, cfg: BenchConfig, label: str) -> list[dict]:
+    """One latency row per batch size, with the memory seen while timing it."""
+    rows = []
+    for batch in cfg.batches:
+        x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
+        reset_device_peak(cfg.device)
+        stats, power = _measure_with_power(runner, x, cfg, f"{label} b{batch}" if cfg.progress else "")
+        rows.append({**stats.as_dict(), **power, "host_rss_mb": host_rss_mb(), "host_peak_rss_mb": host_peak_rss_mb(),
+                     "device_peak_mem_mb": device_peak_mb(cfg.device)})
+    return rows
+
+
+def _measure_with_power(runner: Runner, x: np.ndarray, cfg: BenchConfig, label: str):
+    """measure(), with tegrastats sampling power around it on a Jetson (None elsewhere)."""
+    if not tegrastats.available():
+        return measure(runner, x, cfg.iters, cfg.warmup, label=label), {"power_w": None, "energy_per_image_j": None}
+    with tegrastats.Sampler() as sampler:
+        stats = measure(runner, x, cfg.iters, cfg.warmup, label=label)
+    images = len(x) * (cfg.iters + cfg.warmup)
+    return stats, {"power_w": tegrastats.mean_power_w(sampler.samples),
+                   "energy_per_image_j": tegrastats.energy_per_image_j(sampler.samples, sampler.seconds, images)}
+
+
+def quality_against(reference: np.ndarray, output: np.ndarray) -> dict:
+    if not np.isfinite(output).all():
+        return {"psnr_db": None, "ssim": None, "max_abs_error": None, "cosine": None, "quality_samples": len(output)}
+    return {**fidelity(reference, output), "ssim": ssim(reference, output), "quality_samples": len(output)}
+
+
+def reference_outputs(reference: Bundle | None, target: Target, inputs: np.ndarray) -> tuple[np.ndarray, str]:
+    """FP32 PyTorch outputs of the original model on `inputs` (ONNX FP32 if there is no model)."""
+    model = reference.model if reference is not None else target.model
+    if model is not None:
+        from gencompress.export.runners import TorchRunner
+
+        return run_batches(TorchRunner(model), inputs), "FP32 PyTorch" + (" (reference bundle)" if reference else "")
+    if target.onnx is None:
+        raise GencompressError("no PyTorch model and no ONNX graph to take a reference from")
+    return run_batches(OrtRunner(target.onnx), inputs), "ONNX Runtime on the bundle's graph"
+
+
+def conditions(cfg: BenchConfig) -> dict:
+    """gencompress.conditions.describe() plus what makes timings on a shared machine noisy."""
+    info = describe(cfg.threads, cfg.device)
+    info["loadavg_1_5_15"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    info["iters"], info["warmup"] = cfg.iters, cfg.warmup
+    info["timer"] = "CUDA synchronize + perf_counter_ns" if cfg.device.startswith("cuda") else "perf_counter_ns"
+    info["nvpmodel"] = tegrastats.nvpmodel_mode()  # None off a Jetson
+    info["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return info
+
+
+def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None) -> dict:
+    """Stage function: time and judge `bundle` on every backend and batch in `cfg`."""
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    workdir = Path(tempfile.mkdtemp(prefix="gencompress-bench-"))
+    target = target_from_bundle(bundle, workdir)
+    inputs = draw_inputs(target.input_shape, cfg.quality_samples, target.distribution, cfg.seed).numpy()
+    ref, ref_name = reference_outputs(reference, target, inputs)
+    rows, samples = [], {}
+    for backend in cfg.backends:
+        runner, precision, memory_format = make_runner(backend, target, cfg)
+        output = run_batches(runner, inputs, max(cfg.batches))
+        quality = quality_against(ref, output)
+        samples[backend] = output[:8]
+        base = {"model": target.name, "variant": cfg.variant or target.name, "backend": backend, "precision": precision,
+                "device": cfg.device, "memory_format": memory_format, **quality, "source": "measured"}
+        for timing in time_runner(runner, inputs, cfg, f"{backend} {precision}"):
+            rows.append({key: {**base, **timing}.get(key) for key in ROW_KEYS})
+        runner.close()
+    result = {
+        "kind": "gencompress-bench", "schema_version": SCHEMA_VERSION, "model": target.name,
+        "bundle": str(bundle.path) if bundle.path else None, "reference": ref_name,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "conditions": conditions(cfg), "rows": rows,
+        "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],
+        "quality_vs_data": _vs_data(bundle, target, cfg),
+        "sample_grids": _grids(ref, samples, target.name),
+    }
+    return result
+
+
+def _vs_data(bundle: Bundle, target: Target, cfg: BenchConfig) -> dict | None:
+    if cfg.data_samples <= 0:
+        return None
+    from .quality import quality_vs_data
+
+    runner, _, _ = make_runner(cfg.backends[0], target, cfg)
+    inputs = draw_inputs(target.input_shape, cfg.data_samples, target.distribution, cfg.seed + 1).numpy()
+    images = run_batches(runner, inputs, 64)
+    return {"backend": cfg.backends[0], **quality_vs_data(images, bundle)}
+
+
+def _grids(reference: np.ndarray, samples: dict, name: str) -> dict:
+    """A base64 PNG per backend (original / compressed / amplified diff) for the report."""
+    from .report_html import grid_base64
+
+    return {backend: grid_base64(reference[: len(out)], out, f"{name}: {backend}") for backend, out in samples.items()}

@@ -1,0 +1,124 @@
+"""Device profiles: peak throughput and memory bandwidth, with where each number comes from.
+
+Peaks are *dense* (no 2:4 sparsity) tensor-core figures unless a note says otherwise;
+vendors often quote sparse figures (2x). Jetson figures are the GPU only (no DLA), at
+the module's maximum-power nvpmodel mode. Where a datasheet gives only a headline
+number, the per-precision figure is derived from it and the note says how.
+
+`op_overhead_us` is a fixed cost per layer (kernel launch, framework dispatch) that the
+roofline adds: small generators at batch 1 are dominated by it, not by FLOPs.
+`calibrated` marks profiles whose effective throughput was *measured* rather than read
+off a datasheet (this machine's CPU: see CPU_CALIBRATION).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from gencompress.errors import GencompressError
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    key: str
+    name: str
+    kind: str  # "gpu", "jetson" or "cpu"
+    fp32_tflops: float
+    fp16_tflops: float
+    int8_tops: float
+    mem_bw_gbs: float
+    source: str
+    op_overhead_us: float = 5.0
+    calibrated: bool = False
+    note: str = ""
+
+    def peak_tflops(self, precision: str) -> float:
+        table = {"fp32": self.fp32_tflops, "fp16": self.fp16_tflops, "bf16": self.fp16_tflops, "int8": self.int8_tops}
+        if precision not in table:
+            raise GencompressError(f"no peak throughput for precision {precision!r}")
+        return table[precision]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, DeviceProfile] = {}
+
+
+def register(profile: DeviceProfile) -> DeviceProfile:
+    if profile.key in PROFILES:
+        raise ValueError(f"device profile {profile.key!r} is already registered")
+    if min(profile.fp32_tflops, profile.fp16_tflops, profile.int8_tops, profile.mem_bw_gbs) <= 0:
+        raise ValueError(f"device profile {profile.key!r} needs positive peaks")
+    PROFILES[profile.key] = profile
+    return profile
+
+
+def get(key: str) -> DeviceProfile:
+    try:
+        return PROFILES[key]
+    except KeyError:
+        raise GencompressError(f"unknown device profile {key!r}; known: {', '.join(sorted(PROFILES))}") from None
+
+
+def names() -> list[str]:
+    return sorted(PROFILES)
+
+
+# --- data-centre and desktop GPUs --------------------------------------------------------
+
+register(DeviceProfile("h100", "NVIDIA H100 SXM5 80GB", "gpu", 67.0, 989.4, 1978.9, 3350.0,
+                       "NVIDIA H100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h100/); dense = half the sparse figures",
+                       op_overhead_us=3.0))
+register(DeviceProfile("h100-pcie", "NVIDIA H100 PCIe 80GB", "gpu", 51.0, 756.0, 1513.0, 2000.0,
+                       "NVIDIA H100 Tensor Core GPU datasheet (PCIe column); dense = half the sparse figures", op_overhead_us=3.0))
+register(DeviceProfile("h200", "NVIDIA H200 SXM 141GB", "gpu", 67.0, 989.4, 1978.9, 4800.0,
+                       "NVIDIA H200 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h200/); dense = half the sparse figures",
+                       op_overhead_us=3.0))
+register(DeviceProfile("a100", "NVIDIA A100 SXM4 80GB", "gpu", 19.5, 312.0, 624.0, 2039.0,
+                       "NVIDIA A100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/a100/), 80GB SXM column",
+                       op_overhead_us=4.0))
+register(DeviceProfile("rtx-4090", "NVIDIA GeForce RTX 4090", "gpu", 82.6, 165.2, 660.6, 1008.0,
+                       "NVIDIA Ada Lovelace GPU Architecture whitepaper v2.1, Appendix A (FP16 with FP32 accumulate, dense)",
+                       op_overhead_us=4.0))
+
+# --- Jetson (GPU only, MAXN / max-power mode) ---------------------------------------------
+# Orin's GPU SMs have A100-class tensor cores: 2048 FP16 / 4096 INT8 dense ops per SM per clock.
+# Each derived figure = SMs x clock x ops/clock, and it reproduces the datasheet's sparse GPU TOPS.
+
+register(DeviceProfile("jetson-orin-nano", "NVIDIA Jetson Orin Nano 8GB", "jetson", 1.28, 10.2, 20.5, 68.0,
+                       "Jetson Orin Nano Series Data Sheet (DS-11105): 40 sparse INT8 TOPS, 1024 CUDA cores (8 SMs) at 625 MHz, "
+                       "LPDDR5 68 GB/s; JetPack 6.2 'Super' mode raises clocks (67 TOPS, 102 GB/s)",
+                       op_overhead_us=15.0, note="derived: 8 SMs x 0.625 GHz x 4096 INT8 ops/clk"))
+register(DeviceProfile("jetson-orin-nx", "NVIDIA Jetson Orin NX 16GB", "jetson", 1.88, 15.0, 30.1, 102.4,
+                       "Jetson Orin NX Series Data Sheet (DS-10712): 100 sparse INT8 TOPS with DLAs, 1024 CUDA cores at 918 MHz, "
+                       "LPDDR5 102.4 GB/s", op_overhead_us=12.0, note="derived: 8 SMs x 0.918 GHz x 4096 INT8 ops/clk (GPU only)"))
+register(DeviceProfile("jetson-agx-orin", "NVIDIA Jetson AGX Orin 64GB", "jetson", 5.32, 42.6, 85.2, 204.8,
+                       "Jetson AGX Orin Series Data Sheet (DS-10662): 275 sparse INT8 TOPS with DLAs (170 GPU), 2048 CUDA cores "
+                       "at 1.3 GHz, LPDDR5 204.8 GB/s", op_overhead_us=8.0, note="derived: 16 SMs x 1.3 GHz x 4096 INT8 ops/clk"))
+register(DeviceProfile("jetson-thor", "NVIDIA Jetson AGX Thor (T5000)", "jetson", 8.0, 258.0, 517.0, 273.0,
+                       "Jetson Thor Series Data Sheet / product page: 2070 sparse FP4 TFLOPS, 2560-core Blackwell GPU, "
+                       "LPDDR5X 273 GB/s", op_overhead_us=6.0,
+                       note="derived: FP16 dense = FP4 sparse / 8, INT8 dense = FP16 x 2; FP32 = 2560 cores x 2 x ~1.57 GHz; verify on device"))
+
+# --- this machine's CPU ---------------------------------------------------------------------
+
+# Measured on this machine by benchmarks/calibrate_cpu.py (ONNX Runtime 1.32, 2 threads,
+# conv-heavy graph at batch 8): effective, not peak. The datasheet peak of a Zen 4 core
+# (2 x 256-bit FMA per clock = 32 FP32 FLOPs/clk) at ~2.6 GHz would be ~166 GFLOPS for
+# 2 cores, which small-channel generator layers never approach; a roofline on that peak
+# underestimates latency by well over 3x, so the profile carries the measured figure.
+CPU_CALIBRATION = {
+    "effective_fp32_gflops": 50.0,  # 3x3 Conv 64->64, 8x32x32: fastest of 30 runs
+    "effective_int8_gops": 350.0,  # the same Conv in Q/DQ form (QLinearConv, AVX-512 VNNI)
+    "effective_mem_bw_gbs": 10.0,  # Add of two 64 MiB tensors
+    "op_overhead_us": 0.33,  # ONNX Runtime's dispatch per node on tiny tensors
+    "how": "python benchmarks/calibrate_cpu.py, ONNX Runtime 1.32, 2 threads, 2026-11-25, load average ~11 "
+           "(other jobs running): fastest-run figures; re-run on a quiet machine to refine",
+}
+
+register(DeviceProfile("cpu-epyc-2c", "AMD EPYC (Zen 4), 2 vCPUs, ONNX Runtime", "cpu",
+                       CPU_CALIBRATION["effective_fp32_gflops"] / 1000, CPU_CALIBRATION["effective_fp32_gflops"] / 1000,
+                       CPU_CALIBRATION["effective_int8_gops"] / 1000, CPU_CALIBRATION["effective_mem_bw_gbs"],
+                       "measured effective throughput on this machine (benchmarks/calibrate_cpu.py); peak per AMD Zen 4 "
+                       "(Genoa) documentation: 32 FP32 FLOPs/clk/core", op_overhead_us=CPU_CALIBRATION["op_overhead_us"],
+                       calibrated=True, note="FP16 runs at FP32 speed on this CPU under ONNX Runtime (no FP16 compute)"))

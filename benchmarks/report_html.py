@@ -1,0 +1,232 @@
+"""`gencompress report RUN...`: Markdown and a self-contained HTML page from result JSONs.
+
+Both documents are rendered from the same list of sections (title, text, tables,
+figures), so the Markdown always has the same tables as the HTML. Figures are PNGs
+written beside report.md and embedded base64 in report.html: the page needs no network.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gencompress.atomic import atomic_dir
+from gencompress.errors import GencompressError
+
+from . import plots, results_io
+from .report import _fmt, markdown_table, sample_grid
+
+RESULT_KINDS = ("gencompress-bench", "gencompress-sweep")
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[tuple[list[str], list[list]]] = field(default_factory=list)
+    figures: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, PNG bytes)
+
+
+# --- inputs ----------------------------------------------------------------------------
+
+
+def load_runs(paths: list[str]) -> list[dict]:
+    """Result JSONs named directly, or every result JSON inside a named folder."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files += sorted(p.glob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise GencompressError(f"run {raw} does not exist")
+    runs = []
+    for f in files:
+        try:
+            data = results_io.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GencompressError(f"{f} is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and data.get("kind") in RESULT_KINDS:
+            data["_file"] = str(f)
+            runs.append(data)
+    if not runs:
+        raise GencompressError(f"no gencompress bench or sweep results among {', '.join(paths)}")
+    return runs
+
+
+def grid_base64(reference: np.ndarray, output: np.ndarray, title: str = "") -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = sample_grid(reference, output, Path(tmp) / "grid.png", title=title)
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+# --- sections --------------------------------------------------------------------------
+
+
+LATENCY_HEADER = ["variant", "backend", "precision", "device", "batch", "median ms", "p90 ms", "p99 ms", "std ms",
+                  "images/s", "peak RSS MiB", "PSNR dB", "SSIM", "source"]
+
+
+def latency_rows(rows: list[dict]) -> list[list]:
+    return [[r["variant"], r["backend"], r["precision"], r["device"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"],
+             r["std_ms"], r["throughput_ips"], r.get("host_peak_rss_mb"), r.get("psnr_db"), r.get("ssim"), r.get("source")]
+            for r in rows]
+
+
+def all_rows(runs: list[dict]) -> list[dict]:
+    return [row for run in runs for row in run.get("rows", [])]
+
+
+def summary_section(runs: list[dict], rows: list[dict]) -> Section:
+    batch = plots.scatter_batch(rows)
+    scatter, front = plots.latency_quality_scatter(rows, batch)
+    front_rows = [[r["variant"], r["backend"], r["precision"], r["median_ms"], r.get("psnr_db")] for r in front]
+    text = (f"Latency (median, batch {batch}) against quality (PSNR vs the original FP32 model, on the same latents). "
+            "Points on the Pareto front: no other configuration is both faster and closer to the original.")
+    return Section("Latency against quality", text, [(["variant", "backend", "precision", "median ms", "PSNR dB"], front_rows)],
+                   [("scatter.png", scatter)])
+
+
+def latency_section(rows: list[dict]) -> Section:
+    text = ("Every number measured on this machine unless the source column says estimated. "
+            "Latency is per batch; images/s at the median.")
+    return Section("Latency and quality per backend and batch", text, [(LATENCY_HEADER, latency_rows(rows))],
+                   [("bars.png", plots.latency_bars(rows))])
+
+
+def realtime_section(runs: list[dict]) -> Section | None:
+    verdicts = [v for run in runs for v in run.get("realtime", [])]
+    if not verdicts:
+        return None
+    header = ["variant", "backend", "precision", "batch", "p99 ms", "budget ms", "headroom", "verdict"]
+    table = [[v["variant"], v["backend"], v["precision"], v["batch"], v["p99_ms"], v["budget_ms"], v["headroom"], v["verdict"]]
+             for v in verdicts]
+    text = (f"Frame budget {_fmt(verdicts[0]['frame_budget_ms'])} ms. A batch of B frames keeps up when its p99 latency "
+            "is at most B frame budgets (each frame then waits up to 2B frame times end to end).")
+    return Section("Real-time verdict", text, [(header, table)])
+
+
+def estimate_section(runs: list[dict]) -> Section | None:
+    checks = [c for run in runs for c in run.get("estimate_vs_measured", [])]
+    if not checks:
+        return None
+    header = ["variant", "device profile", "batch", "estimated ms", "measured ms", "measured / estimate"]
+    table = [[c["variant"], c["profile"], c["batch"], c["estimated_ms"], c["measured_ms"], c["ratio"]] for c in checks]
+    text = "Roofline estimates (an estimate: max of compute and memory time per layer) against ONNX Runtime measurements."
+    return Section("Estimate against measurement", text, [(header, table)])
+
+
+def quality_data_section(runs: list[dict]) -> Section | None:
+    entries = [(run.get("model"), q) for run in runs for q in _data_entries(run)]
+    if not entries:
+        return None
+    header = ["model", "variant", "FID", "KID", "IS", "samples", "note"]
+    table = [[m, q.get("variant", q.get("backend")), q.get("fid"), q.get("kid"), q.get("inception_score"), q.get("samples"),
+              q.get("warning") or q.get("message") or ""] for m, q in entries]
+    return Section("Quality against real data", "FID/KID/IS with the toolkit's feature extractor.", [(header, table)])
+
+
+def _data_entries(run: dict) -> list[dict]:
+    q = run.get("quality_vs_data")
+    if isinstance(q, dict):
+        return [q]
+    return [e for e in (q or []) if e]
+
+
+def samples_section(runs: list[dict]) -> Section | None:
+    figures = []
+    for i, run in enumerate(runs):
+        for label, b64 in (run.get("sample_grids") or {}).items():
+            safe = "".join(ch if ch.isalnum() else "_" for ch in f"{i}_{label}")[:80]
+            figures.append((f"samples_{safe}.png", base64.b64decode(b64)))
+    if not figures:
+        return None
+    text = "Same latents: original FP32 (top), compressed (middle), |difference| x10 (bottom)."
+    return Section("Sample grids", text, figures=figures)
+
+
+def conditions_section(runs: list[dict]) -> Section:
+    header = ["run", "device", "threads", "cpus", "load avg (1/5/15 min)", "iters", "warm-up", "commit", "torch", "onnxruntime", "created"]
+    table = []
+    for run in runs:
+        c = run.get("conditions", {})
+        v = c.get("versions", {})
+        load = c.get("loadavg_1_5_15")
+        table.append([Path(run.get("_file", "?")).name, c.get("device_name"), c.get("threads"), c.get("cpu_count"),
+                      " / ".join(f"{x:.2f}" for x in load) if load else "n/a", c.get("iters"), c.get("warmup"),
+                      c.get("commit"), v.get("torch"), v.get("onnxruntime"), c.get("created")])
+    return Section("Conditions", "Every number above was taken under these conditions.", [(header, table)])
+
+
+def build_sections(runs: list[dict]) -> list[Section]:
+    rows = all_rows(runs)
+    if not rows:
+        raise GencompressError("the runs hold no latency rows")
+    optional = [realtime_section(runs), estimate_section(runs), quality_data_section(runs), samples_section(runs)]
+    return [summary_section(runs, rows), latency_section(rows), *[s for s in optional if s], conditions_section(runs)]
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}", ""]
+    for s in sections:
+        parts += [f"## {s.title}", ""]
+        if s.text:
+            parts += [s.text, ""]
+        for header, rows in s.tables:
+            parts += [markdown_table(header, rows), ""]
+        for name, _ in s.figures:
+            parts += [f"![{name}]({name})", ""]
+    return "\n".join(parts)
+
+
+def html_table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #bbb;padding:3px 7px;text-align:right}
+th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0;display:block}"""
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            parts.append(f"<p>{html.escape(s.text)}</p>")
+        parts += [html_table(h, r) for h, r in s.tables]
+        for name, png in s.figures:
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f"<img alt=\"{html.escape(name)}\" src=\"data:image/png;base64,{data}\">")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(runs: list[dict], out: str | Path, title: str = "gencompress benchmark report") -> Path:
+    """report.md (+ PNGs beside it) and a self-contained report.html in `out`, atomically."""
+    sections = build_sections(runs)
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        (tmp / "report.md").write_text(render_markdown(title, sections))
+        (tmp / "report.html").write_text(render_html(title, sections))
+        for s in sections:
+            for name, png in s.figures:
+                (tmp / name).write_bytes(png)
+    return out
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,149 @@
+"""A roofline latency estimate per layer, read off the ONNX graph. An ESTIMATE, not a measurement.
+
+For each node: FLOPs from its shapes (onnx shape inference at the asked batch), bytes
+from the tensors it reads and writes (weights included, at their stored dtype). The
+layer takes max(FLOPs / peak, bytes / bandwidth) plus the profile's fixed per-layer
+overhead; the model takes the sum. Q/DQ nodes: TensorRT folds them into the INT8
+kernels (free on GPU/Jetson profiles); ONNX Runtime on a CPU runs them (elementwise).
+A convolution whose weight comes through DequantizeLinear counts at INT8 peak.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gencompress.errors import GencompressError
+
+from .devices import DeviceProfile
+
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+FREE = ("Shape", "Constant", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "Gather", "Concat")
+ELEMENTWISE_FLOPS = {"BatchNormalization": 2, "Relu": 1, "LeakyRelu": 2, "Tanh": 4, "Sigmoid": 4, "Add": 1, "Mul": 1,
+                     "Sub": 1, "Div": 1, "Clip": 1, "Resize": 1, "Upsample": 1, "InstanceNormalization": 5}
+INT8_ON_CPU = ("Conv", "MatMul", "Gemm")  # ONNX Runtime has integer kernels for these, not ConvTranspose
+DTYPE_BYTES = {1: 4, 10: 2, 16: 2, 3: 1, 2: 1, 6: 4, 7: 8, 11: 8, 9: 1}
+
+
+@dataclass
+class LayerEstimate:
+    name: str
+    op: str
+    precision: str
+    flops: float
+    bytes: float
+    compute_ms: float
+    memory_ms: float
+    overhead_ms: float
+    ms: float
+    bound: str
+
+
+def _infer(path: str | Path, batch: int):
+    """The graph with every tensor's shape known at `batch` (the batch axis fixed first)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    inits = {t.name for t in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name not in inits:
+            dims = inp.type.tensor_type.shape.dim
+            if dims and not dims[0].HasField("dim_value"):
+                dims[0].dim_value = batch
+            elif dims and dims[0].dim_value != batch:
+                raise GencompressError(f"{path} has a fixed batch of {dims[0].dim_value}; estimate at that batch")
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].ClearField("dim_param")
+    return onnx.shape_inference.infer_shapes(model, data_prop=True)
+
+
+def _shapes(model) -> dict[str, tuple[tuple[int, ...], int]]:
+    """name -> (shape, element type) for every tensor whose shape is fully known."""
+    found = {}
+    for t in model.graph.initializer:
+        found[t.name] = (tuple(t.dims), t.data_type)
+    for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        tt = vi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+        if all(d >= 0 for d in dims):
+            found[vi.name] = (dims, tt.elem_type)
+    return found
+
+
+def _numel(shape) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def node_flops(node, shapes) -> float:
+    """Multiply-adds x 2 for Conv/ConvTranspose/Gemm/MatMul; a few per element otherwise."""
+    out = shapes.get(node.output[0], ((), 1))[0] if node.output else ()
+    if node.op_type in ("Conv", "ConvTranspose"):
+        w = shapes[node.input[1]][0]  # Conv: Cout x Cin/g x k..; ConvTranspose: Cin x Cout/g x k..
+        kernel = _numel(w[2:])
+        if node.op_type == "Conv":
+            return 2.0 * _numel(out) * w[1] * kernel
+        x = shapes[node.input[0]][0]
+        return 2.0 * _numel(x) * w[1] * kernel
+    if node.op_type in ("Gemm", "MatMul"):
+        a = shapes[node.input[0]][0]
+        k = a[-1]
+        if node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute):
+            k = a[-2]
+        return 2.0 * _numel(out) * k
+    if node.op_type in FREE:
+        return 0.0
+    return ELEMENTWISE_FLOPS.get(node.op_type, 1) * float(_numel(out))
+
+
+def node_bytes(node, shapes) -> float:
+    total = 0.0
+    for name in [*node.input, *node.output]:
+        if name and name in shapes:
+            shape, dtype = shapes[name]
+            total += _numel(shape) * DTYPE_BYTES.get(dtype, 4)
+    return total
+
+
+def _int8_weighted(node, producers) -> bool:
+    """True when the layer's weight (input 1) is produced by a DequantizeLinear node."""
+    return len(node.input) > 1 and producers.get(node.input[1]) == "DequantizeLinear"
+
+
+def node_precision(node, producers, shapes, profile: DeviceProfile) -> str:
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and _int8_weighted(node, producers):
+        if profile.kind != "cpu" or node.op_type in INT8_ON_CPU:
+            return "int8"
+    first = shapes.get(node.input[0]) if node.input else None
+    return "fp16" if first and first[1] == 10 else "fp32"
+
+
+def estimate_layer(node, shapes, producers, profile: DeviceProfile) -> LayerEstimate | None:
+    if node.op_type in FREE or (node.op_type in QDQ and profile.kind != "cpu"):
+        return None  # folded away by the engine builder / graph optimiser
+    precision = node_precision(node, producers, shapes, profile)
+    flops, nbytes = node_flops(node, shapes), node_bytes(node, shapes)
+    if precision == "int8":  # the INT8 kernel reads int8 weights and activations, not the DQ'd floats
+        nbytes /= 4.0
+    compute_ms = flops / (profile.peak_tflops(precision) * 1e12) * 1e3
+    memory_ms = nbytes / (profile.mem_bw_gbs * 1e9) * 1e3
+    overhead_ms = profile.op_overhead_us / 1e3
+    return LayerEstimate(node.name or node.op_type, node.op_type, precision, flops, nbytes, compute_ms, memory_ms,
+                         overhead_ms, max(compute_ms, memory_ms) + overhead_ms, "compute" if compute_ms >= memory_ms else "memory")
+
+
+def estimate(onnx_path: str | Path, profile: DeviceProfile, batch: int = 1) -> dict:
+    """Per-layer roofline and total latency (ms) of one forward pass at `batch`."""
+    model = _infer(onnx_path, batch)
+    shapes = _shapes(model)
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    missing = [n.name or n.op_type for n in model.graph.node if n.output and n.output[0] not in shapes and n.op_type not in FREE]
+    layers = [est for node in model.graph.node if (est := estimate_layer(node, shapes, producers, profile)) is not None]
+    total = sum(layer.ms for layer in layers)
+    return {
+        "label": "ESTIMATE (roofline), not a measurement",
+        "profile": profile.key, "profile_name": profile.name, "calibrated_profile": profile.calibrated,
+        "batch": batch, "estimated_ms": total, "flops": sum(l.flops for l in layers), "bytes": sum(l.bytes for l in layers),
+        "layers": [asdict(l) for l in layers], "unknown_shapes": missing,
+    }

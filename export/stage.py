@@ -1,0 +1,253 @@
+"""The export stage: a bundle -> a bundle with a checked, verified model.onnx (or engine.plan).
+
+    gencompress export BUNDLE --format onnx --precision int8 --out DIR
+
+1. rebuild the bundle's PyTorch model (the INT8 fake-quant model for --precision int8);
+2. export ONNX (TorchScript exporter: it writes modelopt's quantisers as Q/DQ pairs);
+3. simplify with onnxslim, unless that would disturb a Q/DQ pair;
+4. check: onnx.checker (full), ops the target can run, only the batch axis dynamic;
+5. Q/DQ lint (TensorRT's explicit-quantisation rules), for INT8 graphs;
+6. verify: ONNX Runtime vs PyTorch on fixed latents; under --min-psnr is exit 1;
+7. for a Jetson target, add build_engine.sh / run_bench.sh / README.md;
+8. save atomically to --out (the old folder stays whole on any failure).
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+from torch import nn
+
+from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle
+from gencompress.errors import GencompressError, VerificationError
+from gencompress.loading import load_spec, model_from_bundle
+from gencompress.onnx_utils import load_onnx
+
+from . import checks, jetson, qdq_lint, verify
+from .onnx_export import MIN_OPSET, OnnxConfig, export_module
+from .profiles import BatchProfile
+
+FORMATS = ("onnx", "engine")
+PRECISIONS = ("fp32", "fp16", "int8")
+EXPORT_TARGETS = ("cpu", "gpu", *jetson.JETSON_TARGETS)
+
+
+@dataclass
+class ExportConfig:
+    source: str = ""  # bundle folder (or an .onnx file)
+    out: str = "gencompress-export"
+    format: str = "onnx"
+    precision: str | None = None  # None: int8 for a quantised bundle, else fp32
+    opset: int = 17
+    batch: BatchProfile = field(default_factory=BatchProfile)
+    target: str = "gpu"
+    min_psnr: float = 40.0
+    verify_samples: int = 16
+    seed: int = 0
+    slim: bool = True
+    threads: int = 2
+    workspace_mib: int = 1024  # TensorRT builder scratch memory (--format engine)
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise GencompressError(f"unknown --format {self.format!r}; known: {', '.join(FORMATS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise GencompressError(f"unknown --precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        if self.opset < MIN_OPSET:
+            raise GencompressError(f"--opset must be at least {MIN_OPSET}")
+        if self.target not in EXPORT_TARGETS:
+            raise GencompressError(f"unknown --target {self.target!r}; known: {', '.join(EXPORT_TARGETS)}")
+        if self.verify_samples < 1:
+            raise GencompressError("--verify-samples must be at least 1")
+        self.batch.validate()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def is_quantised(bundle: Bundle) -> bool:
+    return any(s.get("step") == "quantize" for s in bundle.manifest["recipe"])
+
+
+def model_for(bundle: Bundle, precision: str) -> nn.Module:
+    """The PyTorch model an ONNX of `precision` is exported from (and verified against)."""
+    if precision == "int8":
+        if not is_quantised(bundle):
+            raise GencompressError("bundle is not INT8-quantised: run `gencompress quantize` first, or export --precision fp32/fp16")
+        from gencompress import compress
+
+        loader = getattr(compress, "load_model", None) or compress.restore_quantized
+        # Without the in-memory (FP32) model, the loader rebuilds the fake-quant one from disk.
+        return loader(Bundle(bundle.manifest, None, dict(bundle.files), bundle.path)).eval()
+    return model_from_bundle(bundle)
+
+
+def export(cfg: ExportConfig) -> Bundle:
+    """Stage function behind `gencompress export`: load, export, check, verify, save."""
+    cfg.validate()
+    bundle = load_spec(cfg.source)
+    work = Path(tempfile.mkdtemp(prefix="gencompress-export-"))
+    try:
+        if cfg.format == "engine":
+            out = build_engine(bundle, cfg, work)
+        elif bundle.manifest["architecture"]["kind"] in ("zoo", "import"):
+            out = export_onnx(bundle, cfg, work)
+        else:
+            out = recheck_onnx(bundle, cfg, work)
+        add_target_files(out, cfg, work)
+        return out.save(cfg.out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
+    precision = cfg.precision or ("int8" if is_quantised(bundle) else "fp32")
+    model = model_for(bundle, precision)
+    # The batch axis stays symbolic even for a fixed --dynamic-batch N: the profile pins it
+    # for TensorRT, and ONNX Runtime runs any batch.
+    names = OnnxConfig(opset=cfg.opset, dynamic_batch=True, slim=False,
+                       input_name=bundle.manifest["input"].get("name", "latent"),
+                       output_name=bundle.manifest["output"].get("name", "image"))
+    path = export_module(model, bundle.input_shape, work / "exported.onnx", names)
+    if precision == "fp16":
+        from .onnx_quant import convert_fp16
+
+        path = convert_fp16(path, work / "fp16.onnx")
+    final, report = check_and_lint(path, bundle.manifest, cfg, work / ONNX, precision)
+    result, inputs = verify.compare(model, final, bundle.input_shape, bundle.input_distribution, _verify_cfg(cfg))
+    log(verify.format_result(result, names.output_name))
+    if not result["passed"]:
+        log(verify.format_layer_errors(verify.layer_errors(model, final, inputs[: cfg.batch.max])))
+        verify.require(result)
+    out = bundle.derive({"step": "export", "format": "onnx", "precision": precision, "opset": cfg.opset,
+                         "dynamic_batch": cfg.batch.as_dict(), "target": cfg.target, **report})
+    out.manifest["metrics"]["export_verification"] = result
+    return _with_onnx(out, bundle, final)
+
+
+def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, precision: str) -> tuple[Path, dict]:
+    """Slim, full-check, target ops, batch-only dynamic dims, Q/DQ lint; write `dst`."""
+    model = checks.topological_sort(load_onnx(path, check=False))
+    note = "not simplified (--no-slim)"
+    if cfg.slim:
+        model, note = checks.slim(model)
+    onnx.save(model, str(dst))
+    model = load_onnx(dst, check=True)
+    checks.check_target_ops(model, cfg.target, dst.name)
+    checks.check_static_except_batch(model, dst.name)
+    lint = qdq_lint.lint(model, qdq_lint.deconv_axis_from_manifest(manifest))
+    log(lint.summary())
+    if precision == "int8" and not lint.passed:
+        raise VerificationError(f"Q/DQ lint FAILED with {len(lint.violations)} violation(s); first: {lint.violations[0]}")
+    return dst, {"slim": note, "io": checks.io_spec(model), "qdq_lint": lint.as_dict(), "onnx_checker": "full: passed"}
+
+
+def recheck_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
+    """A bundle or file that is ONNX only: check and lint it again (no PyTorch to verify against)."""
+    src = bundle.files.get(ONNX) or bundle.file("source.onnx")
+    final, report = check_and_lint(Path(src), bundle.manifest, cfg, work / ONNX, cfg.precision or "unknown")
+    step = {"step": "export", "format": "onnx", "target": cfg.target, "verification": "skipped: no PyTorch model in the bundle", **report}
+    out = bundle.derive(step)
+    out.files.pop("source.onnx", None)
+    out.files[ONNX] = final
+    return out
+
+
+def _with_onnx(out: Bundle, source: Bundle, onnx_path: Path) -> Bundle:
+    """Carry the source's weights byte for byte (not re-serialised) and add model.onnx."""
+    out.model = None
+    # An engine, report or device scripts made from the old ONNX no longer describe this one.
+    for name in [n for n in out.files if n == ENGINE or n.startswith("report/") or n in jetson.TEMPLATES]:
+        out.files.pop(name)
+    if source.path is not None and WEIGHTS in source.manifest["files"]:
+        out.files[WEIGHTS] = source.path / WEIGHTS
+    out.files[ONNX] = onnx_path
+    spec = checks.io_spec(load_onnx(onnx_path, check=False))
+    out.manifest["input"]["name"] = spec["inputs"][0]["name"]
+    out.manifest["output"]["name"] = spec["outputs"][0]["name"]
+    return out
+
+
+def _verify_cfg(cfg: ExportConfig) -> verify.VerifyConfig:
+    return verify.VerifyConfig(min_psnr=cfg.min_psnr, samples=cfg.verify_samples, seed=cfg.seed,
+                               batch=max(1, min(cfg.batch.max, 8)), threads=cfg.threads)
+
+
+def add_target_files(out: Bundle, cfg: ExportConfig, work: Path) -> None:
+    if cfg.target not in jetson.JETSON_TARGETS:
+        return
+    precision = _bundle_precision(out)
+    files = jetson.write_jetson_files(work, cfg.target, precision, out.manifest["input"].get("name", "latent"),
+                                      out.input_shape, cfg.batch)
+    out.files.update(files)
+    out.manifest["metrics"]["deployment"] = jetson.target_record(cfg.target)
+
+
+def _bundle_precision(bundle: Bundle) -> str:
+    for step in reversed(bundle.manifest["recipe"]):
+        if step.get("step") == "export" and step.get("precision") in PRECISIONS:
+            return step["precision"]
+    return "int8" if is_quantised(bundle) else "fp32"
+
+
+def build_engine(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
+    """`--format engine`: TensorRT engine from the bundle's model.onnx (TensorRT must import)."""
+    from .tensorrt import import_tensorrt
+
+    import_tensorrt()  # raises with what to install
+    from .tensorrt.builder import BuildConfig, build_engine_file
+
+    onnx_path = bundle.files.get(ONNX) or bundle.file("source.onnx")
+    load_onnx(onnx_path, check=True)
+    info = build_engine_file(onnx_path, work / ENGINE, BuildConfig(precision=cfg.precision, batch=cfg.batch, workspace_mib=cfg.workspace_mib))
+    out = bundle.derive({"step": "engine", "tool": "tensorrt", **{k: v for k, v in info.items() if k != "path"}})
+    out.files[ENGINE] = work / ENGINE
+    if bundle.path is not None and WEIGHTS in bundle.manifest["files"]:
+        out.model, out.files[WEIGHTS] = None, bundle.path / WEIGHTS
+    out.manifest["metrics"]["engine"] = info
+    return out
+
+
+def describe(cfg: ExportConfig) -> dict:
+    return {**asdict(cfg), "batch": cfg.batch.as_dict()}
+
+
+def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | None = None, min_psnr: float = 40.0) -> dict:
+    """What `gencompress build` runs on the ONNX it writes: the same checks as `export`.
+
+    Records instead of raising for the lint and the PSNR (build reports quality; the
+    numbers go in the summary and manifest), but a graph the target cannot run, or
+    with a dynamic non-batch dimension, is an error (exit 2), as in `export`.
+    """
+    path = bundle.file(ONNX)
+    # onnxruntime's float16 converter leaves nodes out of order: sort before the full check
+    onnx.save(checks.topological_sort(load_onnx(path, check=False)), str(path))
+    model = load_onnx(path, check=True)
+    checks.check_target_ops(model, target, path.name)
+    checks.check_static_except_batch(model, path.name)
+    lint = qdq_lint.lint(model, qdq_lint.deconv_axis_from_manifest(bundle.manifest))
+    result: dict = {"onnx_checker": "full: passed", "io": checks.io_spec(model), "qdq_lint": lint.as_dict()}
+    if not lint.passed:
+        log(lint.summary())
+    if bundle.model is not None:
+        vcfg = verify.VerifyConfig(min_psnr=min_psnr)
+        verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.input_distribution, vcfg)
+        if not verification["passed"]:
+            log(verify.format_result(verification))
+            verification["layers"] = verify.layer_errors(bundle.model, path, inputs[:8])
+            log(verify.format_layer_errors(verification["layers"]))
+        result["verification"] = verification
+    else:
+        result["verification"] = {"skipped": "no PyTorch model (the graph was quantised as ONNX)"}
+    if target in jetson.JETSON_TARGETS:
+        precision = _bundle_precision(bundle)
+        files = jetson.write_jetson_files(work, target, precision, bundle.manifest["input"].get("name", "latent"),
+                                          bundle.input_shape, batch)
+        bundle.files.update(files)
+        result["deployment"] = jetson.target_record(target)
+    return result

@@ -1,0 +1,123 @@
+"""Build a TensorRT engine from ONNX with the TensorRT Python API (10.x and 11.x).
+
+    builder = trt.Builder(logger)
+    network = builder.create_network(flags)       # 10.12+: STRONGLY_TYPED; 11: always strong
+    parser  = trt.OnnxParser(network, logger)     # parse(bytes); errors via get_error(i)
+    config  = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, bytes)
+    profile = builder.create_optimization_profile(); profile.set_shape(name, min, opt, max)
+    config.set_timing_cache(config.create_timing_cache(bytes), ignore_mismatch=False)
+    plan    = builder.build_serialized_network(network, config)
+
+Precision: weakly typed builds (TensorRT < 10.12) set BuilderFlag.INT8 for Q/DQ graphs,
+with no calibrator (the scales are in the graph); strongly typed builds set no flag.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gencompress.atomic import atomic_write_bytes
+from gencompress.cache import cache_dir
+from gencompress.errors import GencompressError
+
+from ..profiles import BatchProfile
+from . import import_tensorrt
+from .versions import TrtVersion, builder_flag_names, network_flag_names, typing_mode
+
+
+@dataclass
+class BuildConfig:
+    precision: str | None = None  # None: read off the graph (Q/DQ -> int8, FP16 weights -> fp16)
+    batch: BatchProfile = field(default_factory=BatchProfile)
+    workspace_mib: int = 1024
+    timing_cache: str | None = None  # None: one per TensorRT version and GPU under the cache folder
+    verbose: bool = False
+
+
+def gpu_identity() -> dict:
+    """GPU name and compute capability (via torch.cuda: no pycuda needed)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise GencompressError("TensorRT needs an NVIDIA GPU, and torch.cuda sees none here")
+    major, minor = torch.cuda.get_device_capability()
+    return {"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
+
+
+def graph_precision(onnx_path) -> str:
+    """int8 when the graph has Q/DQ, fp16 when it holds FP16 weights, else fp32."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def _parse(trt, network, logger, onnx_path: Path):
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        first = errors[0].splitlines()[0] if errors else "unknown error"
+        raise GencompressError(f"TensorRT cannot parse {onnx_path}: {first[:300]}")
+    return parser
+
+
+def _add_profile(trt, builder, network, config, batch: BatchProfile) -> None:
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        per_sample = tuple(tensor.shape)[1:]
+        if any(d < 0 for d in per_sample):
+            raise GencompressError(f"input '{tensor.name}' has a dynamic dimension other than batch: {tuple(tensor.shape)}")
+        lo, opt, hi = batch.shapes(per_sample)
+        profile.set_shape(tensor.name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+
+
+def _timing_cache_path(cfg: BuildConfig, version: str, gpu: str) -> Path:
+    if cfg.timing_cache:
+        return Path(cfg.timing_cache)
+    slug = "".join(c if c.isalnum() else "-" for c in gpu).strip("-").lower()
+    return cache_dir() / "tensorrt" / f"timing-{version}-{slug}.cache"
+
+
+def build_engine_file(onnx_path, plan_path, cfg: BuildConfig | None = None) -> dict:
+    """Build and serialise an engine; return what the manifest records about it."""
+    cfg = cfg or BuildConfig()
+    trt = import_tensorrt()
+    precision = cfg.precision or graph_precision(onnx_path)
+    version = TrtVersion.parse(trt.__version__)
+    ident = gpu_identity()
+    logger = trt.Logger(trt.Logger.VERBOSE if cfg.verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in network_flag_names(version):
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = _parse(trt, network, logger, Path(onnx_path))  # keep alive while the network lives
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_mib) << 20)
+    for name in builder_flag_names(version, precision):
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    _add_profile(trt, builder, network, config, cfg.batch)
+    cache_path = _timing_cache_path(cfg, str(version), ident["gpu"])
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    plan = builder.build_serialized_network(network, config)
+    del parser
+    if plan is None:
+        raise GencompressError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see the log above)")
+    data = bytes(plan)
+    atomic_write_bytes(plan_path, data)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    return {
+        "tensorrt_version": trt.__version__, **ident, "precision": precision, "typing": typing_mode(version),
+        "batch": cfg.batch.as_dict(), "workspace_mib": cfg.workspace_mib, "timing_cache": str(cache_path),
+        "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+    }

@@ -1,0 +1,110 @@
+"""Run a TensorRT engine: execute_async_v3 on tensor addresses from torch.cuda tensors.
+
+No pycuda: device memory and streams come from PyTorch's CUDA caching allocator.
+With `cuda_graph=True` the first call per input shape captures the enqueue into a CUDA
+graph and later calls replay it (less CPU launch overhead: it matters on Jetsons).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gencompress.bundle import ENGINE, Bundle
+from gencompress.errors import GencompressError
+
+from ..runners import Runner
+from . import import_tensorrt
+from .compat import check_engine_file, check_engine_record
+
+
+def _torch_dtype(trt, trt_dtype):
+    import torch
+
+    return torch.from_numpy(np.empty(0, dtype=np.dtype(trt.nptype(trt_dtype)))).dtype
+
+
+class TrtRunner(Runner):
+    name = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, engine_bytes: bytes, cuda_graph: bool = False):
+        import torch
+
+        self.trt = trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise GencompressError("TensorRT needs an NVIDIA GPU, and torch.cuda sees none here")
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
+        if self.engine is None:
+            raise GencompressError(f"TensorRT {trt.__version__} cannot load this engine (truncated, or built by another TensorRT version)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise GencompressError(f"engine has inputs {self.inputs} and outputs {self.outputs}; a generator has one of each")
+        self.cuda_graph = cuda_graph
+        self._graph = None
+        self._graph_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, cuda_graph: bool = False) -> "TrtRunner":
+        """Load the bundle's engine.plan after checking it was built here, whole."""
+        from .builder import gpu_identity
+
+        trt = import_tensorrt()
+        metrics = bundle.manifest.get("metrics", {})
+        # `export --format engine` records it at metrics.engine; `build` under metrics.build.engine
+        record = metrics.get("engine") or metrics.get("build", {}).get("engine", {})
+        check_engine_record(record, trt.__version__, gpu_identity()["gpu"])
+        return cls(check_engine_file(bundle.file(ENGINE), record), cuda_graph)
+
+    def _bind(self, x):
+        """Set the input shape and the I/O addresses; return the output tensor."""
+        import torch
+
+        self.context.set_input_shape(self.inputs[0], tuple(x.shape))
+        self.context.set_tensor_address(self.inputs[0], x.data_ptr())
+        name = self.outputs[0]
+        out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)), device="cuda")
+        self.context.set_tensor_address(name, out.data_ptr())
+        return out
+
+    def _enqueue(self, stream) -> None:
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise GencompressError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
+        if self.cuda_graph:
+            return self._replay(x).float().cpu().numpy()
+        out = self._bind(x)
+        self._enqueue(torch.cuda.current_stream())
+        return out.float().cpu().numpy()  # .cpu() waits on the same stream
+
+    def _replay(self, x):
+        import torch
+
+        if self._graph_shape != tuple(x.shape):
+            self._static_in = x.clone()
+            self._static_out = self._bind(self._static_in)
+            self._enqueue(torch.cuda.current_stream())  # one plain run first: TensorRT allocates lazily
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._enqueue(torch.cuda.current_stream())
+            self._graph, self._graph_shape = graph, tuple(x.shape)
+        self._static_in.copy_(x)
+        self._graph.replay()
+        return self._static_out
+
+    def synchronize(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+
+    def close(self) -> None:
+        self._graph = None
+        self.context = None
+        self.engine = None

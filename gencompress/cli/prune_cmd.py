@@ -1,0 +1,55 @@
+"""`gencompress prune`: structured channel pruning (Torch-Pruning), then distillation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gencompress.cli.options import emit_json
+from gencompress.errors import GencompressError
+
+
+def load_source(spec: str, out: str):
+    """A bundle folder, or a zoo name (trained on digits on first use). Never the output."""
+    from gencompress import zoo
+    from gencompress.loading import load_spec
+
+    if Path(out).resolve() == Path(spec).resolve():
+        raise GencompressError("--out must differ from the input bundle (the input is never modified)")
+    if spec in zoo.names() and not Path(spec).exists():
+        from gencompress.train.pretrained import get_or_train
+
+        spec = str(get_or_train(spec).path)
+    if not Path(spec).is_dir():
+        raise GencompressError(f"{spec} is not a bundle folder or a zoo name ({', '.join(zoo.names())})")
+    return load_spec(spec)
+
+
+@click.command()
+@click.argument("bundle", metavar="BUNDLE")
+@click.option("--ratio", required=True, type=float, help="Fraction of each layer's channels to remove, in (0, 1).")
+@click.option("--importance", type=click.Choice(["l1", "l2", "taylor"]), default="l1", show_default=True, help="Channel importance.")
+@click.option("--round-to", default=8, show_default=True, type=int, help="Kept channel counts are multiples of this.")
+@click.option("--protect", multiple=True, metavar="LAYER", help="Keep this layer's output channels (repeatable).")
+@click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps (0: none).")
+@click.option("--distill-lr", default=1e-3, show_default=True, type=float, help="Distillation learning rate.")
+@click.option("--feature-weight", default=1.0, show_default=True, type=float, help="Weight of the feature-matching loss.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
+@click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
+def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, seed, out, as_json):
+    """Prune BUNDLE's channels by --ratio and distil it from the original."""
+    from gencompress.compress import PruneConfig
+    from gencompress.compress import prune as run_prune
+
+    cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
+                      distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight)
+    cfg.validate()  # before any model is loaded or trained
+    source = load_source(bundle, out)
+    saved = run_prune(source, cfg).save(out)
+    stats = saved.manifest["metrics"]["prune"]
+    if as_json:
+        emit_json({"out": str(saved.path), **stats})
+    else:
+        click.echo(f"wrote {saved.path}: MACs {stats['macs_before']:,} -> {stats['macs_after']:,} "
+                   f"({stats['macs_reduction']:.2f}x fewer), params {stats['params_before']:,} -> {stats['params_after']:,}")

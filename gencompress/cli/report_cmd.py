@@ -1,0 +1,17 @@
+"""`gencompress report RUN...`: Markdown and self-contained HTML from bench/sweep results."""
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...")
+@click.option("--out", default="gencompress-report", show_default=True, metavar="DIR",
+              help="Folder for report.md, report.html and the figures (replaced atomically).")
+@click.option("--title", default="gencompress benchmark report", show_default=True)
+def report(runs, out, title):
+    """Write report.md and report.html from result JSONs (or folders of them)."""
+    from gencompress.benchmarks.report_html import load_runs, write_report
+
+    path = write_report(load_runs(list(runs)), out, title)
+    click.echo(f"wrote {path}/report.md and {path}/report.html")
