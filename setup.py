@@ -43,6 +43,9 @@ setup(
         "matplotlib>=3.7",
         "pillow>=10",
         "jsonschema>=4.18",
+        # FID/KID/IS arithmetic on our own feature extractor (gencompress/fid.py); pure Python,
+        # needs only torch + lightning-utilities (no torch-fidelity, no torchvision).
+        "torchmetrics>=1.3",
     ],
     extras_require={"dev": [
         "pytest>=8", "hypothesis>=6.100",

@@ -56,6 +56,7 @@ class BenchConfig:
     data_samples: int = 0  # > 0: FID/KID/IS against the real data on this many samples
     progress: bool = True
     variant: str = ""  # a label for the row (sweep names its variants)
+    estimate_profile: str | None = "cpu-epyc-2c"  # roofline beside each ONNX Runtime row on the CPU (None: skip)
 
     def validate(self) -> None:
         unknown = [b for b in self.backends if b not in BACKENDS]
@@ -190,8 +191,12 @@ def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None) -> di
     """Stage function: time and judge `bundle` on every backend and batch in `cfg`."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
-    workdir = Path(tempfile.mkdtemp(prefix="gencompress-bench-"))
-    target = target_from_bundle(bundle, workdir)
+    with tempfile.TemporaryDirectory(prefix="gencompress-bench-") as workdir:
+        target = target_from_bundle(bundle, Path(workdir))
+        return _run_target(bundle, target, cfg, reference)
+
+
+def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bundle | None) -> dict:
     inputs = draw_inputs(target.input_shape, cfg.quality_samples, target.distribution, cfg.seed).numpy()
     ref, ref_name = reference_outputs(reference, target, inputs)
     rows, samples = [], {}
@@ -205,16 +210,32 @@ def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None) -> di
         for timing in time_runner(runner, inputs, cfg, f"{backend} {precision}"):
             rows.append({key: {**base, **timing}.get(key) for key in ROW_KEYS})
         runner.close()
-    result = {
+    return {
         "kind": "gencompress-bench", "schema_version": SCHEMA_VERSION, "model": target.name,
         "bundle": str(bundle.path) if bundle.path else None, "reference": ref_name,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "conditions": conditions(cfg), "rows": rows,
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],
+        "estimate_vs_measured": _estimates(target, rows, cfg),
         "quality_vs_data": _vs_data(bundle, target, cfg),
         "sample_grids": _grids(ref, samples, target.name),
     }
-    return result
+
+
+def _estimates(target: Target, rows: list[dict], cfg: BenchConfig) -> list[dict]:
+    """The CPU profile's roofline beside each measured ONNX Runtime row: ratio = measured median / estimate."""
+    if not cfg.estimate_profile or cfg.device != "cpu" or target.onnx is None:
+        return []
+    from . import devices, roofline
+
+    profile = devices.get(cfg.estimate_profile)
+    checks = []
+    for row in (r for r in rows if r["backend"] == "ort"):
+        est = roofline.estimate(target.onnx, profile, row["batch"])["estimated_ms"]
+        checks.append({"variant": row["variant"], "profile": profile.key, "batch": row["batch"], "estimated_ms": est,
+                       "measured_ms": row["median_ms"], "measured_min_ms": row["min_ms"], "ratio": row["median_ms"] / est,
+                       "ratio_min": row["min_ms"] / est})
+    return checks
 
 
 def _vs_data(bundle: Bundle, target: Target, cfg: BenchConfig) -> dict | None:

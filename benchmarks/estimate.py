@@ -29,7 +29,11 @@ class EstimateConfig:
 
 def estimate_bundle(bundle: Bundle, cfg: EstimateConfig) -> dict:
     profile = devices.get(cfg.device)
-    target = target_from_bundle(bundle, Path(tempfile.mkdtemp(prefix="gencompress-estimate-")))
+    with tempfile.TemporaryDirectory(prefix="gencompress-estimate-") as workdir:
+        return _estimate_target(target_from_bundle(bundle, Path(workdir)), profile, cfg)
+
+
+def _estimate_target(target, profile: devices.DeviceProfile, cfg: EstimateConfig) -> dict:
     results = []
     for batch in cfg.batches:
         est = roofline.estimate(target.onnx, profile, batch)

@@ -58,7 +58,8 @@ def latency_quality_scatter(rows: list[dict], batch: int) -> tuple[bytes, list[d
         ax.plot([r["median_ms"] for r in front], [quality_value(r) for r in front], "k--", lw=1, label="Pareto front")
         for r in front:
             ax.annotate(label(r), (r["median_ms"], quality_value(r)), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(f"median latency at batch {batch} (ms, lower is better)")
+    ax.set_xscale("log")  # variants span orders of magnitude (eager PyTorch vs ONNX Runtime)
+    ax.set_xlabel(f"median latency at batch {batch} (ms, log scale, lower is better)")
     ax.set_ylabel(f"PSNR vs original (dB, capped at {PSNR_CAP_DB:.0f})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -73,12 +74,13 @@ def latency_bars(rows: list[dict]) -> bytes:
     fig, axes = plt.subplots(1, len(batches), figsize=(max(6.0, 3.2 * len(batches)), 0.28 * len(configs) + 2.0), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         by_label = {label(r): r for r in rows if r["batch"] == batch}
-        values = [by_label[c]["median_ms"] if c in by_label else 0.0 for c in configs]
+        values = [by_label[c]["median_ms"] if c in by_label else float("nan") for c in configs]
         colors = ["tab:orange" if c in by_label and by_label[c].get("source") == "estimated" else "tab:blue" for c in configs]
         ax.barh(range(len(configs)), values, color=colors)
+        ax.set_xscale("log")
         ax.set_yticks(range(len(configs)))
         ax.set_yticklabels(configs if ax is axes[0][0] else [""] * len(configs), fontsize=6)
         ax.set_title(f"batch {batch}", fontsize=9)
-        ax.set_xlabel("median ms (orange: estimated)", fontsize=8)
+        ax.set_xlabel("median ms, log scale (orange: estimated)", fontsize=8)
         ax.invert_yaxis()
     return _png(fig)

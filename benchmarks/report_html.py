@@ -127,10 +127,13 @@ def quality_data_section(runs: list[dict]) -> Section | None:
     entries = [(run.get("model"), q) for run in runs for q in _data_entries(run)]
     if not entries:
         return None
-    header = ["model", "variant", "FID", "KID", "IS", "samples", "note"]
-    table = [[m, q.get("variant", q.get("backend")), q.get("fid"), q.get("kid"), q.get("inception_score"), q.get("samples"),
-              q.get("warning") or q.get("message") or ""] for m, q in entries]
-    return Section("Quality against real data", "FID/KID/IS with the toolkit's feature extractor.", [(header, table)])
+    header = ["model", "variant", "FID", "KID (mean)", "KID (std)", "IS (mean)", "generated", "real", "extractor", "note"]
+    table = [[m, q.get("variant", q.get("backend")), q.get("fid"), q.get("kid_mean"), q.get("kid_std"), q.get("is_mean"),
+              q.get("samples"), q.get("real_samples"), q.get("extractor"), q.get("warning") or q.get("message") or ""]
+             for m, q in entries]
+    text = ("Against the real data, with the toolkit's own feature extractor (numbers from different extractors "
+            "do not compare). Sample counts are stated; FID is biased upwards at small counts.")
+    return Section("Quality against real data", text, [(header, table)])
 
 
 def _data_entries(run: dict) -> list[dict]:

@@ -5,7 +5,10 @@ from the tensors it reads and writes (weights included, at their stored dtype). 
 layer takes max(FLOPs / peak, bytes / bandwidth) plus the profile's fixed per-layer
 overhead; the model takes the sum. Q/DQ nodes: TensorRT folds them into the INT8
 kernels (free on GPU/Jetson profiles); ONNX Runtime on a CPU runs them (elementwise).
-A convolution whose weight comes through DequantizeLinear counts at INT8 peak.
+A convolution whose weight comes through DequantizeLinear counts at INT8 peak. On GPU
+profiles BatchNorm and activations are fused into the layer before them (as TensorRT does);
+on CPU profiles a layer with fewer output channels than vector lanes runs proportionally
+slower (CPU_VECTOR_LANES).
 """
 from __future__ import annotations
 
@@ -21,7 +24,13 @@ QDQ = ("QuantizeLinear", "DequantizeLinear")
 FREE = ("Shape", "Constant", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "Gather", "Concat")
 ELEMENTWISE_FLOPS = {"BatchNormalization": 2, "Relu": 1, "LeakyRelu": 2, "Tanh": 4, "Sigmoid": 4, "Add": 1, "Mul": 1,
                      "Sub": 1, "Div": 1, "Clip": 1, "Resize": 1, "Upsample": 1, "InstanceNormalization": 5}
-INT8_ON_CPU = ("Conv", "MatMul", "Gemm")  # ONNX Runtime has integer kernels for these, not ConvTranspose
+INT8_ON_CPU = ("Conv", "MatMul", "Gemm")
+# TensorRT fuses these into the epilogue of the layer before them (and BatchNorm into its weights)
+FUSED_ON_GPU = ("BatchNormalization", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Clip")  # ONNX Runtime has integer kernels for these, not ConvTranspose
+# A CPU computes a convolution as a GEMM whose rows are the output channels, vectorised
+# 16 float32 lanes wide (AVX-512): a layer with fewer output channels than lanes leaves
+# lanes idle (a 7x7 Conv to one grey channel runs at 1/16 of the calibrated throughput).
+CPU_VECTOR_LANES = 16
 DTYPE_BYTES = {1: 4, 10: 2, 16: 2, 3: 1, 2: 1, 6: 4, 7: 8, 11: 8, 9: 1}
 
 
@@ -56,7 +65,27 @@ def _infer(path: str | Path, batch: int):
         dims = out.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].ClearField("dim_param")
+    # stale value_info would pin symbolic batch dims: infer afresh, in topological order
+    # (ONNX Runtime's FP16 converter appends its input Cast after the nodes that read it)
+    del model.graph.value_info[:]
+    _sort_topologically(model.graph)
     return onnx.shape_inference.infer_shapes(model, data_prop=True)
+
+
+def _sort_topologically(graph) -> None:
+    known = {t.name for t in graph.initializer} | {i.name for i in graph.input} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:  # a cycle or a dangling input: leave the rest in file order
+            ordered += pending
+            break
+        for node in ready:
+            known.update(node.output)
+        ordered += ready
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _shapes(model) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -119,14 +148,31 @@ def node_precision(node, producers, shapes, profile: DeviceProfile) -> str:
     return "fp16" if first and first[1] == 10 else "fp32"
 
 
+def vector_efficiency(node, shapes, profile: DeviceProfile) -> float:
+    """Fraction of the CPU's vector lanes a Conv/ConvTranspose/Gemm/MatMul fills (1 on GPUs)."""
+    if profile.kind != "cpu" or node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        return 1.0
+    out = shapes[node.output[0]][0]
+    rows = out[1] if node.op_type in ("Conv", "ConvTranspose") else out[-1]
+    if node.op_type == "ConvTranspose":  # its GEMM (before col2im) has Cout x kernel rows
+        rows *= _numel(shapes[node.input[1]][0][2:])
+    return min(1.0, rows / CPU_VECTOR_LANES)
+
+
+def _shapes_known(node, shapes) -> bool:
+    return all(name in shapes for name in [*node.input, *node.output] if name)
+
+
 def estimate_layer(node, shapes, producers, profile: DeviceProfile) -> LayerEstimate | None:
-    if node.op_type in FREE or (node.op_type in QDQ and profile.kind != "cpu"):
+    if not _shapes_known(node, shapes):
+        return None  # listed in the result's unknown_shapes instead of guessed
+    if node.op_type in FREE or (node.op_type in QDQ + FUSED_ON_GPU and profile.kind != "cpu"):
         return None  # folded away by the engine builder / graph optimiser
     precision = node_precision(node, producers, shapes, profile)
     flops, nbytes = node_flops(node, shapes), node_bytes(node, shapes)
     if precision == "int8":  # the INT8 kernel reads int8 weights and activations, not the DQ'd floats
         nbytes /= 4.0
-    compute_ms = flops / (profile.peak_tflops(precision) * 1e12) * 1e3
+    compute_ms = flops / (profile.peak_tflops(precision) * 1e12) * 1e3 / vector_efficiency(node, shapes, profile)
     memory_ms = nbytes / (profile.mem_bw_gbs * 1e9) * 1e3
     overhead_ms = profile.op_overhead_us / 1e3
     return LayerEstimate(node.name or node.op_type, node.op_type, precision, flops, nbytes, compute_ms, memory_ms,
@@ -138,7 +184,7 @@ def estimate(onnx_path: str | Path, profile: DeviceProfile, batch: int = 1) -> d
     model = _infer(onnx_path, batch)
     shapes = _shapes(model)
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
-    missing = [n.name or n.op_type for n in model.graph.node if n.output and n.output[0] not in shapes and n.op_type not in FREE]
+    missing = [n.name or n.op_type for n in model.graph.node if n.op_type not in FREE and not _shapes_known(n, shapes)]
     layers = [est for node in model.graph.node if (est := estimate_layer(node, shapes, producers, profile)) is not None]
     total = sum(layer.ms for layer in layers)
     return {

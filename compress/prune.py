@@ -11,7 +11,8 @@ GroupNorm, InstanceNorm, the next convolution, a residual sum). What we add:
   side of the 4-D consumer, where one channel is `k` consecutive Linear rows;
 - attention blocks keep their q/k/v widths (a softmax scale read from `q.shape[-1]` would
   change silently if head dimensions were pruned);
-- a GroupNorm's channel count stays a multiple of its group count (round_to is widened);
+- a GroupNorm keeps its group count (Torch-Pruning prunes each group alike; round_to is
+  applied per group, so it is divided by gcd(round_to, groups));
 - a group that would lose every channel, or a model that no longer runs after pruning
   (an op Torch-Pruning could not trace), is a one-line error naming the layer.
 
@@ -129,9 +130,12 @@ def _attention_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def _group_norm_round_to(model: nn.Module, round_to: int) -> int:
+    """Torch-Pruning prunes a GroupNorm's channels group by group and applies round_to to
+    each group's count; kept totals stay multiples of round_to when the per-group rounding
+    is round_to / gcd(round_to, groups)."""
     for module in model.modules():
         if isinstance(module, nn.GroupNorm):
-            round_to = round_to * module.num_groups // math.gcd(round_to, module.num_groups)
+            round_to = max(1, round_to // math.gcd(round_to, module.num_groups))
     return round_to
 
 

@@ -13,6 +13,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -40,7 +41,9 @@ def _check_parent_writable(target: Path) -> Path:
 
 
 def _check_replaceable(target: Path) -> None:
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
+    if target.is_symlink():  # replacing it would swap the link, not the folder it names
+        raise GencompressError(f"output path {target} is a symbolic link; name the folder itself")
+    if target.exists() and not target.is_dir():
         raise GencompressError(f"output path {target} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not any((target / m).exists() for m in _REPLACEABLE):
         raise GencompressError(
@@ -76,7 +79,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     _check_replaceable(target)
     parent = _check_parent_writable(target)
-    _remove_stale_temps(parent, target.name)
+    _remove_stale_temps(parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as exc:
@@ -195,13 +198,19 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _remove_stale_temps(parent: Path, name: str) -> None:
-    """Remove temp folders that a killed process (SIGKILL, power loss) left beside `name`."""
-    for kind in ("tmp", "old"):
-        for path in parent.glob(f".{name}.{kind}-*"):
-            pid = path.name[len(f".{name}.{kind}-"):].split("-")[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
+def _remove_stale_temps(parent: Path) -> None:
+    """Remove temp folders that killed processes (SIGKILL, power loss) left in `parent`.
+
+    Ours are named `.<target>.tmp-<pid>-<random>` (or `.old-`); those of live processes
+    are in use and stay.
+    """
+    for path in list(parent.glob(".*.tmp-*")) + list(parent.glob(".*.old-*")):
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_dir() and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?:tmp|old)-(\d+)-[^-/]+$")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,7 +1,8 @@
 """One exception type for everything a user can get wrong.
 
 The CLI turns a GencompressError into a one-line message and its exit code (2 for bad
-input, 1 for a failed verification); anything else is a bug and keeps its traceback.
+input, 1 for a failed verification). Anything else is a bug: one line and exit code 3,
+with the traceback under `--debug` (or GENCOMPRESS_DEBUG=1).
 """
 
 

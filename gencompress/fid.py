@@ -28,20 +28,24 @@ from .atomic import atomic_write_bytes
 from .cache import cache_dir
 from .errors import GencompressError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 FEATURE_DIM = 64
 
 
 class _Trunk(nn.Module):
-    """32x32 images in [-1, 1] -> FEATURE_DIM features: three strided convs and a linear layer."""
+    """32x32 images in [-1, 1] -> FEATURE_DIM features.
+
+    Average-pooled to 16x16 first: the digits are 8x8 upscaled, so nothing is lost there,
+    and it makes training the extractor on first use about ten times cheaper on a CPU.
+    """
 
     def __init__(self, nc: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(nc, 32, 3, 2, 1), nn.ReLU(True),  # 16
-            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(True),  # 8
-            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(True),  # 4
-            nn.Flatten(), nn.Linear(128 * 16, FEATURE_DIM), nn.ReLU(True),
+            nn.AvgPool2d(2),  # 16
+            nn.Conv2d(nc, 32, 3, 2, 1), nn.ReLU(True),  # 8
+            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(True),  # 4
+            nn.Flatten(), nn.Linear(64 * 16, FEATURE_DIM), nn.ReLU(True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +126,7 @@ class _Classifier(nn.Module):
 
 
 def digits_extractor() -> Extractor:
-    """A digits classifier (about 99% train accuracy) trained once and cached."""
+    """A digits classifier (about 98% train accuracy) trained once (seconds) and cached."""
     from .data import load_digits
 
     images, labels = load_digits(32)
@@ -142,10 +146,10 @@ class _AutoEncoder(nn.Module):
         super().__init__()
         self.trunk = _Trunk(nc)
         self.decode = nn.Sequential(
-            nn.Linear(FEATURE_DIM, 128 * 16), nn.ReLU(True), nn.Unflatten(1, (128, 4, 4)),
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(True),
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(True),
-            nn.ConvTranspose2d(32, nc, 4, 2, 1), nn.Tanh(),
+            nn.Linear(FEATURE_DIM, 64 * 16), nn.ReLU(True), nn.Unflatten(1, (64, 4, 4)),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(True),  # 8
+            nn.ConvTranspose2d(32, nc, 4, 2, 1), nn.Tanh(),  # 16
+            nn.Upsample(scale_factor=2, mode="bilinear"),  # 32: the pooled input's resolution, upscaled
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

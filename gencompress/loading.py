@@ -157,6 +157,11 @@ def call_import_spec(spec: str) -> nn.Module:
     if not IMPORT_SPEC.match(spec):
         raise GencompressError(f"import spec {spec!r} is not like package.module:callable")
     module_name, func_name = spec.split(":")
+    package = module_name.split(".")[0]
+    # No generator lives in the standard library; refusing it keeps a downloaded bundle
+    # from naming side effects such as `os:abort` or `antigravity:x` (checked before import).
+    if package in sys.stdlib_module_names or package in sys.builtin_module_names:
+        raise GencompressError(f"import spec {spec!r} names a standard-library module; it must name your generator's code")
     if os.getcwd() not in sys.path:  # like `python -m`, find modules in the working folder
         sys.path.insert(0, os.getcwd())
     try:
@@ -166,6 +171,10 @@ def call_import_spec(spec: str) -> nn.Module:
     func = getattr(module, func_name, None)
     if not callable(func):
         raise GencompressError(f"{module_name!r} has no callable {func_name!r}")
+    defined_in = getattr(func, "__module__", None)
+    if isinstance(defined_in, str) and defined_in.split(".")[0] != package:
+        # a name imported from elsewhere (e.g. `from os import abort`) is not the generator
+        raise GencompressError(f"{spec} is defined in {defined_in!r}, not in package {package!r}; name it where it is defined")
     try:
         model = func()
     except (Exception, SystemExit) as exc:

@@ -4,6 +4,6 @@
     bundle = fit(TrainConfig(model="dcgan", objective="wgan-gp", max_steps=500, out="g"))
 """
 from .config import TrainConfig
-from .fit import fit
+from .loop import fit
 
 __all__ = ["TrainConfig", "fit"]

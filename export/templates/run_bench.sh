@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Time engine.plan on this @@DEVICE@@ with trtexec, one run per batch size.
-# For stable numbers first fix the clocks: sudo nvpmodel -m 0 && sudo jetson_clocks
-# (MAXN; check the mode table of your board with `sudo nvpmodel -q`).
+# For stable numbers first pick the power mode and fix the clocks: sudo nvpmodel -m MODE && sudo jetson_clocks
+# (mode numbers differ per board and JetPack: see /etc/nvpmodel.conf; `sudo nvpmodel -q` shows the current one).
 # Set TEGRASTATS=1 to log power and utilisation alongside (bench/tegrastats.log).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +20,12 @@ if [ ! -f engine.plan ]; then
 fi
 
 mkdir -p bench
+# Numbers mean little without the power mode and versions they were taken under.
+{
+  echo "target: @@TARGET@@ (expected JetPack @@JETPACK@@, TensorRT @@TENSORRT@@)"
+  cat /etc/nv_tegra_release 2>/dev/null || true
+  nvpmodel -q 2>/dev/null || true
+} > bench/conditions.txt
 stats_pid=""
 if [ "${TEGRASTATS:-0}" = "1" ] && command -v tegrastats >/dev/null 2>&1; then
   tegrastats --interval 100 --logfile bench/tegrastats.log &

@@ -1,8 +1,10 @@
 """The `gencompress` command line (click).
 
 Each command lives in its own module and only parses options into a stage's config
-and calls one function. Errors the user can fix (GencompressError) become a one-line
-message and exit code 2 (1 for a failed verification); `--debug` shows the traceback.
+and calls one function. Errors the user can fix (GencompressError, usage errors) become
+a one-line message and exit code 2 (1 for a failed verification); SIGINT/SIGTERM exit
+130/143 after temp folders are removed; a bug is one line and exit 3. `--debug` (or
+GENCOMPRESS_DEBUG=1) shows the traceback.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from gencompress.cli.options import emit_json
 
 
 @click.command()
-@click.argument("bundle", metavar="BUNDLE")
+@click.argument("bundle", metavar="BUNDLE", required=False)
 @click.option("--device", default="jetson-orin-nano", show_default=True, help="Device profile (see --list-devices).")
 @click.option("--batch", "batches", default="1,8", show_default=True, callback=int_list, help="Comma-separated batch sizes.")
 @click.option("--no-compare", is_flag=True, help="Do not measure ONNX Runtime beside a CPU profile's estimate.")
@@ -25,6 +25,8 @@ def estimate(bundle, device, batches, no_compare, threads, as_json, list_devices
             p = devices.get(key)
             click.echo(f"{key:<18} {p.name}: FP16 {p.fp16_tflops} TFLOPS, INT8 {p.int8_tops} TOPS, {p.mem_bw_gbs} GB/s  [{p.source}]")
         return
+    if bundle is None:
+        raise click.UsageError("BUNDLE is required (or --list-devices)")
     cfg = EstimateConfig(device=device, batches=batches, compare=not no_compare, threads=threads)
     devices.get(device)  # fail on a bad name before loading anything
     result = estimate_bundle(load_bundle(bundle), cfg)

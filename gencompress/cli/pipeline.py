@@ -100,11 +100,16 @@ def build(cfg: BuildConfig) -> dict:
     """Run the whole pipeline; write the bundle to cfg.out; return the summary."""
     cfg.validate()
     check_output_dir(cfg.out)
+    # The work folder goes however the build ends: success, error, SIGINT or SIGTERM.
+    with tempfile.TemporaryDirectory(prefix="gencompress-build-") as work:
+        return _build_in(cfg, Path(work))
+
+
+def _build_in(cfg: BuildConfig, work: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     source, name = resolve_model(cfg)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
         source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress)
-    work = Path(tempfile.mkdtemp(prefix="gencompress-build-"))
     inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.input_distribution, cfg.eval_seed).numpy()
 
     if source.model is not None:
@@ -206,6 +211,8 @@ def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConf
 
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
     """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
+    if cfg.target == "cpu":
+        return {"built": False, "message": "no TensorRT engine for --target cpu (ONNX Runtime runs the ONNX)"}
     if cfg.target.startswith("jetson-"):
         msg = f"engine not built here: run build_engine.sh on the {cfg.target} (engines are specific to its GPU and TensorRT)"
         log(msg)

@@ -28,6 +28,11 @@ def _env() -> dict:
     return env
 
 
+def _our_temps(tmpdir: Path) -> list[str]:
+    """gencompress's own temp folders (torch and others keep caches there too)."""
+    return sorted(p.name for p in tmpdir.iterdir() if p.name.startswith("gencompress-"))
+
+
 def _leftovers(parent: Path, name: str) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(f".{name}."))
 
@@ -84,10 +89,15 @@ def test_stale_temp_folders_of_dead_processes_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".t.tmp-{dead.stdout.strip()}-abcd"
     stale.mkdir()
+    stale_other = tmp_path / f".step-00000200.tmp-{dead.stdout.strip()}-ijkl"  # another target's
+    stale_other.mkdir()
     alive = tmp_path / f".t.tmp-{os.getpid()}-efgh"  # ours: in use, must be kept
     alive.mkdir()
+    unrelated = tmp_path / ".t.tmp-notapid-x"
+    unrelated.mkdir()
     _writer(str(tmp_path / "t"), 1, 1)
-    assert not stale.exists() and alive.exists()
+    assert not stale.exists() and not stale_other.exists()
+    assert alive.exists() and unrelated.exists()
 
 
 def test_atomic_write_text_replaces_whole_files(tmp_path):
@@ -143,7 +153,8 @@ DRIVER = textwrap.dedent(
 def _driver(tmp_path: Path, mode: str, *args: str) -> subprocess.Popen:
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    env = {**_env(), "DRIVER_MODE": mode}
+    (tmp_path / "tmpdir").mkdir(exist_ok=True)  # its own TMPDIR: we can see what it leaves
+    env = {**_env(), "DRIVER_MODE": mode, "TMPDIR": str(tmp_path / "tmpdir")}
     return subprocess.Popen([sys.executable, str(script), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -167,6 +178,7 @@ def test_sigterm_mid_save_exits_143_and_leaves_the_old_bundle(tmp_path, previous
     assert "Traceback" not in err
     assert tree_digest(out) == before
     assert _leftovers(tmp_path, "out") == []
+    assert _our_temps(tmp_path / "tmpdir") == []  # the build's work folder went too
 
 
 def test_sigint_during_the_pipeline_exits_130_and_leaves_the_old_bundle(tmp_path, previous):
@@ -180,6 +192,7 @@ def test_sigint_during_the_pipeline_exits_130_and_leaves_the_old_bundle(tmp_path
     assert "Traceback" not in err
     assert tree_digest(out) == before
     assert _leftovers(tmp_path, "out") == []
+    assert _our_temps(tmp_path / "tmpdir") == []
 
 
 def test_sigkill_mid_save_then_a_rerun_completes_and_cleans_up(tmp_path, previous, monkeypatch):

@@ -92,6 +92,7 @@ def env(tmp_path_factory):
     (root / "userdir").mkdir()
     (root / "userdir" / "notes.txt").write_text("precious")
     (root / "emptydir").mkdir()
+    (root / "link").symlink_to(root / "emptydir")
     (root / "random.bin").write_bytes(os.urandom(256))
     _bundles(root)
     _checkpoints(root)
@@ -233,6 +234,7 @@ CASES = [
     # --out
     ("out is a file", ["--model", "dcgan", "--random-init", "--out", "afile"], "exists and is not a folder"),
     ("out under a file", ["--model", "dcgan", "--random-init", "--out", "afile/sub"], "cannot create output folder"),
+    ("out is a symbolic link", ["--model", "dcgan", "--random-init", "--out", "link"], "is a symbolic link"),
     ("out is a user folder", ["--model", "dcgan", "--random-init", "--out", "userdir"], "was not written by gencompress"),
     ("out on a read-only fs", ["--model", "dcgan", "--random-init", "--out", "/proc/gencompress-out"], "output folder /proc"),
 ]
@@ -300,9 +302,11 @@ def test_full_disk_while_saving_keeps_the_previous_bundle(env, monkeypatch, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_full_disk_outside_an_atomic_write_is_one_line(monkeypatch):
+def test_full_disk_outside_an_atomic_write_is_one_line(monkeypatch, tmp_path):
     """An OSError a user fixes (ENOSPC in a temp folder, say) is one line and exit 2."""
     import gencompress.cli.pipeline as pipeline
+
+    monkeypatch.chdir(tmp_path)
 
     def full_disk(cfg):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/gencompress-build-x")
@@ -347,3 +351,88 @@ def test_nan_onnx_reference_check_names_the_problem(env):
     y = ort.InferenceSession(str(env / "nan.onnx")).run(None, {"x0": np.ones((1, 1, 4, 4), np.float32)})[0]
     assert np.isnan(y).all()
     assert json.loads((env / "out" / "manifest.json").read_text())["schema_version"] == 2
+
+
+# --- the other commands ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cmd_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmds")
+    import shutil
+
+    random_dcgan_bundle(root / "good")
+    shutil.copytree(root / "good", root / "tampered")
+    with open(root / "tampered" / "weights.safetensors", "ab") as fh:
+        fh.write(b"x")
+    (root / "emptydir").mkdir()
+    (root / "afile").write_text("x")
+    (root / "bad.json").write_text("{bad")
+    np.savez(root / "empty.npz", images=np.zeros((0, 1, 32, 32), np.float32))
+    np.savez(root / "nan.npz", images=np.full((80, 1, 32, 32), np.nan, np.float32))
+    np.savez(root / "rank2.npz", images=np.zeros((80, 32), np.float32))
+    np.savez(root / "pickled.npz", images=np.array([{"a": 1}] * 80, dtype=object))
+    random_dcgan_bundle(root / "out")  # a pre-existing output, as in the build cases
+    return root
+
+
+COMMAND_CASES = [
+    ("export missing bundle", ["export", "missing", "--out", "out"], "is not a bundle folder, a file, an import spec"),
+    ("export empty folder", ["export", "emptydir", "--out", "out"], "is not a bundle: no manifest.json"),
+    ("export tampered bundle", ["export", "tampered", "--out", "out"], "does not match its hash"),
+    ("export out is a file", ["export", "good", "--out", "afile"], "is a file"),
+    ("export bad batch range", ["export", "good", "--out", "out", "--dynamic-batch", "0:1"], "Invalid value for '--dynamic-batch'"),
+    ("export old opset", ["export", "good", "--out", "out", "--opset", "5"], "--opset must be at least 17"),
+    ("export bad target", ["export", "good", "--out", "out", "--target", "tpu"], "Invalid value for '--target'"),
+    ("bench missing bundle", ["bench", "missing"], "is not a bundle folder, a file, an import spec"),
+    ("bench tampered bundle", ["bench", "tampered"], "does not match its hash"),
+    ("bench zero batch", ["bench", "good", "--batch", "0"], "positive batch sizes"),
+    ("bench batch not numbers", ["bench", "good", "--batch", "a,b"], "not a comma-separated list of integers"),
+    ("bench unknown backend", ["bench", "good", "--backend", "nosuch"], "unknown backend(s) nosuch"),
+    ("bench zero iterations", ["bench", "good", "--iters", "0"], "Invalid value for '--iters'"),
+    ("bench no bundle", ["bench"], "Missing argument 'BUNDLE...'"),
+    ("report missing run", ["report", "missing", "--out", "out"], "missing does not exist"),
+    ("report corrupt JSON", ["report", "bad.json", "--out", "out"], "bad.json is not valid JSON"),
+    ("report no results", ["report", "emptydir", "--out", "out"], "no gencompress bench or sweep results"),
+    ("train unknown model", ["train", "nosuch", "--out", "out"], "unknown zoo model 'nosuch'"),
+    ("train missing data folder", ["train", "dcgan", "--data", "folder:nowhere", "--out", "out"], "does not exist"),
+    ("train empty data folder", ["train", "dcgan", "--data", "folder:emptydir", "--out", "out"], "holds no images"),
+    ("train empty npz", ["train", "dcgan", "--data", "npz:empty.npz", "--out", "out"], "holds no images"),
+    ("train NaN npz", ["train", "dcgan", "--data", "npz:nan.npz", "--out", "out"], "NaN"),
+    ("train wrong-rank npz", ["train", "dcgan", "--data", "npz:rank2.npz", "--out", "out"], "has rank 2"),
+    ("train pickled npz", ["train", "dcgan", "--data", "npz:pickled.npz", "--out", "out"], "pickle"),
+    ("train unknown data kind", ["train", "dcgan", "--data", "bogus", "--out", "out"], "is not one of"),
+    ("train out is a file", ["train", "dcgan", "--out", "afile"], "is a file"),
+]
+
+
+@pytest.mark.parametrize("args, message", [c[1:] for c in COMMAND_CASES], ids=[c[0] for c in COMMAND_CASES])
+def test_bad_input_to_other_commands(cmd_env, monkeypatch, args, message):
+    from gencompress.cli import COMMANDS, LazyGroup
+
+    if LazyGroup._load(args[0], quiet=True) is None:
+        pytest.skip(f"`gencompress {args[0]}` ({COMMANDS[args[0]][0]}) is not importable here")
+    monkeypatch.chdir(cmd_env)
+    before, before_dirs = tree_digest(cmd_env), dirs_of(cmd_env)
+    extra = ["--max-steps", "1", "--no-eval", "--no-progress"] if args[0] == "train" else []
+    assert_one_line_error(run_main(*args, *extra), message)
+    assert tree_digest(cmd_env) == before
+    assert dirs_of(cmd_env) == before_dirs
+
+
+def test_at_least_30_distinct_cases_across_commands():
+    commands = {c[1][0] for c in COMMAND_CASES} | {"build"}
+    assert len(CASES) + len(COMMAND_CASES) >= 60 and commands >= {"build", "export", "bench", "report", "train"}
+
+
+def test_failed_verification_exits_1_and_keeps_the_previous_output(cmd_env, monkeypatch):
+    from gencompress.cli import LazyGroup
+
+    if LazyGroup._load("export", quiet=True) is None:
+        pytest.skip("`gencompress export` is not importable here")
+    monkeypatch.chdir(cmd_env)
+    before, before_dirs = tree_digest(cmd_env), dirs_of(cmd_env)
+    outcome = run_main("export", "good", "--out", "out", "--min-psnr", "1000", "--no-slim", "--verify-samples", "2")
+    assert_one_line_error(outcome, "verification FAILED", code=1, only_line=False)
+    assert tree_digest(cmd_env) == before
+    assert dirs_of(cmd_env) == before_dirs

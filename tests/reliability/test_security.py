@@ -211,3 +211,18 @@ def test_files_are_created_with_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (saved.path.stat().st_mode & 0o777) == 0o755
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("os:abort", "names a standard-library module"),  # would kill this very test process
+    ("antigravity:x", "names a standard-library module"),  # would open a browser on import
+    ("builtins:breakpoint", "names a standard-library module"),
+    ("reexports_abort:abort", "is defined in 'posix', not in package 'reexports_abort'"),
+])
+def test_a_bundle_cannot_name_side_effects_as_its_architecture(saved, monkeypatch, tmp_path, spec, message):
+    (tmp_path / "reexports_abort.py").write_text("from os import abort\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rewrite_manifest(saved.path, lambda m: m.__setitem__("architecture", {"kind": "import", "spec": spec}))
+    with pytest.raises(GencompressError, match=message):
+        load_spec(str(saved.path))

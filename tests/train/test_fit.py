@@ -170,3 +170,15 @@ def test_resume_from_another_architecture_is_refused(tmp_path):
     _assert_one_line_error(result, "from another architecture")
     # nothing lost: the other run's checkpoint is still whole
     assert checkpoint.latest(tmp_path / "a.ckpt")[1]["step"] == 2
+
+
+@pytest.mark.parametrize("model,objective", [("resnet_generator", "wgan-gp"), ("dcgan", "wgan")])
+def test_every_zoo_gan_trains_with_each_objective_family(tmp_path, model, objective):
+    bundle = fit(TrainConfig(model=model, objective=objective, out=str(tmp_path / "m"), max_steps=1, **FAST))
+    state = Bundle.load(tmp_path / "m").state_dict()
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert bundle.manifest["recipe"][-1]["objective"] == objective
+    if objective == "wgan":  # weight clipping held every critic weight inside [-0.01, 0.01]
+        critic = checkpoint.load_safetensors(tmp_path / "m.ckpt" / "step-00000001" / "models.safetensors")
+        weights = [v for k, v in critic.items() if k.startswith("critic.") and k.endswith("weight")]
+        assert weights and all(v.abs().max() <= 0.01 + 1e-7 for v in weights)

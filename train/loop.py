@@ -292,7 +292,7 @@ def maybe_resume(run: Run) -> None:
     modules = run.modules()
     checkpoint.restore(path, meta, modules, run.optimizers(), run_key(run))
     run.step, run.batches, run.last_checkpoint = int(meta["step"]), int(meta["batches"]), path
-    if run.cfg.progress and run.ctx.is_main:
+    if run.ctx.is_main:
         print(f"gencompress: resumed from {path} (step {run.step})", file=sys.stderr)
 
 

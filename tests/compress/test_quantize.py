@@ -1,0 +1,83 @@
+"""INT8 PTQ: calibrators, the PSNR budget search, QAT, and restoring a saved bundle."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gencompress.bundle import Bundle
+from gencompress.compress import QuantConfig, load_model, quantize
+from gencompress.data import draw_inputs
+from gencompress.errors import GencompressError
+from gencompress.metrics import psnr
+
+FAST = dict(calib_samples=32, calib_batch=32, eval_samples=32)
+
+
+def _psnr(bundle, qbundle) -> float:
+    x = draw_inputs(bundle.input_shape, 32, "normal", 7)
+    with torch.no_grad():
+        return psnr(bundle.model(x), qbundle.model(x))
+
+
+def _input_amax(qbundle) -> dict[str, float]:
+    layers = qbundle.manifest["precision"]  # the Conv/ConvTranspose/Linear layers
+    found = {n: m.input_quantizer.amax for n, m in qbundle.model.named_modules() if n in layers}
+    return {n: float(a) for n, a in found.items() if a is not None}
+
+
+def test_max_calibration_is_faithful(tiny_dcgan):
+    q = quantize(tiny_dcgan, QuantConfig(**FAST), progress=False)
+    assert set(q.manifest["precision"].values()) == {"int8"}
+    assert _psnr(tiny_dcgan, q) >= 30.0
+
+
+@pytest.mark.parametrize("calibrator,floor_db", [("percentile", 30.0), ("mse", 20.0)])
+def test_histogram_calibrators_clip_below_max(tiny_dcgan, calibrator, floor_db):
+    """Histogram calibrators pick amax at or under the observed max, for some layer strictly."""
+    by_max = _input_amax(quantize(tiny_dcgan, QuantConfig(**FAST), progress=False))
+    q = quantize(tiny_dcgan, QuantConfig(calibrator=calibrator, percentile=99.0, **FAST), progress=False)
+    amax = _input_amax(q)
+    assert set(amax) == set(by_max) and len(amax) == 4
+    assert all(amax[n] <= by_max[n] * 1.01 for n in amax)
+    assert any(amax[n] < by_max[n] * 0.95 for n in amax)
+    assert _psnr(tiny_dcgan, q) >= floor_db
+
+
+def test_unknown_calibrator_is_refused():
+    with pytest.raises(GencompressError, match="unknown calibrator"):
+        QuantConfig(calibrator="magic").validate()
+
+
+def test_min_psnr_keeps_the_most_sensitive_layers_float(tiny_dcgan):
+    plain = _psnr(tiny_dcgan, quantize(tiny_dcgan, QuantConfig(**FAST), progress=False))
+    budget = plain + 3.0  # unreachable with every layer INT8
+    q = quantize(tiny_dcgan, QuantConfig(min_psnr=budget, **FAST), progress=False)
+    search = q.manifest["recipe"][-1]["sensitivity"]
+    keep = search["keep_float"]
+    assert 1 <= len(keep) < 4 and search["psnr_db"] >= budget
+    # the kept layers are the most sensitive ones, in order
+    ranked = sorted(search["layer_psnr_db"], key=search["layer_psnr_db"].get)
+    assert keep == ranked[: len(keep)]
+    assert [q.manifest["precision"][n] for n in keep] == ["fp32"] * len(keep)
+    # one fewer float layer would miss the budget: the mix is the fewest in that order
+    assert search["tried"][len(keep) - 1]["psnr_db"] < budget
+
+
+def test_impossible_budget_says_the_best_reached(tiny_dcgan):
+    with pytest.raises(GencompressError, match=r"no precision mix meets --min-psnr 900 dB: the best .* reached \d+\.\d+ dB"):
+        quantize(tiny_dcgan, QuantConfig(min_psnr=900, **FAST), progress=False)
+
+
+def test_qat_does_not_lose_quality(tiny_dcgan):
+    q = quantize(tiny_dcgan, QuantConfig(qat_steps=20, qat_batch=16, **FAST), progress=False)
+    log = q.manifest["recipe"][-1]["qat"]
+    assert log["steps"] == 20 and log["psnr_after_db"] >= log["psnr_before_db"] - 1.0
+
+
+def test_saved_mixed_precision_bundle_restores_exactly(tiny_dcgan, tmp_path):
+    q = quantize(tiny_dcgan, QuantConfig(keep_float=("0",), **FAST), progress=False).save(tmp_path / "q")
+    restored = load_model(Bundle.load(tmp_path / "q"))
+    x = torch.randn(4, *tiny_dcgan.input_shape)
+    with torch.no_grad():
+        assert torch.equal(restored(x), q.model(x))
+    assert q.manifest["precision"]["0"] == "fp32" and q.manifest["precision"]["3"] == "int8"

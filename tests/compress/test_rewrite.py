@@ -1,0 +1,78 @@
+"""The ConvTranspose rewrites are exact in FP32 and the CPU INT8 graph is all integer convs."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from gencompress.compress.rewrite import (
+    DECONV_FORMS, StemAsConv, cpu_integer_ready, rewrite_deconvs,
+)
+from gencompress.errors import GencompressError
+from gencompress.export.onnx_quant import cpu_int8
+from gencompress.export.onnx_export import OnnxConfig, export_module
+from gencompress.export.runners import OrtRunner
+from gencompress.metrics import psnr
+from gencompress.model_stats import count_macs
+
+
+@pytest.mark.parametrize("form", sorted(DECONV_FORMS))
+@pytest.mark.parametrize("bias", [False, True])
+def test_stride2_deconv_rewrite_is_exact(form, bias):
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(6, 5, 4, 2, 1, bias=bias).eval()
+    x = torch.randn(3, 6, 7, 5)  # odd, non-square: phases must not assume symmetry
+    with torch.no_grad():
+        err = (deconv(x) - DECONV_FORMS[form](deconv)(x)).abs().max().item()
+    assert err < 1e-5
+
+
+def test_stem_deconv_is_a_1x1_conv():
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(10, 7, 4, 1, 0, bias=True).eval()
+    x = torch.randn(4, 10, 1, 1)
+    with torch.no_grad():
+        assert (deconv(x) - StemAsConv(deconv)(x)).abs().max().item() < 1e-5
+
+
+def test_four_phase_keeps_the_deconv_macs(tiny_dcgan):
+    shape = tiny_dcgan.input_shape
+    rewritten, names = rewrite_deconvs(tiny_dcgan.model, shape, form="four-phase")
+    assert names == ["0", "3", "6", "9"]
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in rewritten.modules())
+    assert count_macs(rewritten, shape) == count_macs(tiny_dcgan.model, shape)
+
+
+def test_unsupported_deconv_is_left_alone():
+    model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, 2, 1, output_padding=1)).eval()
+    rewritten, names = rewrite_deconvs(model, (4, 5, 5))
+    assert names == [] and isinstance(rewritten[0], nn.ConvTranspose2d)
+
+
+def test_unknown_form_is_an_error(tiny_dcgan):
+    with pytest.raises(GencompressError, match="unknown deconvolution rewrite"):
+        rewrite_deconvs(tiny_dcgan.model, tiny_dcgan.input_shape, form="magic")
+
+
+def test_cpu_ready_model_matches_with_folded_norms(tiny_dcgan):
+    ready, info = cpu_integer_ready(tiny_dcgan.model, tiny_dcgan.input_shape)
+    assert info["batchnorms_folded"] == 3 and len(info["deconvs_rewritten"]) == 4
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ready.modules())
+    x = torch.randn(5, *tiny_dcgan.input_shape)
+    with torch.no_grad():
+        assert (ready(x) - tiny_dcgan.model(x)).abs().max().item() < 1e-5
+
+
+def test_cpu_int8_graph_is_integer_convs(tiny_dcgan, tmp_path):
+    shape = tiny_dcgan.input_shape
+    fp32 = export_module(tiny_dcgan.model, shape, tmp_path / "fp32.onnx", OnnxConfig())
+    path, step = cpu_int8(tiny_dcgan.model, fp32, tmp_path, shape, "normal", samples=64)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "ConvTranspose" not in ops and "Conv" not in ops
+    assert ops.count("QLinearConv") == 4
+    x = np.random.default_rng(0).standard_normal((16, *shape)).astype(np.float32)
+    reference = OrtRunner(fp32, 2).infer(x)
+    assert psnr(reference, OrtRunner(path, 2).infer(x)) >= 30.0
+    assert "U8 asymmetric activations" in step["form"]
