@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from gencompress.atomic import atomic_dir, atomic_write_text
-from gencompress.bundle import load_safetensors, sha256  # noqa: F401  (re-exported for tests)
+from gencompress.bundle import sha256
 from gencompress.errors import GencompressError
 
 KEEP = 2  # checkpoints kept on disk: the newest and one before it

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import hashlib
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gencompress import zoo
+from gencompress.atomic import atomic_write_bytes
 from gencompress.bundle import Bundle
 from gencompress.errors import GencompressError
 from gencompress.progress import bar
@@ -244,9 +245,6 @@ class Logs:
 def save_grid(images: torch.Tensor, path: Path) -> None:
     """An 8-column PNG grid of images in [-1, 1]."""
     from PIL import Image
-
-    from gencompress.atomic import atomic_write_bytes
-    import io
 
     n, c, h, w = images.shape
     cols = 8

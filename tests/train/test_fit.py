@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gencompress.bundle import Bundle
+from gencompress.bundle import Bundle, load_safetensors
 from gencompress.cli import cli
 from gencompress.errors import GencompressError
 from gencompress.train import TrainConfig, checkpoint, fit
@@ -179,6 +179,6 @@ def test_every_zoo_gan_trains_with_each_objective_family(tmp_path, model, object
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
     assert bundle.manifest["recipe"][-1]["objective"] == objective
     if objective == "wgan":  # weight clipping held every critic weight inside [-0.01, 0.01]
-        critic = checkpoint.load_safetensors(tmp_path / "m.ckpt" / "step-00000001" / "models.safetensors")
+        critic = load_safetensors(tmp_path / "m.ckpt" / "step-00000001" / "models.safetensors")
         weights = [v for k, v in critic.items() if k.startswith("critic.") and k.endswith("weight")]
         assert weights and all(v.abs().max() <= 0.01 + 1e-7 for v in weights)
