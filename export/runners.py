@@ -89,7 +89,11 @@ class OrtRunner(Runner):
                 "intra_op_threads": self.threads, "graph_optimization": self.optimization}
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GencompressError(f"ONNX Runtime failed to run the model: {first[:300]}") from None
 
     def close(self) -> None:
         self.session = None

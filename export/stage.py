@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 from torch import nn
 
+from gencompress.atomic import check_output_dir
 from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle
 from gencompress.errors import GencompressError, VerificationError
 from gencompress.loading import load_spec, model_from_bundle
@@ -90,6 +91,7 @@ def model_for(bundle: Bundle, precision: str) -> nn.Module:
 def export(cfg: ExportConfig) -> Bundle:
     """Stage function behind `gencompress export`: load, export, check, verify, save."""
     cfg.validate()
+    check_output_dir(cfg.out)  # fail before the work, not after it
     bundle = load_spec(cfg.source)
     work = Path(tempfile.mkdtemp(prefix="gencompress-export-"))
     try:

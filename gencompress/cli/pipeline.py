@@ -69,6 +69,9 @@ class BuildConfig:
             raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
         if self.calib_samples < 1 or self.eval_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
+        if self.prune is not None:  # refuse a bad ratio before any model is trained or loaded
+            PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
+        QuantConfig(min_psnr=self.min_psnr, qat_steps=self.qat_steps).validate()
 
 
 def log(msg: str) -> None:

@@ -63,11 +63,11 @@ def _wait_for_checkpoint(proc: subprocess.Popen, root: Path, min_step: int, time
 
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_bit_for_bit(tmp_path):
-    args = ("--max-steps", "300", "--epochs", "5", "--checkpoint-every", "50")
+    args = ("--max-steps", "150", "--epochs", "5", "--checkpoint-every", "25")
     subprocess.run(_train_cmd(tmp_path / "ref", *args), check=True, env=_env(), capture_output=True)
 
     proc = subprocess.Popen(_train_cmd(tmp_path / "run", *args), env=_env(), stderr=subprocess.DEVNULL)
-    _wait_for_checkpoint(proc, tmp_path / "run.ckpt", 50)
+    _wait_for_checkpoint(proc, tmp_path / "run.ckpt", 25)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (tmp_path / "run").exists()  # no half-written bundle
