@@ -22,6 +22,7 @@ from gencompress.progress import bar
 from . import devices, roofline
 from .bench import ROW_KEYS, BenchConfig, conditions, run
 from .pareto import pareto_front
+from .plots import quality_value
 from .realtime import verdict
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
@@ -94,10 +95,18 @@ def with_precision(bundle: Bundle, precision: str, work: Path) -> Bundle:
         from gencompress.export.onnx_quant import quantize_cpu
 
         path = quantize_cpu(fp32.file(ONNX), work / "int8cpu.onnx", bundle.input_shape, bundle.input_distribution)
-        step = {"step": "convert", "precision": "int8"}
+        # that form quantises Conv/Gemm/MatMul only: a ConvTranspose-only generator stays FP32
+        step = {"step": "convert", "precision": "int8" if has_quantized_nodes(path) else "fp32"}
     out = fp32.derive(step)
     out.files[ONNX] = path
     return out
+
+
+def has_quantized_nodes(path: Path) -> bool:
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return bool(ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"})
 
 
 def variant_name(ratio: float, precision: str) -> str:
@@ -170,7 +179,8 @@ def estimate_checks(runs: list[dict], cfg: SweepConfig) -> list[dict]:
 def mark_pareto(rows: list[dict], batch: int) -> list[str]:
     """Set row['pareto'] on the measured rows at `batch`; return the front's labels."""
     chosen = [r for r in rows if r["batch"] == batch and r["source"] == "measured"]
-    points = [(r["median_ms"], min(r["psnr_db"], 1e3) if r.get("psnr_db") is not None else None) for r in chosen]
+    # PSNR above the cap is FP32 rounding noise: such points count as equally good (as plotted)
+    points = [(r["median_ms"], quality_value(r)) for r in chosen]
     front = {id(chosen[i]) for i in pareto_front(points)}
     for r in rows:
         r["pareto"] = id(r) in front

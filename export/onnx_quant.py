@@ -63,7 +63,8 @@ def _register_move_ops() -> None:
     registry.QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
     registry.QLinearOpsRegistry.setdefault("DepthToSpace", Direct8BitOp)
 CPU_CALIBRATORS = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-CPU_FORM = "ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetric activations, per-channel S8 weights, Conv/Gemm/MatMul only"
+CPU_FORM = ("ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetric activations, per-channel S8 weights; "
+            "Conv/Gemm/MatMul integer, ReLU fused into them, DepthToSpace/Reshape on uint8")
 
 
 def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,

@@ -165,6 +165,8 @@ def _check_finite(reference: np.ndarray) -> None:
 def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> tuple[Bundle, str]:
     """Apply the requested precision; return a bundle holding model.onnx, and its form."""
     if cfg.precision == "int8" and cfg.target == "cpu":
+        if cfg.min_psnr is not None or cfg.qat_steps:
+            log("--min-psnr and --qat-steps shape modelopt INT8 (gpu targets); --target cpu quantises the graph with ONNX Runtime and ignores them")
         path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.input_distribution, cfg.calib_samples)
         out = source.derive(step)
         if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):

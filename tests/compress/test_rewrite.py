@@ -75,4 +75,4 @@ def test_cpu_int8_graph_is_integer_convs(tiny_dcgan, tmp_path):
     x = np.random.default_rng(0).standard_normal((16, *shape)).astype(np.float32)
     reference = OrtRunner(fp32, 2).infer(x)
     assert psnr(reference, OrtRunner(path, 2).infer(x)) >= 30.0
-    assert "U8 asymmetric activations" in step["form"]
+    assert "U8 asymmetric activations" in step["form"] and "per-channel S8 weights" in step["form"]
