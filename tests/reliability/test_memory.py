@@ -29,7 +29,12 @@ PROBE = textwrap.dedent(
     from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 
     def peak_mib():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (a
+        # large pytest process), while VmHWM belongs to this process's own address space.
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     torch.manual_seed(0)
     model = zoo.build("dcgan").eval()
