@@ -31,7 +31,7 @@ from torch import nn
 
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
-from gencompress.errors import GencompressError
+from gencompress.errors import GencompressError, first_line
 from gencompress.model_stats import count_macs, count_params
 
 from .distill import DistillConfig, distill
@@ -99,7 +99,7 @@ def run_naming_failure(model: nn.Module, x: torch.Tensor, what: str) -> torch.Te
     except Exception as exc:
         layer = state["last"]
         where = f"layer {names.get(layer, '?')} ({type(layer).__name__})" if layer is not None else "the model"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise GencompressError(f"{what} at {where}: {first[:200]}") from None
     finally:
         for hook in hooks:
@@ -266,7 +266,7 @@ def _make_pruner(tp, model, x, cfg, ignored, round_to, names):
     except GencompressError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise GencompressError(f"Torch-Pruning cannot trace this architecture: {first[:200]}") from None
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gencompress.bundle import ONNX, Bundle
-from gencompress.errors import GencompressError
+from gencompress.errors import GencompressError, first_line
 from gencompress.onnx_utils import load_onnx
 
 MIN_OPSET = 17  # per-channel Q/DQ on weights needs opset >= 13; 17 is what TensorRT 10 documents
@@ -58,7 +58,7 @@ def export_module(model: nn.Module, input_shape, path: Path, cfg: OnnxConfig) ->
                 do_constant_folding=True,
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise GencompressError(f"ONNX export failed: {first[:300]}") from None
     if cfg.slim:
         _slim_in_place(path)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gencompress.data import draw_inputs
-from gencompress.errors import GencompressError
+from gencompress.errors import GencompressError, first_line
 
 
 class _Reader:
@@ -108,7 +108,7 @@ def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, sampl
             quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
             quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, 32), **options)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise GencompressError(f"ONNX INT8 quantisation of {src.name} failed: {first[:300]}") from None
     finally:
         prepped.unlink(missing_ok=True)

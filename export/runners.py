@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gencompress.errors import GencompressError
+from gencompress.errors import GencompressError, first_line
 
 
 class Runner:
@@ -75,7 +75,7 @@ class OrtRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise GencompressError(f"ONNX Runtime cannot load {onnx_path}: {first[:300]}") from None
         self.threads = threads
         self.optimization = optimization
@@ -92,7 +92,7 @@ class OrtRunner(Runner):
         try:
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise GencompressError(f"ONNX Runtime failed to run the model: {first[:300]}") from None
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from .atomic import atomic_write_bytes
 from .cache import cache_dir
-from .errors import GencompressError
+from .errors import GencompressError, first_line
 
 CACHE_VERSION = 2
 FEATURE_DIM = 64
@@ -195,7 +195,7 @@ def torchscript_extractor(path: str | Path) -> Extractor:
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # torch raises RuntimeError or ValueError for non-TorchScript files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise GencompressError(
             f"--inception-weights {path} is not a TorchScript feature extractor ({first}); "
             "a plain Inception-v3 state dict needs torchvision's architecture, which gencompress does not install"

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import zoo
 from .bundle import Bundle, load_safetensors, new_manifest
-from .errors import GencompressError
+from .errors import GencompressError, first_line
 
 IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 MAX_MODEL_FILE_BYTES = 4 << 30  # 4 GiB: larger than any generator this toolkit targets
@@ -57,7 +57,7 @@ def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise GencompressError(
                 f"checkpoint {path} holds Python objects beyond tensors; refusing to unpickle it "
@@ -306,7 +306,7 @@ def check_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int =
         with torch.no_grad():
             y = model(x)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise GencompressError(f"input shape {describe_shape((batch, *input_shape))} does not fit the model: {first}") from None
     if not isinstance(y, torch.Tensor) or y.dim() != 4 or not y.is_floating_point():
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__

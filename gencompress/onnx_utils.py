@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import GencompressError
+from .errors import GencompressError, first_line
 
 
 def load_onnx(path: str | Path, check: bool = True):
@@ -20,7 +20,7 @@ def load_onnx(path: str | Path, check: bool = True):
         if check:
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # protobuf DecodeError, ValidationError, OSError ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise GencompressError(f"{path} is not a valid ONNX model: {first[:200]}") from None
     return model
 
