@@ -4,9 +4,10 @@
 
 For each model: FP32 ONNX (as exported, ConvTranspose included) and the `--target cpu`
 INT8 ONNX (BatchNorm folded, deconvolutions rewritten exactly, quantize_static U8/S8
-per-channel, every conv a QLinearConv). Latency at batch 8 with 2 intra-op threads,
-the two sessions timed in interleaved rounds (other work on the machine hits both
-alike), medians of the per-round medians. PSNR of INT8 against FP32 on 64 fixed latents.
+per-channel, every conv a QLinearConv, channels-last depth-to-space). Latency at batch 8
+with 2 intra-op threads, timed by `ort_pair.time_graphs`: a clean child process, one
+shared thread pool, interleaved rounds, the speedup as the median of per-round ratios.
+PSNR of INT8 against FP32 on 64 fixed latents.
 `dcgan-pruned` is the trained digits DCGAN pruned 50% and distilled (short run).
 """
 from __future__ import annotations
@@ -16,10 +17,8 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gencompress import zoo
@@ -32,6 +31,9 @@ from gencompress.compress import PruneConfig, prune
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ort_pair import time_graphs  # noqa: E402
 
 
 def source_bundle(name: str, distill_steps: int, trained: bool):
@@ -49,37 +51,19 @@ def source_bundle(name: str, distill_steps: int, trained: bool):
     return bundle, how
 
 
-def interleaved(runners: dict, x: np.ndarray, reps: int, inner: int) -> dict[str, float]:
-    """Median over `reps` rounds of each runner's median over `inner` calls."""
-    for r in runners.values():
-        for _ in range(5):
-            r.infer(x)
-    rounds = {k: [] for k in runners}
-    for _ in range(reps):
-        for key, runner in runners.items():
-            times = []
-            for _ in range(inner):
-                start = time.perf_counter_ns()
-                runner.infer(x)
-                times.append((time.perf_counter_ns() - start) / 1e6)
-            rounds[key].append(float(np.median(times)))
-    return {k: float(np.median(v)) for k, v in rounds.items()}
-
-
 def measure_model(name: str, args, work: Path) -> dict:
     bundle, how = source_bundle(name, args.distill_steps, args.trained)
     shape = bundle.input_shape
     fp32 = export_module(bundle.model, shape, work / f"{name}-fp32.onnx", OnnxConfig())
     (work / name).mkdir()
     int8, step = cpu_int8(bundle.model, fp32, work / name, shape, bundle.input_distribution)
-    runners = {"fp32": OrtRunner(fp32, args.threads), "int8": OrtRunner(int8, args.threads)}
     z = draw_inputs(shape, 64, bundle.input_distribution, 0).numpy()
-    quality = psnr(runners["fp32"].infer(z), runners["int8"].infer(z))
-    x = np.ascontiguousarray(z[: args.batch])
+    quality = psnr(OrtRunner(fp32, args.threads).infer(z), OrtRunner(int8, args.threads).infer(z))
     load_before = os.getloadavg()
-    ms = interleaved(runners, x, args.reps, args.inner)
+    timing = time_graphs({"fp32": fp32, "int8": int8}, z[: args.batch], args.threads, args.reps, args.inner)
+    ms = timing["median_ms"]
     return {"model": name, "source": how, "batch": args.batch, "threads": args.threads, "fp32_ms": ms["fp32"], "int8_ms": ms["int8"],
-            "speedup": ms["fp32"] / ms["int8"], "psnr_int8_vs_fp32_db": quality, "recipe_step": step,
+            "speedup": timing["ratio_to_first"]["int8"], "timing": timing["method"], "psnr_int8_vs_fp32_db": quality, "recipe_step": step,
             "prune": bundle.manifest["metrics"].get("prune"), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 
 
@@ -101,8 +85,7 @@ def main(argv=None) -> dict:
         rows.append(measure_model(name, args, work))
         r = rows[-1]
         print(f"{name}: fp32 {r['fp32_ms']:.3f} ms, int8 {r['int8_ms']:.3f} ms, {r['speedup']:.2f}x, PSNR {r['psnr_int8_vs_fp32_db']:.1f} dB", file=sys.stderr)
-    result = {"benchmark": "cpu_int8", "rows": rows, "timing": f"interleaved: {args.reps} rounds x {args.inner} calls, median of round medians",
-              "conditions": describe(args.threads)}
+    result = {"benchmark": "cpu_int8", "rows": rows, "conditions": describe(args.threads)}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps([{k: r[k] for k in ("model", "fp32_ms", "int8_ms", "speedup", "psnr_int8_vs_fp32_db")} for r in rows], indent=2))

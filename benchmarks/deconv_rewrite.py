@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gencompress.atomic import atomic_write_text
@@ -31,7 +30,8 @@ from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_int8 import interleaved, source_bundle  # noqa: E402
+from cpu_int8 import source_bundle  # noqa: E402
+from ort_pair import time_graphs  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -47,25 +47,27 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="gencompress-deconv-"))
     fp32 = export_module(model, shape, work / "fp32.onnx", OnnxConfig())
     z = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
-    forms, runners = {}, {"fp32": OrtRunner(fp32, 2)}
+    forms, graphs = {}, {"fp32": fp32}
     for form in DECONV_FORMS:
         ready, info = cpu_integer_ready(model, shape, form=form)
         with torch.no_grad():
             err = (ready(z) - model(z)).abs().max().item()
         (work / form).mkdir()
         path, _ = cpu_int8(model, fp32, work / form, shape, "normal", deconv_form=form)
-        runners[form] = OrtRunner(path, 2)
+        graphs[form] = path
         forms[form] = {"fp32_max_abs_error": err, "macs": count_macs(ready, shape), **info}
     x = draw_inputs(shape, 64, "normal", 0).numpy()
-    ref = runners["fp32"].infer(x)
+    ref = OrtRunner(fp32, 2).infer(x)
     load = [os.getloadavg()]
-    ms = interleaved(runners, np.ascontiguousarray(x[:8]), args.reps, args.inner)
+    timing = time_graphs(graphs, x[:8], 2, args.reps, args.inner)
+    ms = timing["median_ms"]
     load.append(os.getloadavg())
     for form in forms:
-        forms[form].update({"int8_ms": ms[form], "speedup_vs_fp32": ms["fp32"] / ms[form], "psnr_int8_vs_fp32_db": psnr(ref, runners[form].infer(x))})
+        forms[form].update({"int8_ms": ms[form], "speedup_vs_fp32": timing["ratio_to_first"][form],
+                            "psnr_int8_vs_fp32_db": psnr(ref, OrtRunner(graphs[form], 2).infer(x))})
     result = {"benchmark": "deconv_rewrite", "model": f"dcgan ({how})", "macs_deconv": count_macs(model, shape),
               "fp32_ms": ms["fp32"], "forms": forms, "batch": 8, "threads": 2, "loadavg": load,
-              "timing": f"interleaved: {args.reps} rounds x {args.inner} calls, median of round medians", "conditions": describe(2)}
+              "timing": timing["method"], "conditions": describe(2)}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps({f: {k: v[k] for k in ("fp32_max_abs_error", "macs", "int8_ms", "speedup_vs_fp32")} for f, v in forms.items()}, indent=2))

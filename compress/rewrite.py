@@ -1,18 +1,23 @@
-"""Exact rewrites of ConvTranspose2d into plain convolutions.
+"""Exact rewrites of upsampling layers into plain convolutions.
 
 ONNX Runtime's CPU provider has no INT8 ConvTranspose, and TensorRT has taken per-channel
 deconvolution weight scales on different axes across versions. A plain Conv is INT8 on
-every backend, so a deconvolution generator is rewritten before integer quantisation:
+every backend, so a generator is rewritten before integer quantisation:
 
-- stride 2, kernel 4, padding 1 (the DCGAN upsampler) -> the four-phase split: output
-  pixel (2m+a, 2n+b) depends on a 2x2 window of the input, with a different 2x2 slice of
-  the kernel for each phase (a, b). Four 2x2 convolutions on one padded input, then
-  depth-to-space (PixelShuffle), cost exactly the MACs of the deconvolution. (The one-conv
-  sub-pixel form would need 3x3 kernels: 2.25x the MACs.)
-- kernel K, stride 1, padding 0 on a 1x1 input (the DCGAN stem) -> a 1x1 convolution to
-  Cout*K*K channels reshaped to Cout x K x K: a matrix product.
+- ConvTranspose stride 2, kernel 4, padding 1 (the DCGAN upsampler): output pixel
+  (2m+a, 2n+b) depends on a 2x2 window of the input, with a different 2x2 slice of the
+  kernel for each phase (a, b). Three forms: four-phase (four 2x2 convolutions, exactly
+  the deconvolution's MACs), one-pass (one 2x2 convolution, cropped per phase) and
+  sub-pixel (one 3x3 convolution to 4*Cout channels: 2.25x the MACs, fewest operators,
+  and the fastest on ONNX Runtime's CPU provider at these sizes).
+- ConvTranspose kernel K, stride 1, padding 0 on a 1x1 input (the DCGAN stem): a 1x1
+  convolution to Cout*K*K channels reshaped to K x K: a matrix product.
+- nearest 2x Upsample + 3x3 Conv (the upsample+conv generator): one 3x3 convolution on
+  the low-resolution map to 4*Cout channels, the same MACs, no Resize.
 
-Both are exact up to float summation order (checked: max abs error < 1e-5).
+The sub-pixel forms end in a channels-last depth-to-space (PhaseMajorShuffle), which
+ONNX Runtime fuses with its NHWC integer convolutions. All are exact up to float summation
+order (checked on every rewrite: max abs error < 1e-5).
 """
 from __future__ import annotations
 
@@ -85,48 +90,120 @@ class OnePassDeconv(nn.Module):
         return self.shuffle(torch.stack(outs, dim=2).flatten(1, 2))
 
 
-class SubPixelDeconv(nn.Module):
-    """The sub-pixel form: one 3x3 convolution (padding 1) to 4*Cout channels, then
-    PixelShuffle(2). Each phase uses 4 of the 9 taps (the rest are zero), so it costs
-    2.25x the MACs, but it is two operators: on small generators the per-operator cost
-    of ONNX Runtime's CPU provider outweighs the extra integer MACs.
+class PhaseMajorShuffle(nn.Module):
+    """Depth-to-space by 2 for a conv whose 4*C output channels are phase-major (channel
+    p*C + c is phase p = 2a + b of channel c), written through channels-last views.
+
+    Why not PixelShuffle: ONNX Runtime runs integer convolutions in NHWC, so an NCHW
+    DepthToSpace between two of them costs a Transpose on each side plus a byte-by-byte
+    shuffle (about 40% of the INT8 time of the DCGAN). Here the Transposes next to the
+    convolutions cancel against ONNX Runtime's own, and the shuffle moves runs of 2*C bytes.
+    The spatial size is fixed at rewrite time (generators have one input size).
     """
 
-    def __init__(self, deconv: nn.ConvTranspose2d):
+    def __init__(self, channels: int, input_hw: tuple[int, int]):
         super().__init__()
-        four = FourPhaseDeconv(deconv)
-        cin, cout = deconv.in_channels, deconv.out_channels
-        weight = torch.zeros(cout, 4, cin, 3, 3)
-        for a in range(2):
-            for b in range(2):
-                # phase (a, b) reads padded rows a..a+1 and columns b..b+1 of the 3x3 window
-                weight[:, 2 * a + b, :, a : a + 2, b : b + 2] = four.phases[2 * a + b].weight.detach()
-        self.conv = nn.Conv2d(cin, 4 * cout, 3, padding=1, bias=deconv.bias is not None)
-        self.conv.weight.data.copy_(weight.reshape(4 * cout, cin, 3, 3))  # channel c*4 + phase
-        if deconv.bias is not None:
-            self.conv.bias.data.copy_(deconv.bias.detach().repeat_interleave(4))
+        self.channels, self.hw = channels, tuple(input_hw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (h, w), c = self.hw, self.channels
+        y = x.permute(0, 2, 3, 1).reshape(-1, h, w, 2, 2, c)  # N, H, W, a, b, C
+        return y.permute(0, 1, 3, 2, 4, 5).reshape(-1, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+
+
+# Below this many output channels the channels-last shuffle moves runs of under 16 bytes,
+# which ONNX Runtime's Transpose copies one run at a time (0.12 ms for the DCGAN's
+# 1-channel output layer at batch 8); its NCHW DepthToSpace is faster there.
+MIN_CHANNELS_LAST = 8
+
+
+class SubPixelConv(nn.Module):
+    """One 3x3 convolution (padding 1) to 4*Cout channels, an optional elementwise
+    activation, then the depth-to-space by 2: the form both rewrites below produce.
+    `weight` is (4, Cout, Cin, 3, 3), phase p = 2a + b first."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, input_hw: tuple[int, int]):
+        super().__init__()
+        phases, cout, cin = weight.shape[:3]
+        self.conv = nn.Conv2d(cin, phases * cout, 3, padding=1, bias=bias is not None)
         self.act: nn.Module = nn.Identity()  # an elementwise activation moved before the shuffle
-        self.shuffle = nn.PixelShuffle(2)
+        bias = None if bias is None else bias.detach()
+        if cout >= MIN_CHANNELS_LAST:  # channel p*Cout + c
+            self.shuffle: nn.Module = PhaseMajorShuffle(cout, input_hw)
+            bias = None if bias is None else bias.repeat(phases)
+        else:  # channel c*4 + p, as PixelShuffle reads it
+            self.shuffle = nn.PixelShuffle(2)
+            weight = weight.transpose(0, 1)
+            bias = None if bias is None else bias.repeat_interleave(phases)
+        self.conv.weight.data.copy_(weight.reshape(phases * cout, cin, 3, 3))
+        if bias is not None:
+            self.conv.bias.data.copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.act(self.conv(x)))
 
 
+class SubPixelDeconv(SubPixelConv):
+    """ConvTranspose2d(k=4, s=2, p=1) in the sub-pixel form. Each phase uses 4 of the 9
+    taps (the rest are zero), so it costs 2.25x the MACs, but it is one convolution: on
+    small generators the per-operator cost of ONNX Runtime's CPU provider outweighs the
+    extra integer MACs.
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d, input_hw: tuple[int, int]):
+        four = FourPhaseDeconv(deconv)
+        weight = torch.zeros(4, deconv.out_channels, deconv.in_channels, 3, 3)
+        for a in range(2):
+            for b in range(2):
+                # phase (a, b) reads padded rows a..a+1 and columns b..b+1 of the 3x3 window
+                weight[2 * a + b, :, :, a : a + 2, b : b + 2] = four.phases[2 * a + b].weight.detach()
+        super().__init__(weight, deconv.bias, input_hw)
+
+
+# Nearest 2x upsampling then a 3x3 tap t (0..2) of phase a reads low-resolution offset
+# index _NEAREST_TAP[a][t] (0: row m-1, 1: row m, 2: row m+1).
+_NEAREST_TAP = ((0, 1, 1), (1, 1, 2))
+
+
+class UpsampleConvAsSubPixel(SubPixelConv):
+    """Upsample(x2, nearest) + Conv2d(3x3, padding 1) as one 3x3 convolution on the
+    low-resolution input to 4*Cout channels + depth-to-space: exact (the zero padding of
+    the upsampled map is the zero padding of the input), the same MACs, and no Resize,
+    which ONNX Runtime runs slowly on uint8 (0.4 ms of 1.1 ms in the upsample+conv
+    generator)."""
+
+    def __init__(self, conv: nn.Conv2d, input_hw: tuple[int, int]):
+        w = conv.weight.detach()  # (Cout, Cin, 3, 3)
+        weight = torch.zeros(4, *w.shape)
+        for a in range(2):
+            for b in range(2):
+                for t in range(3):
+                    for s in range(3):
+                        weight[2 * a + b, :, :, _NEAREST_TAP[a][t], _NEAREST_TAP[b][s]] += w[:, :, t, s]
+        super().__init__(weight, conv.bias, input_hw)
+
+
 class StemAsConv(nn.Module):
-    """ConvTranspose2d(k=K, s=1, p=0) on a 1x1 input as a 1x1 conv + reshape to K x K."""
+    """ConvTranspose2d(k=K, s=1, p=0) on a 1x1 input as a 1x1 conv + reshape to K x K.
+
+    The conv's outputs are ordered (row, column, channel), so the reshape yields a
+    channels-last map and one Transpose makes it NCHW; ONNX Runtime cancels that Transpose
+    against the one it puts before the next (NHWC) integer convolution.
+    """
 
     def __init__(self, deconv: nn.ConvTranspose2d):
         super().__init__()
         cin, cout, kh, kw = deconv.weight.shape
-        self.shape = (cout, kh, kw)
+        self.shape = (kh, kw, cout)
         self.conv = nn.Conv2d(cin, cout * kh * kw, 1, bias=deconv.bias is not None)
-        self.conv.weight.data.copy_(deconv.weight.detach().reshape(cin, -1).t().reshape(-1, cin, 1, 1))
+        weight = deconv.weight.detach().permute(2, 3, 1, 0)  # (kh, kw, Cout, Cin)
+        self.conv.weight.data.copy_(weight.reshape(-1, cin, 1, 1))
         if deconv.bias is not None:
-            self.conv.bias.data.copy_(deconv.bias.detach().repeat_interleave(kh * kw))
+            self.conv.bias.data.copy_(deconv.bias.detach().repeat(kh * kw))
         self.act: nn.Module = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x)).reshape(x.shape[0], *self.shape)
+        return self.act(self.conv(x)).reshape(-1, *self.shape).permute(0, 3, 1, 2)
 
 
 def _plain(m: nn.ConvTranspose2d) -> bool:
@@ -141,18 +218,19 @@ def rewrite_for(m: nn.ConvTranspose2d, input_hw: tuple[int, int], form: str = "f
     if not _plain(m):
         return None
     if m.kernel_size == (4, 4) and m.stride == (2, 2) and m.padding == (1, 1):
-        return DECONV_FORMS[form](m)
+        return SubPixelDeconv(m, input_hw) if form == "sub-pixel" else DECONV_FORMS[form](m)
     if m.stride == (1, 1) and m.padding == (0, 0) and tuple(input_hw) == (1, 1):
         return StemAsConv(m)
     return None
 
 
-def _deconv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
+def _input_sizes(model: nn.Module, input_shape, kind: type = nn.ConvTranspose2d) -> dict[str, tuple[int, int]]:
+    """The input height and width of every `kind` module, from one forward pass."""
     sizes: dict[str, tuple[int, int]] = {}
     hooks = [
         m.register_forward_pre_hook(lambda _m, args, n=n: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
         for n, m in model.named_modules()
-        if isinstance(m, nn.ConvTranspose2d)
+        if isinstance(m, kind)
     ]
     try:
         with torch.no_grad():
@@ -172,7 +250,7 @@ def rewrite_deconvs(model: nn.Module, input_shape, tolerance: float = 1e-5, form
     if form not in DECONV_FORMS:
         raise GencompressError(f"unknown deconvolution rewrite {form!r}; known: {', '.join(DECONV_FORMS)}")
     rewritten = copy.deepcopy(model).eval()
-    sizes = _deconv_input_sizes(rewritten, input_shape)
+    sizes = _input_sizes(rewritten, input_shape)
     done = []
     for name, hw in sizes.items():
         replacement = rewrite_for(rewritten.get_submodule(name), hw, form)
@@ -183,6 +261,33 @@ def rewrite_deconvs(model: nn.Module, input_shape, tolerance: float = 1e-5, form
         done.append(name)
     _verify(model, rewritten, input_shape, tolerance)
     return rewritten, done
+
+
+def _nearest_x2(m: nn.Module) -> bool:
+    return isinstance(m, nn.Upsample) and m.mode == "nearest" and m.size is None and m.scale_factor in (2, 2.0, (2, 2), (2.0, 2.0))
+
+
+def _same_3x3(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
+
+
+def rewrite_upsample_convs(model: nn.Module, input_shape) -> list[str]:
+    """Replace, in place, each nearest 2x Upsample followed (inside an nn.Sequential, past
+    Identity placeholders) by a 3x3 'same' Conv2d with UpsampleConvAsSubPixel. Returns
+    the names of the convolutions rewritten; the caller verifies the model."""
+    sizes = _input_sizes(model, input_shape, nn.Upsample)
+    done = []
+    for seq_name, seq in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Sequential)]:
+        for i, up in enumerate(seq):
+            j = i + 1
+            while j < len(seq) and isinstance(seq[j], nn.Identity):
+                j += 1
+            up_name = f"{seq_name}.{i}" if seq_name else str(i)
+            if j < len(seq) and _nearest_x2(up) and _same_3x3(seq[j]) and up_name in sizes:
+                seq[i], seq[j] = nn.Identity(), UpsampleConvAsSubPixel(seq[j], sizes[up_name])
+                done.append(f"{seq_name}.{j}" if seq_name else str(j))
+    return done
 
 
 def _verify(original: nn.Module, rewritten: nn.Module, input_shape, tolerance: float) -> None:
@@ -230,7 +335,7 @@ def absorb_activations(model: nn.Module) -> int:
     moved = 0
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i, layer in enumerate(seq):
-            if not isinstance(layer, (SubPixelDeconv, StemAsConv)):
+            if not isinstance(layer, (SubPixelConv, StemAsConv)):
                 continue
             j = i + 1
             while j < len(seq) and isinstance(seq[j], nn.Identity):
@@ -247,6 +352,7 @@ def cpu_integer_ready(model: nn.Module, input_shape, tolerance: float = 1e-5, fo
     n = fold_batchnorms(folded)
     _verify(model, folded, input_shape, tolerance)
     rewritten, names = rewrite_deconvs(folded, input_shape, tolerance, form)
+    upsamples = rewrite_upsample_convs(rewritten, input_shape)
     absorb_activations(rewritten)
     _verify(model, rewritten, input_shape, tolerance)
-    return rewritten, {"batchnorms_folded": n, "deconvs_rewritten": names, "deconv_form": form}
+    return rewritten, {"batchnorms_folded": n, "deconvs_rewritten": names, "deconv_form": form, "upsample_convs_rewritten": upsamples}

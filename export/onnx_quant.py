@@ -49,13 +49,13 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
 CPU_FORMATS = ("qdq", "qoperator")
 # Pure data movement: run on uint8 between integer convolutions instead of paying a
 # Dequantize/Quantize pair around each (exact: the same scale passes through).
-MOVE_OPS = ("DepthToSpace", "Reshape")
+MOVE_OPS = ("DepthToSpace", "Reshape", "Transpose")
 # Removed by folding into the preceding convolution's output range (unsigned, from 0).
 FUSED_ACTIVATIONS = ("Relu", "Clip")
 
 
 def _register_move_ops() -> None:
-    """ONNX Runtime's quantiser lists Reshape as an 8-bit pass-through op but not
+    """ONNX Runtime's quantiser lists Reshape and Transpose as 8-bit pass-through ops but not
     DepthToSpace (whose CPU kernel takes uint8); register it the same way."""
     from onnxruntime.quantization import registry
     from onnxruntime.quantization.operators.direct_q8 import Direct8BitOp, QDQDirect8BitOp
@@ -64,7 +64,7 @@ def _register_move_ops() -> None:
     registry.QLinearOpsRegistry.setdefault("DepthToSpace", Direct8BitOp)
 CPU_CALIBRATORS = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 CPU_FORM = ("ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetric activations, per-channel S8 weights; "
-            "Conv/Gemm/MatMul integer, ReLU fused into them, DepthToSpace/Reshape on uint8")
+            "Conv/Gemm/MatMul integer, ReLU fused into them, DepthToSpace/Reshape/Transpose on uint8")
 
 
 def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gencompress.compress.rewrite import (
-    DECONV_FORMS, StemAsConv, cpu_integer_ready, rewrite_deconvs,
+    DECONV_FORMS, StemAsConv, UpsampleConvAsSubPixel, cpu_integer_ready, rewrite_deconvs, rewrite_for,
 )
 from gencompress.errors import GencompressError
 from gencompress.export.onnx_quant import cpu_int8
@@ -25,7 +25,18 @@ def test_stride2_deconv_rewrite_is_exact(form, bias):
     deconv = nn.ConvTranspose2d(6, 5, 4, 2, 1, bias=bias).eval()
     x = torch.randn(3, 6, 7, 5)  # odd, non-square: phases must not assume symmetry
     with torch.no_grad():
-        err = (deconv(x) - DECONV_FORMS[form](deconv)(x)).abs().max().item()
+        err = (deconv(x) - rewrite_for(deconv, (7, 5), form)(x)).abs().max().item()
+    assert err < 1e-5
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_nearest_upsample_conv_as_one_low_resolution_conv_is_exact(bias):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, 1, 1, bias=bias).eval()
+    x = torch.randn(3, 6, 7, 5)  # odd, non-square: the border phases must read the zero padding
+    with torch.no_grad():
+        reference = conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+        err = (reference - UpsampleConvAsSubPixel(conv, (7, 5))(x)).abs().max().item()
     assert err < 1e-5
 
 
@@ -76,3 +87,33 @@ def test_cpu_int8_graph_is_integer_convs(tiny_dcgan, tmp_path):
     reference = OrtRunner(fp32, 2).infer(x)
     assert psnr(reference, OrtRunner(path, 2).infer(x)) >= 30.0
     assert "U8 asymmetric activations" in step["form"] and "per-channel S8 weights" in step["form"]
+
+
+def _ort_optimised_ops(path, tmp_path) -> list[str]:
+    """The operators ONNX Runtime's CPU provider actually runs, after its graph passes."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "ort-optimised.onnx")
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_dcgan", "tiny_upsample"])
+def test_cpu_int8_runs_channels_last_between_integer_convs(fixture, tmp_path, request):
+    """ONNX Runtime runs QLinearConv in NHWC. With the channels-last depth-to-space, the
+    only layout Transposes left next to an integer conv are at the graph's input and its
+    last (narrow) layer, and no Resize stays in the graph."""
+    bundle = request.getfixturevalue(fixture)
+    shape = bundle.input_shape
+    fp32 = export_module(bundle.model, shape, tmp_path / "fp32.onnx", OnnxConfig())
+    path, step = cpu_int8(bundle.model, fp32, tmp_path, shape, "normal", samples=32)
+    ops = _ort_optimised_ops(path, tmp_path)
+    assert "Resize" not in ops and "Upsample" not in ops
+    convs = [i for i, op in enumerate(ops) if op == "QLinearConv"]
+    assert len(convs) == 4
+    before_conv = [ops[i - 1] for i in convs[1:]]  # the first conv reads the transposed input
+    assert "Transpose" not in before_conv, ops
+    if fixture == "tiny_upsample":
+        assert step["upsample_convs_rewritten"] == ["body.1", "body.5", "body.9"]
