@@ -57,6 +57,10 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
@@ -86,8 +90,9 @@ def build_report_markdown(summary: dict) -> str:
         f"on {cond['device_name']}.",
         "",
         markdown_table(
-            ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s"],
-            [[r["backend"], r["precision"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["throughput_ips"]] for r in summary["latency"]],
+            ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s", "speed vs FP32 ONNX"],
+            [[r["backend"], r["precision"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["throughput_ips"], _times(r.get("speedup_vs_fp32_onnx"))]
+             for r in summary["latency"]],
         ),
         "",
         "## Size",

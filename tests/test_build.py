@@ -41,10 +41,14 @@ def test_default_build_int8_meets_30db_and_reports_everything(trained_dcgan, tmp
         (b, p, n) for b, p in [("torch eager", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")] for n in (1, 8)
     }
     assert all(0 < r["median_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in rows)
+    fp32_ms = {r["batch"]: r["median_ms"] for r in rows if r["backend"] == "onnxruntime" and r["precision"] == "fp32"}
+    for r in rows:  # each row's speed is the FP32 ONNX median at its batch over its own
+        assert r["speedup_vs_fp32_onnx"] == pytest.approx(fp32_ms[r["batch"]] / r["median_ms"], rel=1e-9)
     assert summary["macs"] == 4_530_176 and summary["params"] == 369_600
     assert summary["conditions"]["threads"] == 2 and "onnxruntime" in summary["conditions"]["versions"]
     report = (out / "report" / "report.md").read_text()
     assert f"{summary['quality']['psnr_db']:.3f}" in report and "p90 ms" in report and "| 9 | int8 |" in report
+    assert "speed vs FP32 ONNX" in report and "| onnxruntime | fp32 | 8 |" in report
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from gencompress.errors import GencompressError
 from gencompress.progress import bar
 
 # Steps per zoo model: enough for recognisable digits in about two minutes on 2 cores.
-DEFAULT_STEPS = {"dcgan": 1500, "upsample_conv": 900}
+DEFAULT_STEPS = {"dcgan": 1500, "upsample_conv": 900, "vae_decoder": 1500}
 CACHE_VERSION = 1
 
 
@@ -32,7 +32,8 @@ def cached_path(name: str, steps: int, seed: int) -> Path:
 def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: bool = True) -> Bundle:
     """The zoo model `name` trained on digits: from the cache, or trained now and cached."""
     entry = zoo.get(name)
-    if entry.discriminator is None:
+    is_vae = "vae" in entry.tags
+    if entry.discriminator is None and not is_vae:
         raise GencompressError(f"zoo model {name!r} has no digits training recipe")
     steps = steps or DEFAULT_STEPS.get(name, 1000)
     path = cached_path(name, steps, seed)
@@ -43,6 +44,8 @@ def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: b
             pass  # a corrupt cache entry is retrained, never trusted
     if progress:
         print(f"gencompress: training zoo model {name!r} on digits ({steps} steps, cached in {path})", file=sys.stderr)
+    if is_vae:
+        return train_digits_vae(name, steps, seed, path, progress)
     generator = train_digits_gan(name, steps, seed, progress)
     bundle = zoo_bundle(name, generator)
     bundle.manifest["recipe"].append({"step": "train", "data": "digits", "objective": "gan", "steps": steps, "seed": seed})
@@ -87,3 +90,18 @@ def train_digits_gan(name: str, steps: int, seed: int, progress: bool = True) ->
         if not torch.isfinite(loss_d + loss_g):
             raise GencompressError(f"training {name} diverged (loss is not finite)")
     return generator.eval()
+
+
+def train_digits_vae(name: str, steps: int, seed: int, path: Path, progress: bool = True) -> Bundle:
+    """A VAE (ELBO) on digits through the training stage; the bundle keeps its encoder
+    (for calibration from real data). Checkpoints and logs live in a temporary folder."""
+    import tempfile
+
+    from .config import TrainConfig
+    from .loop import fit
+
+    with tempfile.TemporaryDirectory(prefix="gencompress-zoo-train-") as work:
+        cfg = TrainConfig(model=name, out=str(path), max_steps=steps, seed=seed, evaluate=False,
+                          samples_every_epoch=False, checkpoint_dir=work, progress=progress)
+        fit(cfg)
+    return Bundle.load(path)

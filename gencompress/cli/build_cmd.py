@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.options import emit_json, model_options, precision_option
-from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
+from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build, headline_speedup
 
 
 @click.command()
@@ -38,4 +38,6 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         emit_json(summary)
     else:
         q = summary["quality"]
-        click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}, report in {summary['out']}/report/report.md")
+        fast = headline_speedup(summary)
+        speed = f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX speed at batch {fast['batch']}" if fast else ""
+        click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}{speed}, report in {summary['out']}/report/report.md")

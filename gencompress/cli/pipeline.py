@@ -211,7 +211,22 @@ def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConf
             stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "")
             rows.append({"backend": backend, "precision": precision, **stats.as_dict()})
         runner.close()
+    return with_speedups(rows)
+
+
+def with_speedups(rows: list[dict]) -> list[dict]:
+    """Each row gains `speedup_vs_fp32_onnx`: the FP32 ONNX median at the same batch over its own."""
+    fp32 = {r["batch"]: r["median_ms"] for r in rows if r["backend"] == "onnxruntime" and r["precision"] == "fp32"}
+    for r in rows:
+        base = fp32.get(r["batch"])
+        r["speedup_vs_fp32_onnx"] = base / r["median_ms"] if base and r["median_ms"] > 0 else None
     return rows
+
+
+def headline_speedup(summary: dict) -> dict | None:
+    """The compressed ONNX against FP32 ONNX at the largest measured batch (None for an FP32 build)."""
+    rows = [r for r in summary["latency"] if r["backend"] == "onnxruntime" and r["precision"] == summary["precision"] != "fp32"]
+    return max(rows, key=lambda r: r["batch"]) if rows else None
 
 
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:

@@ -182,3 +182,16 @@ def test_every_zoo_gan_trains_with_each_objective_family(tmp_path, model, object
         critic = load_safetensors(tmp_path / "m.ckpt" / "step-00000001" / "models.safetensors")
         weights = [v for k, v in critic.items() if k.startswith("critic.") and k.endswith("weight")]
         assert weights and all(v.abs().max() <= 0.01 + 1e-7 for v in weights)
+
+
+def test_zoo_vae_decoder_trains_on_first_use_and_is_cached(tmp_path):
+    """`build --model vae_decoder` needs a trained decoder: the zoo trains one (ELBO) and caches it,
+    encoder included (calibration through the encoder needs it)."""
+    from gencompress.train.pretrained import get_or_train
+
+    first = get_or_train("vae_decoder", steps=20, progress=False)
+    assert first.manifest["recipe"][-1]["objective"] == "elbo" and first.manifest["recipe"][-1]["steps"] == 20
+    assert "encoder.safetensors" in first.files and first.manifest["metrics"]["train"]["recon_mse"] < 1.0
+    again = get_or_train("vae_decoder", steps=20, progress=False)
+    assert again.path == first.path
+    assert again.manifest == first.manifest  # the cached bundle, weight hashes included, not a retrain
