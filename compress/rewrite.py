@@ -10,6 +10,8 @@ every backend, so a generator is rewritten before integer quantisation:
   the deconvolution's MACs), one-pass (one 2x2 convolution, cropped per phase) and
   sub-pixel (one 3x3 convolution to 4*Cout channels: 2.25x the MACs, fewest operators,
   and the fastest on ONNX Runtime's CPU provider at these sizes).
+- Any other stride-2 ConvTranspose whose output is exactly twice its input (CycleGAN's
+  kernel 3, padding 1, output_padding 1): the sub-pixel form, taps from `subpixel_taps`.
 - ConvTranspose kernel K, stride 1, padding 0 on a 1x1 input (the DCGAN stem): a 1x1
   convolution to Cout*K*K channels reshaped to K x K: a matrix product.
 - nearest 2x Upsample + 3x3 Conv (the upsample+conv generator): one 3x3 convolution on
@@ -104,11 +106,16 @@ class PhaseMajorShuffle(nn.Module):
     def __init__(self, channels: int, input_hw: tuple[int, int]):
         super().__init__()
         self.channels, self.hw = channels, tuple(input_hw)
+        # A constant -1 batch keeps the graph free of Shape ops (so ONNX Runtime cancels the
+        # Transposes), but the ONNX exporter then loses the channel count, which a following
+        # affine-free InstanceNorm needs: there the batch is read from the input's shape.
+        self.batch_from_shape = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (h, w), c = self.hw, self.channels
-        y = x.permute(0, 2, 3, 1).reshape(-1, h, w, 2, 2, c)  # N, H, W, a, b, C
-        return y.permute(0, 1, 3, 2, 4, 5).reshape(-1, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+        n = x.shape[0] if self.batch_from_shape else -1
+        y = x.permute(0, 2, 3, 1).reshape(n, h, w, 2, 2, c)  # N, H, W, a, b, C
+        return y.permute(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
 
 
 # Below this many output channels the channels-last shuffle moves runs of under 16 bytes,
@@ -143,21 +150,43 @@ class SubPixelConv(nn.Module):
         return self.shuffle(self.act(self.conv(x)))
 
 
+def subpixel_taps(kernel: int, padding: int) -> tuple[tuple[tuple[int, int], ...], ...] | None:
+    """For a stride-2 deconvolution along one axis: per output phase a (row 2m + a), the
+    (tap t of a 3x3 'same' conv on the input, deconvolution kernel index k) pairs.
+
+    Output row 2m + a gets input row i through kernel index k = 2m + a + padding - 2i;
+    with i = m + t - 1 that is k = a + padding - 2(t - 1). None when some kernel index
+    needs an input row outside m-1..m+1 (then one 3x3 conv cannot hold it)."""
+    phases = tuple(tuple((t, a + padding - 2 * (t - 1)) for t in range(3) if 0 <= a + padding - 2 * (t - 1) < kernel) for a in range(2))
+    used = sum(len(p) for p in phases)
+    return phases if used == kernel else None
+
+
 class SubPixelDeconv(SubPixelConv):
-    """ConvTranspose2d(k=4, s=2, p=1) in the sub-pixel form. Each phase uses 4 of the 9
-    taps (the rest are zero), so it costs 2.25x the MACs, but it is one convolution: on
-    small generators the per-operator cost of ONNX Runtime's CPU provider outweighs the
-    extra integer MACs.
+    """A stride-2 ConvTranspose2d whose output is exactly twice its input (kernel 4,
+    padding 1 as in DCGAN; kernel 3, padding 1, output_padding 1 as in CycleGAN) in the
+    sub-pixel form. With kernel 4 each phase uses 4 of the 9 taps (2.25x the MACs), but it
+    is one convolution: on small generators the per-operator cost of ONNX Runtime's CPU
+    provider outweighs the extra integer MACs.
     """
 
     def __init__(self, deconv: nn.ConvTranspose2d, input_hw: tuple[int, int]):
-        four = FourPhaseDeconv(deconv)
-        weight = torch.zeros(4, deconv.out_channels, deconv.in_channels, 3, 3)
+        rows, cols = (subpixel_taps(k, p) for k, p in zip(deconv.kernel_size, deconv.padding))
+        w = deconv.weight.detach().transpose(0, 1)  # (Cout, Cin, kh, kw)
+        weight = torch.zeros(4, *w.shape[:2], 3, 3)
         for a in range(2):
             for b in range(2):
-                # phase (a, b) reads padded rows a..a+1 and columns b..b+1 of the 3x3 window
-                weight[2 * a + b, :, :, a : a + 2, b : b + 2] = four.phases[2 * a + b].weight.detach()
+                for t, kh in rows[a]:
+                    for s, kw in cols[b]:
+                        weight[2 * a + b, :, :, t, s] = w[:, :, kh, kw]
         super().__init__(weight, deconv.bias, input_hw)
+
+
+def _doubles_exactly(m: nn.ConvTranspose2d) -> bool:
+    """Stride 2 with output size exactly 2x the input, and taps one 3x3 conv can hold."""
+    return m.stride == (2, 2) and all(
+        k + op == 2 * p + 2 and subpixel_taps(k, p) is not None for k, p, op in zip(m.kernel_size, m.padding, m.output_padding)
+    )
 
 
 # Nearest 2x upsampling then a 3x3 tap t (0..2) of phase a reads low-resolution offset
@@ -207,7 +236,7 @@ class StemAsConv(nn.Module):
 
 
 def _plain(m: nn.ConvTranspose2d) -> bool:
-    return m.groups == 1 and m.dilation == (1, 1) and m.output_padding == (0, 0) and m.padding_mode == "zeros"
+    return m.groups == 1 and m.dilation == (1, 1) and m.padding_mode == "zeros"
 
 
 DECONV_FORMS = {"four-phase": FourPhaseDeconv, "one-pass": OnePassDeconv, "sub-pixel": SubPixelDeconv}
@@ -217,9 +246,11 @@ def rewrite_for(m: nn.ConvTranspose2d, input_hw: tuple[int, int], form: str = "f
     """The exact conv form of one deconvolution, or None where no rewrite applies."""
     if not _plain(m):
         return None
-    if m.kernel_size == (4, 4) and m.stride == (2, 2) and m.padding == (1, 1):
+    if m.kernel_size == (4, 4) and m.stride == (2, 2) and m.padding == (1, 1) and m.output_padding == (0, 0):
         return SubPixelDeconv(m, input_hw) if form == "sub-pixel" else DECONV_FORMS[form](m)
-    if m.stride == (1, 1) and m.padding == (0, 0) and tuple(input_hw) == (1, 1):
+    if _doubles_exactly(m):  # other kernels: the sub-pixel form is the one exact conv form here
+        return SubPixelDeconv(m, input_hw)
+    if m.stride == (1, 1) and m.padding == (0, 0) and m.output_padding == (0, 0) and tuple(input_hw) == (1, 1):
         return StemAsConv(m)
     return None
 
@@ -346,6 +377,22 @@ def absorb_activations(model: nn.Module) -> int:
     return moved
 
 
+def keep_channels_for_norms(model: nn.Module) -> int:
+    """Mark each channels-last shuffle that a normalisation layer follows (in an
+    nn.Sequential) to take its batch from the input's shape; returns how many."""
+    marked = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        layers = [m for m in seq if not isinstance(m, nn.Identity)]
+        for layer, after in zip(layers, layers[1:]):
+            if isinstance(layer, SubPixelConv) and isinstance(layer.shuffle, PhaseMajorShuffle) and isinstance(after, NORMS):
+                layer.shuffle.batch_from_shape = True
+                marked += 1
+    return marked
+
+
+NORMS = (nn.InstanceNorm2d, nn.GroupNorm, nn.BatchNorm2d, nn.LayerNorm)
+
+
 def cpu_integer_ready(model: nn.Module, input_shape, tolerance: float = 1e-5, form: str = "four-phase") -> tuple[nn.Module, dict]:
     """BatchNorms folded and deconvolutions rewritten, verified against `model` in FP32."""
     folded = copy.deepcopy(model).eval()
@@ -354,5 +401,6 @@ def cpu_integer_ready(model: nn.Module, input_shape, tolerance: float = 1e-5, fo
     rewritten, names = rewrite_deconvs(folded, input_shape, tolerance, form)
     upsamples = rewrite_upsample_convs(rewritten, input_shape)
     absorb_activations(rewritten)
+    keep_channels_for_norms(rewritten)
     _verify(model, rewritten, input_shape, tolerance)
     return rewritten, {"batchnorms_folded": n, "deconvs_rewritten": names, "deconv_form": form, "upsample_convs_rewritten": upsamples}

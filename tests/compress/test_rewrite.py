@@ -56,9 +56,27 @@ def test_four_phase_keeps_the_deconv_macs(tiny_dcgan):
     assert count_macs(rewritten, shape) == count_macs(tiny_dcgan.model, shape)
 
 
-def test_unsupported_deconv_is_left_alone():
-    model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, 2, 1, output_padding=1)).eval()
-    rewritten, names = rewrite_deconvs(model, (4, 5, 5))
+@pytest.mark.parametrize("kernel, padding, output_padding", [(3, 1, 1), (2, 0, 0), (6, 2, 0), (5, 2, 1)])
+@pytest.mark.parametrize("cout", [3, 16])  # both shuffles: NCHW PixelShuffle and channels-last
+def test_other_doubling_deconvs_take_the_sub_pixel_form_exactly(kernel, padding, output_padding, cout):
+    """CycleGAN's kernel 3 / padding 1 / output_padding 1 and the other stride-2 deconvolutions
+    whose output is exactly twice the input."""
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(6, cout, kernel, 2, padding, output_padding=output_padding).eval()
+    x = torch.randn(3, 6, 7, 5)
+    with torch.no_grad():
+        err = (deconv(x) - rewrite_for(deconv, (7, 5))(x)).abs().max().item()
+    assert err < 1e-5
+
+
+@pytest.mark.parametrize("deconv", [
+    nn.ConvTranspose2d(4, 4, 3, 2, 0),  # 2H + 1 rows: not a depth-to-space
+    nn.ConvTranspose2d(4, 4, 8, 2, 3),  # taps reach two rows away: no 3x3 conv holds them
+    nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2),
+    nn.ConvTranspose2d(4, 4, 3, 3, 0),
+])
+def test_unsupported_deconv_is_left_alone(deconv):
+    rewritten, names = rewrite_deconvs(nn.Sequential(deconv).eval(), (4, 5, 5))
     assert names == [] and isinstance(rewritten[0], nn.ConvTranspose2d)
 
 
@@ -117,3 +135,24 @@ def test_cpu_int8_runs_channels_last_between_integer_convs(fixture, tmp_path, re
     assert "Transpose" not in before_conv, ops
     if fixture == "tiny_upsample":
         assert step["upsample_convs_rewritten"] == ["body.1", "body.5", "body.9"]
+
+
+def test_cyclegan_style_deconv_before_instancenorm_quantises_to_integer_convs(tmp_path):
+    """kernel 3 / output_padding 1 deconvolutions followed by an affine-free InstanceNorm
+    (the ResNet generator's up-sampling): rewritten, exported (the norm needs the channel
+    count through the shuffle) and every conv integer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 1, 1), nn.InstanceNorm2d(16), nn.ReLU(),
+        nn.ConvTranspose2d(16, 16, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(16), nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 3, 3, 1, 1), nn.Tanh(),
+    ).eval()
+    shape = (3, 8, 8)
+    fp32 = export_module(model, shape, tmp_path / "fp32.onnx", OnnxConfig())
+    path, step = cpu_int8(model, fp32, tmp_path, shape, "uniform", samples=32)
+    assert step["deconvs_rewritten"] == ["3", "6"]
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "ConvTranspose" not in ops and ops.count("QLinearConv") == 4
+    x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
+    assert psnr(OrtRunner(fp32, 2).infer(x), OrtRunner(path, 2).infer(x)) >= 30.0
