@@ -8,10 +8,18 @@ width (the mappings are thrown away afterwards). No data set is needed.
 The original discriminator is not used: bundles store the generator only, and the
 output and feature losses alone bring a 50%-pruned DCGAN back (see benchmarks).
 The same loop with `feature_weight=0` is quantisation-aware training (QAT).
+
+Long runs checkpoint (`Checkpoints`): the student, the 1x1 mappings, Adam, the schedule
+and the RNG, through the training stage's crash-safe checkpoint folders. Each step's
+latents come from (seed, step) alone, so a resumed run sees the same latents as an
+uninterrupted one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +43,29 @@ class DistillConfig:
     def validate(self) -> None:
         if self.steps < 0 or self.batch < 1 or self.lr <= 0:
             raise GencompressError("distillation needs steps >= 0, batch >= 1 and a positive learning rate")
+
+
+@dataclass
+class Checkpoints:
+    """Where and how often distillation saves its state, and whether it resumes from it."""
+
+    root: Path
+    every: int = 200  # steps
+    resume: bool = False
+    key: dict = field(default_factory=dict)  # what a checkpoint must match to be resumed
+
+
+def state_digest(model: nn.Module) -> str:
+    """sha256 over a model's parameters and buffers: which teacher a checkpoint belongs to."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**31 - 1)
 
 
 class _Features:
@@ -85,7 +116,7 @@ def _student_train_mode(student: nn.Module, update_norm_stats: bool) -> None:
 
 
 def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: str, cfg: DistillConfig,
-            progress: bool = True, update_norm_stats: bool = True) -> dict:
+            progress: bool = True, update_norm_stats: bool = True, checkpoints: Checkpoints | None = None) -> dict:
     """Train `student` in place to match `teacher`; returns the loss record."""
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -96,12 +127,13 @@ def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: s
     params = [p for p in student.parameters() if p.requires_grad] + list(maps.parameters())
     opt = torch.optim.Adam(params, cfg.lr, betas=(0.5, 0.999))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
+    modules, optimizers = {"student": student, "mappings": maps}, {"adam": opt, "cosine": sched}
+    start, first = _maybe_resume(checkpoints, modules, optimizers)
     _student_train_mode(student, update_norm_stats)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    first = last = None
+    last = None
     try:
-        for step in bar(range(cfg.steps), "distill", progress):
-            z = draw_inputs(tuple(input_shape), cfg.batch, distribution, int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        for step in bar(range(start, cfg.steps), "distill", progress, initial=start, total=cfg.steps):
+            z = draw_inputs(tuple(input_shape), cfg.batch, distribution, step_seed(cfg.seed, step))
             with torch.no_grad():
                 target = teacher(z)
             out_loss = F.l1_loss(student(z), target)
@@ -115,9 +147,34 @@ def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: s
                 raise GencompressError(f"distillation diverged at step {step} (loss is not finite); lower the learning rate")
             last = (out_loss.item(), float(feat_loss.detach()))
             first = first or last
+            done = step + 1
+            if checkpoints is not None and (done % checkpoints.every == 0 or done == cfg.steps):
+                _save(checkpoints, done, modules, optimizers, first)
     finally:
         s_feats.close()
         t_feats.close()
         student.eval()
     return {"feature_layers": names, "first_output_l1": first and first[0], "final_output_l1": last and last[0],
-            "final_feature_mse": last and last[1]}
+            "final_feature_mse": last and last[1], "resumed_at_step": start}
+
+
+def _save(checkpoints: Checkpoints, step: int, modules: dict, optimizers: dict, first) -> None:
+    from gencompress.train import checkpoint
+
+    checkpoint.save(checkpoints.root, step, modules, optimizers, {"resume_key": checkpoints.key, "first": first})
+
+
+def _maybe_resume(checkpoints: Checkpoints | None, modules: dict, optimizers: dict) -> tuple[int, tuple | None]:
+    """The step to start from and the first losses seen: (0, None) for a fresh run."""
+    if checkpoints is None or not checkpoints.resume:
+        return 0, None
+    from gencompress.train import checkpoint
+
+    found = checkpoint.latest(checkpoints.root)
+    if found is None:
+        raise GencompressError(f"--resume: no complete distillation checkpoint in {checkpoints.root}")
+    path, meta = found
+    checkpoint.restore(path, meta, modules, optimizers, checkpoints.key)
+    print(f"gencompress: distillation resumed from {path} (step {meta['step']})", file=sys.stderr)
+    first = meta.get("first")
+    return int(meta["step"]), tuple(first) if first else None

@@ -22,6 +22,7 @@ The pruned weights are plain safetensors with narrower tensors;
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -34,7 +35,7 @@ from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
 from gencompress.model_stats import count_macs, count_params
 
-from .distill import DistillConfig, distill
+from .distill import Checkpoints, DistillConfig, distill, state_digest
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
@@ -275,8 +276,9 @@ def _history(dg) -> list[list]:
     return [[name, bool(out), [int(i) for i in idxs]] for name, out, idxs in dg.pruning_history()]
 
 
-def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True) -> Bundle:
-    """Stage function: prune the bundle's model, then distil it from the original."""
+def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: Checkpoints | None = None) -> Bundle:
+    """Stage function: prune the bundle's model, then distil it from the original
+    (checkpointed and resumable when `checkpoints` is given; its key is filled in here)."""
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("prune needs a PyTorch model (a bundle, zoo name or import spec), not ONNX")
@@ -294,7 +296,9 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True) -> Bundle:
     step["protect"] = list(cfg.protect)
     out = bundle.derive(step, student)
     if cfg.distill_steps:
-        log = distill(student, teacher, shape, bundle.input_distribution, cfg.distill_config(), progress)
+        if checkpoints is not None:  # a checkpoint resumes only the same pruning of the same teacher
+            checkpoints.key = json.loads(json.dumps({**asdict(cfg), "teacher": state_digest(teacher)}))
+        log = distill(student, teacher, shape, bundle.input_distribution, cfg.distill_config(), progress, checkpoints=checkpoints)
         out.manifest["recipe"].append({"step": "distill", **asdict(cfg.distill_config()), **log})
     out.manifest["metrics"]["prune"] = stats
     return out

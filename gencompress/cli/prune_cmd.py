@@ -35,18 +35,26 @@ def load_source(spec: str, out: str):
 @click.option("--distill-lr", default=1e-3, show_default=True, type=float, help="Distillation learning rate.")
 @click.option("--feature-weight", default=1.0, show_default=True, type=float, help="Weight of the feature-matching loss.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Distillation checkpoints. Default: OUT.ckpt.")
+@click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1), help="Distillation steps between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue the distillation from the newest complete checkpoint.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
-def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, seed, out, as_json):
+def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, seed,
+          checkpoint_dir, checkpoint_every, resume, out, as_json):
     """Prune BUNDLE's channels by --ratio and distil it from the original."""
     from gencompress.compress import PruneConfig
     from gencompress.compress import prune as run_prune
+    from gencompress.compress.distill import Checkpoints
 
     cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
                       distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight)
     cfg.validate()  # before any model is loaded or trained
+    checkpoints = Checkpoints(Path(checkpoint_dir or f"{Path(out)}.ckpt"), checkpoint_every, resume)
+    if resume and not (checkpoints.root / "LATEST").is_file() and not any(checkpoints.root.glob("step-*")):
+        raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")
     source = load_source(bundle, out)
-    saved = run_prune(source, cfg).save(out)
+    saved = run_prune(source, cfg, checkpoints=checkpoints).save(out)
     stats = saved.manifest["metrics"]["prune"]
     if as_json:
         emit_json({"out": str(saved.path), **stats})

@@ -53,3 +53,50 @@ def test_impossible_budget_exit_2_and_no_output(tiny_dcgan, tmp_path):
     result = _run(["quantize", str(src.path), "--min-psnr", "900", "--calib-samples", "32", "--out", str(tmp_path / "q")])
     assert result.exit_code == 2 and "best with at least one INT8 layer reached" in result.stderr
     assert not (tmp_path / "q").exists()
+
+
+def _weights(path) -> dict:
+    from gencompress.bundle import load_safetensors
+
+    return load_safetensors(path / "weights.safetensors")
+
+
+def test_interrupted_distillation_resumes_to_the_same_student(tiny_dcgan, tmp_path):
+    """A run cut off after its step-4 checkpoint and resumed ends with the weights of an
+    uninterrupted run (same latents per step, Adam and the cosine schedule restored)."""
+    import shutil
+
+    import torch
+
+    src = tiny_dcgan.save(tmp_path / "in")
+    args = ["prune", str(src.path), "--ratio", "0.5", "--distill-steps", "6", "--checkpoint-every", "2"]
+    whole = _run([*args, "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    ckpt = tmp_path / "whole.ckpt"
+    assert sorted(p.name for p in ckpt.glob("step-*")) == ["step-00000004", "step-00000006"]
+    # the cut-off run: its newest checkpoint is step 4
+    cut = tmp_path / "cut.ckpt"
+    shutil.copytree(ckpt / "step-00000004", cut / "step-00000004")
+    (cut / "LATEST").write_text("step-00000004\n")
+    resumed = _run([*args, "--resume", "--checkpoint-dir", str(cut), "--out", str(tmp_path / "resumed")])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed from" in resumed.stderr and "(step 4)" in resumed.stderr
+    distill_step = Bundle.load(tmp_path / "resumed").manifest["recipe"][-1]
+    assert distill_step["step"] == "distill" and distill_step["resumed_at_step"] == 4
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+
+
+def test_resume_refuses_another_run_or_no_checkpoint(tiny_dcgan, tmp_path):
+    src = tiny_dcgan.save(tmp_path / "in")
+    args = ["prune", str(src.path), "--distill-steps", "2", "--checkpoint-every", "1"]
+    none = _run([*args, "--ratio", "0.5", "--resume", "--out", str(tmp_path / "a")])
+    assert none.exit_code == 2 and none.stderr.strip().splitlines() == [
+        f"gencompress: error: --resume: no distillation checkpoint in {tmp_path / 'a.ckpt'}"]
+    assert _run([*args, "--ratio", "0.5", "--out", str(tmp_path / "a")]).exit_code == 0
+    other = _run([*args, "--ratio", "0.25", "--resume", "--checkpoint-dir", str(tmp_path / "a.ckpt"), "--out", str(tmp_path / "b")])
+    assert other.exit_code == 2 and len(other.stderr.strip().splitlines()) == 1
+    assert "from a different run (ratio: checkpoint 0.5, this run 0.25)" in other.stderr
+    assert not (tmp_path / "b").exists()
