@@ -33,6 +33,8 @@ from torch import nn
 
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
+
+from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 from gencompress.errors import GencompressError
 from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights
@@ -47,6 +49,7 @@ class QuantConfig:
     calibrator: str = "max"
     calib_samples: int = 256
     calib_batch: int = 32
+    calib_from: str = "auto"  # auto | latents | encoder (see compress/calibration.py)
     deconv_weight_axis: int = 1
     seed: int = 1234
     percentile: float = 99.99  # for calibrator "percentile"
@@ -63,6 +66,8 @@ class QuantConfig:
             raise GencompressError(f"unknown calibrator {self.calibrator!r}; known: {', '.join(CALIBRATORS)}")
         if self.calib_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
+        if self.calib_from not in CALIB_SOURCES:
+            raise GencompressError(f"--calib-from must be one of {', '.join(CALIB_SOURCES)} (got {self.calib_from!r})")
         if self.deconv_weight_axis not in (0, 1):
             raise GencompressError("--deconv-weight-axis must be 0 or 1")
         if not 0 < self.percentile <= 100:
@@ -122,12 +127,13 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def quantize_module(model: nn.Module, input_shape, distribution: str, cfg: QuantConfig, progress: bool = True) -> nn.Module:
-    """Fake-quantise a copy of `model`, calibrated on inputs drawn like its own."""
+def quantize_module(model: nn.Module, input_shape, distribution: str, cfg: QuantConfig, progress: bool = True,
+                    inputs: torch.Tensor | None = None) -> nn.Module:
+    """Fake-quantise a copy of `model`, calibrated on `inputs` (default: drawn like its own)."""
     cfg.validate()
     mtq = _mtq()
     qmodel = copy.deepcopy(model).eval()
-    latents = draw_inputs(tuple(input_shape), cfg.calib_samples, distribution, cfg.seed)
+    latents = inputs if inputs is not None else draw_inputs(tuple(input_shape), cfg.calib_samples, distribution, cfg.seed)
     batches = list(latents.split(cfg.calib_batch))
 
     def forward_loop(m: nn.Module) -> None:
@@ -167,7 +173,8 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("quantize needs a PyTorch model; for an ONNX model use export's ONNX quantisation")
-    qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress)
+    inputs, calibration_data = calibration_inputs(bundle, cfg.calib_samples, cfg.seed, cfg.calib_from)
+    qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress, inputs)
     search = None
     if cfg.min_psnr is not None:
         search = choose_mix(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress)
@@ -175,6 +182,7 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
     qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
     step["keep_float"] = list(cfg.keep_float)
+    step["calibration_data"] = calibration_data
     if search:
         step["sensitivity"] = search
     if qat_log:

@@ -31,7 +31,8 @@ class _Reader:
         return next(self.chunks, None)
 
 
-def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234) -> Path:
+def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
+                           inputs: np.ndarray | None = None) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     options = dict(
@@ -43,7 +44,7 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
         calibrate_method=CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
-    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options)
+    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs)
 
 
 CPU_FORMATS = ("qdq", "qoperator")
@@ -68,7 +69,7 @@ CPU_FORM = ("ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetri
 
 
 def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
-                 fmt: str = "qdq", calibrator: str = "max") -> Path:
+                 fmt: str = "qdq", calibrator: str = "max", inputs: np.ndarray | None = None) -> Path:
     """INT8 in the form ONNX Runtime's CPU provider runs fast (see module docstring).
 
     With `qdq`, ONNX Runtime fuses each DequantizeLinear -> Conv -> QuantizeLinear into a
@@ -90,17 +91,19 @@ def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: 
         calibrate_method=getattr(CalibrationMethod, CPU_CALIBRATORS[calibrator]),
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
-    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options)
+    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs)
 
 
-def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, samples: int, seed: int, options: dict) -> Path:
+def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, samples: int, seed: int, options: dict,
+                     inputs: np.ndarray | None = None) -> Path:
     from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     import onnxruntime as ort
 
     input_name = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    inputs = draw_inputs(tuple(input_shape), samples, distribution, seed).numpy()
+    if inputs is None:
+        inputs = draw_inputs(tuple(input_shape), samples, distribution, seed).numpy()
     prepped = dst.with_name(dst.stem + ".prep.onnx")
     logging.getLogger().setLevel(logging.ERROR)
     try:
@@ -126,7 +129,7 @@ def convert_fp16(src: Path, dst: Path) -> Path:
 
 
 def cpu_int8(model, fp32_onnx: Path, work: Path, input_shape, distribution: str, samples: int = 256,
-             fmt: str = "qoperator", deconv_form: str = "sub-pixel") -> tuple[Path, dict]:
+             fmt: str = "qoperator", deconv_form: str = "sub-pixel", inputs: np.ndarray | None = None) -> tuple[Path, dict]:
     """`--target cpu` INT8: fold BatchNorm and rewrite ConvTranspose into convolutions
     (exact, verified in FP32) so every layer is a QLinearConv, then quantise for ORT CPU.
 
@@ -142,5 +145,5 @@ def cpu_int8(model, fp32_onnx: Path, work: Path, input_shape, distribution: str,
         rewritten, info = cpu_integer_ready(model, input_shape, form=deconv_form)
         src = export_module(rewritten, input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
         step.update(info)
-    path = quantize_cpu(src, work / "model.onnx", input_shape, distribution, samples, fmt=fmt)
+    path = quantize_cpu(src, work / "model.onnx", input_shape, distribution, samples, fmt=fmt, inputs=inputs)
     return path, step

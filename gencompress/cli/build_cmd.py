@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import emit_json, model_options, precision_option
+from gencompress.cli.options import calib_from_option, emit_json, model_options, precision_option
 from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build, headline_speedup
 
 
@@ -11,6 +11,7 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build, h
 @model_options
 @precision_option("int8")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1), help="Calibration inputs for INT8.")
+@calib_from_option
 @click.option("--target", type=click.Choice(TARGETS), default="gpu", show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
@@ -20,7 +21,7 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build, h
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
-def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, target, deconv_weight_axis,
+def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
           prune_ratio, distill_steps, min_psnr, qat_steps, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
@@ -29,7 +30,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
     """
     cfg = BuildConfig(
         model=model, out=out, input_shape=input_shape, checkpoint=checkpoint, trust_pickle=trust_pickle,
-        precision=precision, target=target, calib_samples=calib_samples,
+        precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
         prune=prune_ratio, distill_steps=distill_steps, min_psnr=min_psnr, qat_steps=qat_steps,
     )

@@ -48,3 +48,12 @@ def precision_option(default: str = "int8"):
 def emit_json(data) -> None:
     """Results go to stdout as JSON; progress and messages went to stderr."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def calib_from_option(f):
+    """--calib-from: where INT8 calibration inputs come from (compress/calibration.py)."""
+    return click.option(
+        "--calib-from", type=click.Choice(["auto", "latents", "encoder"]), default="auto", show_default=True,
+        help="Calibration inputs: latents drawn like the model's, or real data through a VAE bundle's encoder "
+             "(auto: the encoder where the bundle has one).",
+    )(f)

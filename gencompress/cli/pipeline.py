@@ -24,6 +24,7 @@ from gencompress.loading import check_generator, load_spec
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.compress import PruneConfig, QuantConfig, prune, quantize
+from gencompress.compress.calibration import calibration_inputs
 from gencompress.export import OnnxConfig, to_onnx
 from gencompress.export.onnx_export import export_module
 from gencompress.export.stage import check_export
@@ -48,6 +49,7 @@ class BuildConfig:
     precision: str = "int8"
     target: str = "gpu"
     calib_samples: int = 256
+    calib_from: str = "auto"  # auto | latents | encoder: see compress/calibration.py
     deconv_weight_axis: int = 1
     random_init: bool = False  # zoo names: skip training on digits
     eval_samples: int = 64
@@ -71,7 +73,10 @@ class BuildConfig:
             raise GencompressError("--calib-samples must be at least 1")
         if self.prune is not None:  # refuse a bad ratio before any model is trained or loaded
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
-        QuantConfig(min_psnr=self.min_psnr, qat_steps=self.qat_steps).validate()
+        QuantConfig(min_psnr=self.min_psnr, qat_steps=self.qat_steps, calib_from=self.calib_from).validate()
+
+
+CALIB_SEED = 1234  # the calibration draw, apart from the evaluation latents (seed 0)
 
 
 def log(msg: str) -> None:
@@ -167,22 +172,27 @@ def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> 
     if cfg.precision == "int8" and cfg.target == "cpu":
         if cfg.min_psnr is not None or cfg.qat_steps:
             log("--min-psnr and --qat-steps shape modelopt INT8 (gpu targets); --target cpu quantises the graph with ONNX Runtime and ignores them")
-        path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.input_distribution, cfg.calib_samples)
-        out = source.derive(step)
+        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
+        path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.input_distribution, cfg.calib_samples,
+                              inputs=inputs.numpy())
+        out = source.derive({**step, "calibration_data": how})
         if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
             out.model = None  # the bundle carries the graph, not PyTorch weights
         out.files.pop("source.onnx", None)
         out.files[ONNX] = path
         return out, step["form"]
     if cfg.precision == "int8" and source.model is not None and source.manifest["architecture"]["kind"] != "torchscript":
-        qcfg = QuantConfig(calib_samples=cfg.calib_samples, deconv_weight_axis=cfg.deconv_weight_axis,
+        qcfg = QuantConfig(calib_samples=cfg.calib_samples, calib_from=cfg.calib_from, deconv_weight_axis=cfg.deconv_weight_axis,
                            min_psnr=cfg.min_psnr, qat_steps=cfg.qat_steps)
         quantized = quantize(source, qcfg, progress=cfg.progress)
         return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
     if cfg.precision == "int8":
         # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
-        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.input_distribution, cfg.calib_samples)
-        out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8"})
+        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
+        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.input_distribution, cfg.calib_samples,
+                                      inputs=inputs.numpy())
+        out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
+                             "calibration_data": how})
         form = "TensorRT explicit Q/DQ (ONNX Runtime quantize_static): symmetric INT8, per-channel weights"
     elif cfg.precision == "fp16":
         path = convert_fp16(fp32_onnx, work / ONNX)

@@ -100,3 +100,11 @@ def test_resume_refuses_another_run_or_no_checkpoint(tiny_dcgan, tmp_path):
     assert other.exit_code == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "from a different run (ratio: checkpoint 0.5, this run 0.25)" in other.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_encoder_calibration_of_a_bundle_without_encoder_is_exit_2(tiny_dcgan, tmp_path):
+    src = tiny_dcgan.save(tmp_path / "in")
+    result = _run(["quantize", str(src.path), "--calib-from", "encoder", "--calib-samples", "32", "--out", str(tmp_path / "q")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--calib-from encoder: the bundle has no encoder.safetensors" in result.stderr
+    assert not (tmp_path / "q").exists()

@@ -118,8 +118,8 @@ def test_distillation_brings_the_student_closer(tiny_dcgan):
     x = torch.randn(64, *tiny_dcgan.input_shape, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         before = (student(x) - tiny_dcgan.model(x)).abs().mean().item()
-    log = distill(student, tiny_dcgan.model, tiny_dcgan.input_shape, "normal", DistillConfig(steps=60, batch=16), progress=False)
+    log = distill(student, tiny_dcgan.model, tiny_dcgan.input_shape, "normal", DistillConfig(steps=120, batch=16), progress=False)
     with torch.no_grad():
         after = (student(x) - tiny_dcgan.model(x)).abs().mean().item()
     assert log["feature_layers"] == ["0", "3", "6"]
-    assert after < 0.7 * before
+    assert after < 0.6 * before  # 0.37-0.39 over seeds 0-2

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gencompress.bundle import Bundle
+from gencompress.bundle import Bundle, load_safetensors
 from gencompress.compress import QuantConfig, load_model, quantize
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
@@ -90,3 +90,47 @@ def test_saved_mixed_precision_bundle_restores_exactly(tiny_dcgan, tmp_path):
     with torch.no_grad():
         assert torch.equal(restored(x), q.model(x))
     assert q.manifest["precision"]["0"] == "fp32" and q.manifest["precision"]["3"] == "int8"
+
+
+@pytest.fixture(scope="module")
+def trained_vae(tmp_path_factory):
+    """A VAE from the training stage (a few steps): its bundle carries encoder.safetensors."""
+    from gencompress.loading import load_spec
+    from gencompress.train import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("vae") / "vae"
+    fit(TrainConfig(model="vae_decoder", out=str(out), max_steps=10, batch_size=32, evaluate=False,
+                    samples_every_epoch=False, progress=False))
+    return load_spec(str(out))
+
+
+def test_vae_decoder_calibrates_on_real_data_through_its_encoder(trained_vae):
+    from gencompress.compress.calibration import calibration_inputs
+    from gencompress.train.datasets import load_dataset
+    from gencompress.train.vae import VAEEncoder
+
+    z, how = calibration_inputs(trained_vae, 40, seed=5)
+    assert z.shape == (40, *trained_vae.input_shape) and "through the VAE encoder" in how
+    again, _ = calibration_inputs(trained_vae, 40, seed=5)
+    assert torch.equal(z, again)
+    # the same draw by hand: 40 digits picked with the seed, encoded, z = mu + sigma * eps
+    encoder = VAEEncoder(nz=trained_vae.input_shape[0])
+    encoder.load_state_dict(load_safetensors(trained_vae.files["encoder.safetensors"]))
+    gen = torch.Generator().manual_seed(5)
+    images = load_dataset("digits").images[torch.randint(0, 1797, (40,), generator=gen)]
+    with torch.no_grad():
+        mu, logvar = encoder.eval()(images)
+    expected = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)
+    torch.testing.assert_close(z.flatten(1), expected, rtol=0, atol=1e-6)
+    latents, how = calibration_inputs(trained_vae, 40, seed=5, source="latents")
+    assert "latents drawn normal" in how and not torch.equal(latents, z)
+    q = quantize(trained_vae, QuantConfig(**FAST), progress=False)
+    assert "through the VAE encoder" in q.manifest["recipe"][-1]["calibration_data"]
+    assert _psnr(trained_vae, q) >= 30.0
+
+
+def test_encoder_calibration_without_an_encoder_is_refused(tiny_dcgan):
+    with pytest.raises(GencompressError, match="the bundle has no encoder.safetensors"):
+        quantize(tiny_dcgan, QuantConfig(calib_from="encoder", **FAST), progress=False)
+    with pytest.raises(GencompressError, match="--calib-from must be one of"):
+        QuantConfig(calib_from="imagenet").validate()

@@ -1,0 +1,57 @@
+"""Calibration inputs: latents drawn like the model's own, or real data through a VAE's encoder.
+
+A VAE decoder deployed for reconstruction (or editing) decodes the encoder's latents, whose
+distribution differs from the N(0, I) prior: its per-dimension means and spreads are the
+encoder's. Bundles written by `gencompress train` for a VAE carry `encoder.safetensors` and
+name their training data in the recipe; then `auto` calibrates on z = mu + sigma * eps of
+real images (the reparameterisation trick with a fixed seed), which are the activations the
+decoder meets in use. Everything else calibrates on latents drawn like the model's input.
+"""
+from __future__ import annotations
+
+import torch
+
+from gencompress.bundle import Bundle, load_safetensors
+from gencompress.data import draw_inputs
+from gencompress.errors import GencompressError
+
+SOURCES = ("auto", "latents", "encoder")
+ENCODER = "encoder.safetensors"
+
+
+def calibration_inputs(bundle: Bundle, n: int, seed: int, source: str = "auto") -> tuple[torch.Tensor, str]:
+    """`n` calibration inputs for the bundle's model and a description for the recipe."""
+    if source not in SOURCES:
+        raise GencompressError(f"unknown calibration source {source!r}; known: {', '.join(SOURCES)}")
+    has_encoder = ENCODER in bundle.files and _training_data(bundle) is not None
+    if source == "encoder" and not has_encoder:
+        raise GencompressError(f"--calib-from encoder: the bundle has no {ENCODER} and training data to run it on "
+                               "(VAE bundles from `gencompress train` have both)")
+    if source == "latents" or not has_encoder:
+        shape = tuple(bundle.input_shape)
+        return draw_inputs(shape, n, bundle.input_distribution, seed), f"{n} latents drawn {bundle.input_distribution}"
+    return _through_encoder(bundle, n, seed)
+
+
+def _training_data(bundle: Bundle) -> str | None:
+    steps = [s for s in bundle.manifest["recipe"] if s.get("step") == "train" and s.get("data")]
+    return steps[-1]["data"] if steps else None
+
+
+def _through_encoder(bundle: Bundle, n: int, seed: int) -> tuple[torch.Tensor, str]:
+    from gencompress.train.datasets import load_dataset
+    from gencompress.train.vae import VAEEncoder, reparameterize
+
+    data = load_dataset(_training_data(bundle))
+    nz = int(bundle.input_shape[0])
+    encoder = VAEEncoder(nz=nz, nc=data.channels)
+    try:
+        encoder.load_state_dict(load_safetensors(bundle.files[ENCODER]))
+    except RuntimeError as exc:
+        raise GencompressError(f"{ENCODER} does not fit a VAE encoder with {nz} latents: {str(exc).splitlines()[0]}") from None
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, len(data.images), (n,), generator=gen)
+    with torch.no_grad():
+        mu, logvar = encoder.eval()(data.images[pick])
+        z = reparameterize(mu, logvar, torch.randn(mu.shape, generator=gen))
+    return z.reshape(n, *bundle.input_shape), f"{n} images of {data.name} through the VAE encoder (z = mu + sigma * eps)"
