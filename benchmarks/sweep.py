@@ -91,11 +91,12 @@ def with_precision(bundle: Bundle, precision: str, work: Path) -> Bundle:
         from gencompress.export.onnx_quant import convert_fp16
 
         path, step = convert_fp16(fp32.file(ONNX), work / "fp16.onnx"), {"step": "convert", "precision": "fp16"}
-    else:  # int8-cpu: ONNX Runtime's CPU integer form (U8 activations, QLinearConv)
-        from gencompress.export.onnx_quant import quantize_cpu
+    else:  # int8-cpu: what `build --target cpu` makes (deconvolutions rewritten, QLinearConv)
+        from gencompress.export.onnx_quant import cpu_int8
 
-        path = quantize_cpu(fp32.file(ONNX), work / "int8cpu.onnx", bundle.input_shape, bundle.input_distribution)
-        # that form quantises Conv/Gemm/MatMul only: a ConvTranspose-only generator stays FP32
+        (work / "int8cpu").mkdir(exist_ok=True)
+        path, _ = cpu_int8(bundle.model, fp32.file(ONNX), work / "int8cpu", bundle.input_shape, bundle.input_distribution)
+        # a graph ONNX Runtime quantised nothing in is labelled what it is
         step = {"step": "convert", "precision": "int8" if has_quantized_nodes(path) else "fp32"}
     out = fp32.derive(step)
     out.files[ONNX] = path
