@@ -5,8 +5,12 @@ model's own inputs and matches the teacher's image (L1) and its intermediate fea
 through learned 1x1 convolutions that map the student's narrower maps to the teacher's
 width (the mappings are thrown away afterwards). No data set is needed.
 
-The original discriminator is not used: bundles store the generator only, and the
-output and feature losses alone bring a 50%-pruned DCGAN back (see benchmarks).
+With `gan_weight > 0` and a bundle that carries its original discriminator (bundles of
+`gencompress train` and of the zoo do), the student also learns to fool that discriminator,
+which is fine-tuned alongside to tell the teacher's images (real) from the student's (fake):
+GAN Compression's adversarial term, with the teacher standing in for the data set, so no
+data is needed here either. Off by default: the output and feature losses alone bring a
+50%-pruned DCGAN back (benchmarks/results/compress_quality.json).
 The same loop with `feature_weight=0` is quantisation-aware training (QAT).
 
 Long runs checkpoint (`Checkpoints`): the student, the 1x1 mappings, Adam, the schedule
@@ -39,10 +43,14 @@ class DistillConfig:
     lr: float = 1e-3
     feature_weight: float = 1.0  # 0: output loss only
     seed: int = 0
+    gan_weight: float = 0.0  # > 0: also fool the original discriminator (needs one)
+    d_lr: float = 2e-4  # the discriminator's learning rate (DCGAN's)
 
     def validate(self) -> None:
         if self.steps < 0 or self.batch < 1 or self.lr <= 0:
             raise GencompressError("distillation needs steps >= 0, batch >= 1 and a positive learning rate")
+        if self.gan_weight < 0 or self.d_lr <= 0:
+            raise GencompressError("--gan-weight must be 0 or more and the discriminator learning rate positive")
 
 
 @dataclass
@@ -66,6 +74,49 @@ def state_digest(model: nn.Module) -> str:
 
 def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**31 - 1)
+
+
+DISCRIMINATOR = "discriminator.safetensors"
+
+
+def load_discriminator(bundle) -> nn.Module | None:
+    """The bundle's original discriminator, or None where it carries none (a zoo
+    architecture trained by gencompress records how to rebuild it in its train step)."""
+    from gencompress import zoo
+    from gencompress.bundle import load_safetensors
+
+    arch = bundle.manifest["architecture"]
+    trains = [s for s in bundle.manifest["recipe"] if s.get("step") == "train" and "discriminator_kwargs" in s]
+    if DISCRIMINATOR not in bundle.files or arch["kind"] != "zoo" or not trains:
+        return None
+    factory = zoo.get(arch["name"]).discriminator
+    if factory is None:
+        return None
+    disc = factory(**trains[-1]["discriminator_kwargs"])
+    try:
+        disc.load_state_dict(load_safetensors(bundle.files[DISCRIMINATOR]))
+    except RuntimeError as exc:
+        raise GencompressError(f"{DISCRIMINATOR} does not fit the {arch['name']} discriminator: {str(exc).splitlines()[0]}") from None
+    return disc
+
+
+class _Adversary:
+    """The original discriminator, fine-tuned to tell the teacher's images (real) from the
+    student's (fake); the student learns to fool it. Non-saturating losses (Goodfellow et al.)."""
+
+    def __init__(self, discriminator: nn.Module, lr: float):
+        self.d = discriminator.train()
+        self.opt = torch.optim.Adam(self.d.parameters(), lr, betas=(0.5, 0.999))
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        loss = F.softplus(-self.d(real)).mean() + F.softplus(self.d(fake.detach())).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def fool(self, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-self.d(fake)).mean()
 
 
 class _Features:
@@ -116,9 +167,13 @@ def _student_train_mode(student: nn.Module, update_norm_stats: bool) -> None:
 
 
 def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: str, cfg: DistillConfig,
-            progress: bool = True, update_norm_stats: bool = True, checkpoints: Checkpoints | None = None) -> dict:
+            progress: bool = True, update_norm_stats: bool = True, checkpoints: Checkpoints | None = None,
+            discriminator: nn.Module | None = None) -> dict:
     """Train `student` in place to match `teacher`; returns the loss record."""
     cfg.validate()
+    if cfg.gan_weight > 0 and discriminator is None:
+        raise GencompressError("--gan-weight needs the original discriminator, and this bundle carries none "
+                               "(bundles from `gencompress train` and the zoo have discriminator.safetensors)")
     torch.manual_seed(cfg.seed)
     teacher = teacher.eval()
     names = feature_layers(student, teacher) if cfg.feature_weight > 0 else []
@@ -128,17 +183,24 @@ def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: s
     opt = torch.optim.Adam(params, cfg.lr, betas=(0.5, 0.999))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1))
     modules, optimizers = {"student": student, "mappings": maps}, {"adam": opt, "cosine": sched}
+    adversary = _Adversary(discriminator, cfg.d_lr) if cfg.gan_weight > 0 else None
+    if adversary is not None:
+        modules["discriminator"], optimizers["adam_d"] = adversary.d, adversary.opt
     start, first = _maybe_resume(checkpoints, modules, optimizers)
     _student_train_mode(student, update_norm_stats)
-    last = None
+    last, d_loss = None, None
     try:
         for step in bar(range(start, cfg.steps), "distill", progress, initial=start, total=cfg.steps):
             z = draw_inputs(tuple(input_shape), cfg.batch, distribution, step_seed(cfg.seed, step))
             with torch.no_grad():
                 target = teacher(z)
-            out_loss = F.l1_loss(student(z), target)
+            image = student(z)
+            out_loss = F.l1_loss(image, target)
             feat_loss = sum((F.mse_loss(maps[n.replace(".", "_")](s_feats.maps[n]), t_feats.maps[n]) for n in names), torch.zeros(()))
             loss = out_loss + cfg.feature_weight * feat_loss
+            if adversary is not None:
+                d_loss = adversary.step(target, image)
+                loss = loss + cfg.gan_weight * adversary.fool(image)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -155,7 +217,8 @@ def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: s
         t_feats.close()
         student.eval()
     return {"feature_layers": names, "first_output_l1": first and first[0], "final_output_l1": last and last[0],
-            "final_feature_mse": last and last[1], "resumed_at_step": start}
+            "final_feature_mse": last and last[1], "resumed_at_step": start, "adversarial": adversary is not None,
+            "final_discriminator_loss": d_loss}
 
 
 def _save(checkpoints: Checkpoints, step: int, modules: dict, optimizers: dict, first) -> None:

@@ -35,7 +35,7 @@ from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
 from gencompress.model_stats import count_macs, count_params
 
-from .distill import Checkpoints, DistillConfig, distill, state_digest
+from .distill import Checkpoints, DistillConfig, distill, load_discriminator, state_digest
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
@@ -71,6 +71,7 @@ class PruneConfig:
     distill_batch: int = 32
     distill_lr: float = 1e-3
     feature_weight: float = 1.0
+    gan_weight: float = 0.0  # > 0: adversarial distillation against the bundle's discriminator
 
     def validate(self) -> None:
         if not 0.0 < self.ratio < 1.0:
@@ -81,10 +82,11 @@ class PruneConfig:
             raise GencompressError("--round-to must be at least 1")
         if self.distill_steps < 0:
             raise GencompressError("--distill-steps must be 0 or more")
+        self.distill_config().validate()
 
     def distill_config(self) -> DistillConfig:
         return DistillConfig(steps=self.distill_steps, batch=self.distill_batch, lr=self.distill_lr,
-                             feature_weight=self.feature_weight, seed=self.seed)
+                             feature_weight=self.feature_weight, seed=self.seed, gan_weight=self.gan_weight)
 
 
 # --- tracing helpers ------------------------------------------------------------------
@@ -298,7 +300,9 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
     if cfg.distill_steps:
         if checkpoints is not None:  # a checkpoint resumes only the same pruning of the same teacher
             checkpoints.key = json.loads(json.dumps({**asdict(cfg), "teacher": state_digest(teacher)}))
-        log = distill(student, teacher, shape, bundle.input_distribution, cfg.distill_config(), progress, checkpoints=checkpoints)
+        discriminator = load_discriminator(bundle) if cfg.gan_weight > 0 else None
+        log = distill(student, teacher, shape, bundle.input_distribution, cfg.distill_config(), progress, checkpoints=checkpoints,
+                      discriminator=discriminator)
         out.manifest["recipe"].append({"step": "distill", **asdict(cfg.distill_config()), **log})
     out.manifest["metrics"]["prune"] = stats
     return out

@@ -134,7 +134,7 @@ def build_run(cfg: TrainConfig, ctx: distributed.Context) -> Run:
         opt_g = make_optimizer(obj, list(generator.parameters()) + list(critic.parameters()), cfg.lr)
         opt_d = None
     else:
-        critic = entry.discriminator(nc=data.channels, **({"norm": obj.disc_norm} if obj.disc_norm else {}))
+        critic = entry.discriminator(**discriminator_kwargs(data.channels, obj))
         opt_g = make_optimizer(obj, generator.parameters(), cfg.lr)
         opt_d = make_optimizer(obj, critic.parameters(), cfg.lr)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
@@ -383,6 +383,8 @@ def finish(run: Run, evaluator: Evaluator | None) -> Bundle:
     step = {"step": "train", "objective": run.obj.name, "data": run.data.name, "steps": run.step,
             "epochs": run.epoch, "seed": run.cfg.seed, "batch_size": run.cfg.batch_size,
             "world_size": run.ctx.world, "ema_decay": run.cfg.ema_decay, **({"beta": run.cfg.beta} if run.is_vae else {})}
+    if not run.is_vae:  # how to rebuild the discriminator bundled beside the generator
+        step["discriminator_kwargs"] = discriminator_kwargs(run.data.channels, run.obj)
     bundle = zoo_bundle(run.cfg.model, run.ema, **run.kwargs)
     bundle.manifest["recipe"].append(step)
     if not run.ctx.is_main:
@@ -405,10 +407,19 @@ def _attach_files(run: Run, bundle: Bundle) -> Bundle:
     for name in ("losses.csv", "metrics.csv"):
         if (root / name).is_file():
             bundle.files[f"report/{name}"] = root / name
-    if run.is_vae:  # the encoder travels with the decoder's bundle, for reconstructions
-        from safetensors.torch import save_file
-
-        state = {k: v.contiguous().clone() for k, v in distributed.unwrap(run.critic).state_dict().items()}
-        save_file(state, str(root / "encoder.safetensors"))
-        bundle.files["encoder.safetensors"] = root / "encoder.safetensors"
+    # The VAE's encoder travels with the decoder (calibration from real data); a GAN's
+    # discriminator with the generator (adversarial distillation after pruning).
+    name = "encoder.safetensors" if run.is_vae else "discriminator.safetensors"
+    bundle.files[name] = save_state(distributed.unwrap(run.critic), root / name)
     return bundle
+
+
+def save_state(module: nn.Module, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}, str(path))
+    return path
+
+
+def discriminator_kwargs(channels: int, obj: Objective) -> dict:
+    return {"nc": channels, **({"norm": obj.disc_norm} if obj.disc_norm else {})}

@@ -8,6 +8,7 @@ written atomically, so a killed first run simply trains again next time.
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from gencompress.progress import bar
 
 # Steps per zoo model: enough for recognisable digits in about two minutes on 2 cores.
 DEFAULT_STEPS = {"dcgan": 1500, "upsample_conv": 900, "vae_decoder": 1500}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: GAN bundles carry their discriminator
 
 
 def cached_path(name: str, steps: int, seed: int) -> Path:
@@ -46,10 +47,15 @@ def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: b
         print(f"gencompress: training zoo model {name!r} on digits ({steps} steps, cached in {path})", file=sys.stderr)
     if is_vae:
         return train_digits_vae(name, steps, seed, path, progress)
-    generator = train_digits_gan(name, steps, seed, progress)
+    generator, discriminator = train_digits_gan(name, steps, seed, progress)
     bundle = zoo_bundle(name, generator)
-    bundle.manifest["recipe"].append({"step": "train", "data": "digits", "objective": "gan", "steps": steps, "seed": seed})
-    return bundle.save(path)
+    bundle.manifest["recipe"].append({"step": "train", "data": "digits", "objective": "gan", "steps": steps, "seed": seed,
+                                      "discriminator_kwargs": {}})
+    from .loop import save_state
+
+    with tempfile.TemporaryDirectory(prefix="gencompress-zoo-train-") as work:
+        bundle.files["discriminator.safetensors"] = save_state(discriminator, Path(work) / "discriminator.safetensors")
+        return bundle.save(path)
 
 
 def zoo_bundle(name: str, model: torch.nn.Module, **kwargs) -> Bundle:
@@ -65,7 +71,7 @@ def zoo_bundle(name: str, model: torch.nn.Module, **kwargs) -> Bundle:
     return Bundle(manifest, model.eval())
 
 
-def train_digits_gan(name: str, steps: int, seed: int, progress: bool = True) -> torch.nn.Module:
+def train_digits_gan(name: str, steps: int, seed: int, progress: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Non-saturating GAN on digits: D maximises log D(x) + log(1 - D(G(z))), G maximises log D(G(z))."""
     torch.manual_seed(seed)
     images, _ = load_digits(32)
@@ -89,14 +95,12 @@ def train_digits_gan(name: str, steps: int, seed: int, progress: bool = True) ->
         opt_g.step()
         if not torch.isfinite(loss_d + loss_g):
             raise GencompressError(f"training {name} diverged (loss is not finite)")
-    return generator.eval()
+    return generator.eval(), discriminator.eval()
 
 
 def train_digits_vae(name: str, steps: int, seed: int, path: Path, progress: bool = True) -> Bundle:
     """A VAE (ELBO) on digits through the training stage; the bundle keeps its encoder
     (for calibration from real data). Checkpoints and logs live in a temporary folder."""
-    import tempfile
-
     from .config import TrainConfig
     from .loop import fit
 

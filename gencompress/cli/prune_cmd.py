@@ -34,13 +34,15 @@ def load_source(spec: str, out: str):
 @click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps (0: none).")
 @click.option("--distill-lr", default=1e-3, show_default=True, type=float, help="Distillation learning rate.")
 @click.option("--feature-weight", default=1.0, show_default=True, type=float, help="Weight of the feature-matching loss.")
+@click.option("--gan-weight", default=0.0, show_default=True, type=float,
+              help="Weight of the adversarial loss against the bundle's original discriminator (0: off).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Distillation checkpoints. Default: OUT.ckpt.")
 @click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1), help="Distillation steps between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the distillation from the newest complete checkpoint.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
-def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, seed,
+def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, gan_weight, seed,
           checkpoint_dir, checkpoint_every, resume, out, as_json):
     """Prune BUNDLE's channels by --ratio and distil it from the original."""
     from gencompress.compress import PruneConfig
@@ -48,7 +50,8 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
     from gencompress.compress.distill import Checkpoints
 
     cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
-                      distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight)
+                      distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight,
+                      gan_weight=gan_weight)
     cfg.validate()  # before any model is loaded or trained
     checkpoints = Checkpoints(Path(checkpoint_dir or f"{Path(out)}.ckpt"), checkpoint_every, resume)
     if resume and not (checkpoints.root / "LATEST").is_file() and not any(checkpoints.root.glob("step-*")):

@@ -108,3 +108,37 @@ def test_encoder_calibration_of_a_bundle_without_encoder_is_exit_2(tiny_dcgan, t
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--calib-from encoder: the bundle has no encoder.safetensors" in result.stderr
     assert not (tmp_path / "q").exists()
+
+
+def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
+    """A GAN bundle from `gencompress train` carries its discriminator; --gan-weight fine-tunes
+    it against the student while the student learns to fool it."""
+    import math
+
+    import torch
+
+    from gencompress.compress.distill import load_discriminator
+    from gencompress.loading import load_spec
+    from gencompress.train import TrainConfig, fit
+
+    fit(TrainConfig(model="dcgan", out=str(tmp_path / "gan"), max_steps=3, batch_size=8, evaluate=False,
+                    samples_every_epoch=False, progress=False))
+    bundle = load_spec(str(tmp_path / "gan"))
+    assert "discriminator.safetensors" in bundle.files
+    disc = load_discriminator(bundle)
+    with torch.no_grad():
+        assert disc.eval()(bundle.model(torch.randn(2, *bundle.input_shape))).numel() == 2
+    result = _run(["prune", str(tmp_path / "gan"), "--ratio", "0.5", "--distill-steps", "4", "--gan-weight", "0.1",
+                   "--checkpoint-every", "2", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    step = Bundle.load(tmp_path / "out").manifest["recipe"][-1]
+    assert step["step"] == "distill" and step["adversarial"] and step["gan_weight"] == 0.1
+    assert math.isfinite(step["final_discriminator_loss"]) and step["final_discriminator_loss"] > 0
+
+
+def test_gan_weight_without_a_discriminator_is_exit_2(tiny_dcgan, tmp_path):
+    src = tiny_dcgan.save(tmp_path / "in")
+    result = _run(["prune", str(src.path), "--ratio", "0.5", "--distill-steps", "2", "--gan-weight", "0.1", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--gan-weight needs the original discriminator" in result.stderr
+    assert not (tmp_path / "o").exists()

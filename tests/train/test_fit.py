@@ -88,7 +88,7 @@ def test_sigkill_then_resume_continues_bit_for_bit(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_hold_identical_weights(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gencompress", "train", "dcgan", "--objective", "wgan-gp", "--max-steps", "3", "--batch-size", "8",
            "--no-eval", "--no-progress", "--out", str(tmp_path / "ddp")]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
