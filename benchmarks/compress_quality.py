@@ -3,7 +3,8 @@
     python benchmarks/compress_quality.py [--distill-steps 1500] [--out benchmarks/results/compress_quality.json]
 
 Records: MACs/params before and after 50% channel pruning; digits-classifier FID of the
-original, of the pruned model without distillation and after the default distillation;
+original, of the pruned model without distillation and after the default distillation
+(and with the adversarial term against the original discriminator, per --gan-weights);
 INT8 PTQ PSNR against FP32 per calibrator; the `--min-psnr 35` mix. Writes JSON with
 conditions (gencompress.conditions.describe) and the load average during the run.
 """
@@ -55,6 +56,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--distill-steps", type=int, default=PruneConfig().distill_steps)
     parser.add_argument("--fid-samples", type=int, default=1797)
     parser.add_argument("--calibrators", default="max,percentile,mse,entropy")
+    parser.add_argument("--gan-weights", default="0.01,0.1", help="adversarial distillation weights to compare ('' for none)")
     parser.add_argument("--out", default="benchmarks/results/compress_quality.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -75,6 +77,12 @@ def main(argv=None) -> dict:
     result["distill"]["seconds"] = time.time() - start
     result["fid_pruned_distilled"] = fid_of(distilled.model, shape, extractor, real, args.fid_samples)
     result["fid_ratio_distilled_vs_original"] = result["fid_pruned_distilled"] / result["fid_original"]
+    for weight in map(float, filter(None, args.gan_weights.split(","))):  # adversarial distillation, off by default
+        start = time.time()
+        adv = prune(bundle, PruneConfig(ratio=0.5, distill_steps=args.distill_steps, gan_weight=weight), progress=False)
+        result.setdefault("adversarial", []).append({
+            "gan_weight": weight, "fid": fid_of(adv.model, shape, extractor, real, args.fid_samples), "seconds": time.time() - start,
+            "final_discriminator_loss": adv.manifest["recipe"][-1]["final_discriminator_loss"]})
     load.append(os.getloadavg())
     result["int8"] = quant_numbers(bundle, args.calibrators.split(","))
     load.append(os.getloadavg())
