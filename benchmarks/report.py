@@ -67,6 +67,21 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def prune_markdown(stats: dict) -> str:
+    """The pruning section: size before and after, and FID/KID against the training data
+    (original, pruned without distillation, pruned and distilled) where it was measured."""
+    rows = [["parameters", stats["params_before"], stats["params_after"]], ["MACs per image", stats["macs_before"], stats["macs_after"]]]
+    parts = [markdown_table(["", "original", "pruned"], rows), "", f"MACs {stats['macs_reduction']:.2f}x fewer.", ""]
+    dq = stats.get("data_quality")
+    if dq:
+        models = [("original", "original"), ("pruned, no distillation", "pruned_no_distill"), ("pruned + distillation", "pruned_distilled")]
+        table = [[label, dq[key]["fid"], dq[key]["kid_mean"]] for label, key in models if key in dq]
+        extractor = dq["original"]["extractor"]
+        parts += [f"Against the training data ({dq['data']}, {dq['samples']} samples on fixed latents, extractor {extractor}; lower is better):",
+                  "", markdown_table(["model", "FID", "KID"], table), ""]
+    return "\n".join(parts)
+
+
 def build_report_markdown(summary: dict) -> str:
     """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
     q, cond = summary["quality"], summary["conditions"]
@@ -99,6 +114,7 @@ def build_report_markdown(summary: dict) -> str:
         "",
         markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),
         "",
+        *(["## Pruning", "", prune_markdown(summary["prune"])] if summary.get("prune") else []),
         "## Precision per layer",
         "",
         markdown_table(["layer", "precision"], [[k, v] for k, v in summary["layer_precision"].items()]) if summary["layer_precision"] else "(no PyTorch layers: ONNX-level quantisation)",

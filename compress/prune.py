@@ -35,6 +35,7 @@ from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
 from gencompress.model_stats import count_macs, count_params
 
+from .data_quality import data_judge
 from .distill import Checkpoints, DistillConfig, distill, load_discriminator, state_digest
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
@@ -278,9 +279,12 @@ def _history(dg) -> list[list]:
     return [[name, bool(out), [int(i) for i in idxs]] for name, out, idxs in dg.pruning_history()]
 
 
-def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: Checkpoints | None = None) -> Bundle:
+def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: Checkpoints | None = None,
+          fid_samples: int = 1000) -> Bundle:
     """Stage function: prune the bundle's model, then distil it from the original
-    (checkpointed and resumable when `checkpoints` is given; its key is filled in here)."""
+    (checkpointed and resumable when `checkpoints` is given; its key is filled in here).
+    Where the recipe names loadable training data, FID/KID of the original, the pruned
+    model and the distilled one go into the pruning metrics (`fid_samples` 0: skip)."""
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("prune needs a PyTorch model (a bundle, zoo name or import spec), not ONNX")
@@ -297,6 +301,10 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
     step = {"step": "prune", "tool": "torch-pruning", **asdict(cfg), **stats, **record}
     step["protect"] = list(cfg.protect)
     out = bundle.derive(step, student)
+    judge = data_judge(bundle, fid_samples)
+    if judge is not None:
+        stats["data_quality"] = {"data": judge.data, "samples": len(judge.latents), "original": judge(teacher),
+                                 "pruned_no_distill": judge(student)}
     if cfg.distill_steps:
         if checkpoints is not None:  # a checkpoint resumes only the same pruning of the same teacher
             checkpoints.key = json.loads(json.dumps({**asdict(cfg), "teacher": state_digest(teacher)}))
@@ -304,5 +312,7 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
         log = distill(student, teacher, shape, bundle.input_distribution, cfg.distill_config(), progress, checkpoints=checkpoints,
                       discriminator=discriminator)
         out.manifest["recipe"].append({"step": "distill", **asdict(cfg.distill_config()), **log})
+        if judge is not None:
+            stats["data_quality"]["pruned_distilled"] = judge(student)
     out.manifest["metrics"]["prune"] = stats
     return out

@@ -1,10 +1,12 @@
 """`gencompress prune`: structured channel pruning (Torch-Pruning), then distillation."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import click
 
+from gencompress.benchmarks.report import prune_markdown
 from gencompress.cli.options import emit_json
 from gencompress.errors import GencompressError
 
@@ -34,6 +36,8 @@ def load_source(spec: str, out: str):
 @click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps (0: none).")
 @click.option("--distill-lr", default=1e-3, show_default=True, type=float, help="Distillation learning rate.")
 @click.option("--feature-weight", default=1.0, show_default=True, type=float, help="Weight of the feature-matching loss.")
+@click.option("--fid-samples", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="Samples for FID/KID against the bundle's training data, before and after distillation (0: skip).")
 @click.option("--gan-weight", default=0.0, show_default=True, type=float,
               help="Weight of the adversarial loss against the bundle's original discriminator (0: off).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -42,7 +46,7 @@ def load_source(spec: str, out: str):
 @click.option("--resume", is_flag=True, help="Continue the distillation from the newest complete checkpoint.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
-def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, gan_weight, seed,
+def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, fid_samples, gan_weight, seed,
           checkpoint_dir, checkpoint_every, resume, out, as_json):
     """Prune BUNDLE's channels by --ratio and distil it from the original."""
     from gencompress.compress import PruneConfig
@@ -57,10 +61,21 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
     if resume and not (checkpoints.root / "LATEST").is_file() and not any(checkpoints.root.glob("step-*")):
         raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")
     source = load_source(bundle, out)
-    saved = run_prune(source, cfg, checkpoints=checkpoints).save(out)
-    stats = saved.manifest["metrics"]["prune"]
+    pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples)
+    stats = pruned.manifest["metrics"]["prune"]
+    with tempfile.TemporaryDirectory(prefix="gencompress-prune-") as work:
+        report = Path(work) / "prune.md"
+        report.write_text(f"# gencompress prune report\n\nRatio {ratio:g}, importance {importance}, round_to {round_to}, "
+                          f"{distill_steps} distillation steps.\n\n{prune_markdown(stats)}")
+        pruned.files["report/prune.md"] = report
+        saved = pruned.save(out)
     if as_json:
         emit_json({"out": str(saved.path), **stats})
-    else:
-        click.echo(f"wrote {saved.path}: MACs {stats['macs_before']:,} -> {stats['macs_after']:,} "
-                   f"({stats['macs_reduction']:.2f}x fewer), params {stats['params_before']:,} -> {stats['params_after']:,}")
+        return
+    click.echo(f"wrote {saved.path}: MACs {stats['macs_before']:,} -> {stats['macs_after']:,} "
+               f"({stats['macs_reduction']:.2f}x fewer), params {stats['params_before']:,} -> {stats['params_after']:,}")
+    dq = stats.get("data_quality")
+    if dq:
+        fids = ", ".join(f"{label} {dq[key]['fid']:.3f}" for label, key in
+                         [("original", "original"), ("pruned", "pruned_no_distill"), ("distilled", "pruned_distilled")] if key in dq)
+        click.echo(f"FID vs {dq['data']} ({dq['original']['extractor']}): {fids}")

@@ -23,6 +23,8 @@ def test_prune_writes_a_smaller_bundle(tiny_dcgan, tmp_path):
     steps = [s["step"] for s in Bundle.load(tmp_path / "out").manifest["recipe"]]
     assert steps[-2:] == ["prune", "distill"]
     assert sha256(src.path / "weights.safetensors") == before
+    # random-init bundle: no training data named, so no FID; the report has the sizes
+    assert "data_quality" not in stats and "| MACs per image |" in (tmp_path / "out" / "report" / "prune.md").read_text()
 
 
 def test_bad_ratio_is_one_line_exit_2(tiny_dcgan, tmp_path):
@@ -112,7 +114,8 @@ def test_encoder_calibration_of_a_bundle_without_encoder_is_exit_2(tiny_dcgan, t
 
 def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
     """A GAN bundle from `gencompress train` carries its discriminator; --gan-weight fine-tunes
-    it against the student while the student learns to fool it."""
+    it against the student while the student learns to fool it. It also names its data, so
+    pruning measures FID/KID against it."""
     import math
 
     import torch
@@ -131,9 +134,17 @@ def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
     result = _run(["prune", str(tmp_path / "gan"), "--ratio", "0.5", "--distill-steps", "4", "--gan-weight", "0.1",
                    "--checkpoint-every", "2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    step = Bundle.load(tmp_path / "out").manifest["recipe"][-1]
+    out = Bundle.load(tmp_path / "out")
+    step = out.manifest["recipe"][-1]
     assert step["step"] == "distill" and step["adversarial"] and step["gan_weight"] == 0.1
     assert math.isfinite(step["final_discriminator_loss"]) and step["final_discriminator_loss"] > 0
+    # the bundle names its training data: FID/KID before and after distillation, in metrics and report
+    dq = out.manifest["metrics"]["prune"]["data_quality"]
+    assert dq["data"] == "digits" and dq["samples"] == 1000
+    assert all(dq[k]["fid"] > 0 and dq[k]["extractor"] == "digits-classifier" for k in ("original", "pruned_no_distill", "pruned_distilled"))
+    report = (tmp_path / "out" / "report" / "prune.md").read_text()
+    assert f"| pruned, no distillation | {dq['pruned_no_distill']['fid']:.3f} |" in report
+    assert "FID vs digits (digits-classifier): original" in result.stdout
 
 
 def test_gan_weight_without_a_discriminator_is_exit_2(tiny_dcgan, tmp_path):

@@ -165,7 +165,7 @@ def test_build_option_parsing(argv):
     def fake_build(cfg):
         cfg.validate()
         seen.append(cfg)
-        return {"out": cfg.out, "quality": {"psnr_db": 50.0, "reference": "stub"}}
+        return {"out": cfg.out, "precision": cfg.precision, "latency": [], "quality": {"psnr_db": 50.0, "reference": "stub"}}
 
     original = build_cmd.run_build
     build_cmd.run_build = fake_build
