@@ -109,6 +109,7 @@ def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, sampl
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
+            unshare_biases(prepped)
             quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, 32), **options)
     except Exception as exc:
         first = first_line(exc)
@@ -116,6 +117,38 @@ def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, sampl
     finally:
         prepped.unlink(missing_ok=True)
     return dst
+
+
+def unshare_biases(path: Path) -> int:
+    """Give every Conv/ConvTranspose/Gemm its own bias initializer (in place); returns how many
+    were copied.
+
+    The ONNX exporter merges initializers of equal value, so layers with equal biases (the
+    four phases of a rewritten deconvolution all carry the deconvolution's bias) share one.
+    quantize_static then quantises that bias once, with the first layer's input and weight
+    scales, and gives every other layer an int32 bias on the wrong scale (the four-phase
+    DCGAN lost 20 dB to it).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    seen: set[str] = set()
+    copied = 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3 or node.input[2] not in inits:
+            continue
+        name = node.input[2]
+        if name in seen:
+            copy_name = f"{name}__{node.name or copied}"
+            model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]).copy(), copy_name))
+            node.input[2] = copy_name
+            copied += 1
+        seen.add(name)
+    if copied:
+        onnx.save(model, str(path))
+    return copied
 
 
 def convert_fp16(src: Path, dst: Path) -> Path:

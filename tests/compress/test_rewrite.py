@@ -156,3 +156,41 @@ def test_cyclegan_style_deconv_before_instancenorm_quantises_to_integer_convs(tm
     assert "ConvTranspose" not in ops and ops.count("QLinearConv") == 4
     x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
     assert psnr(OrtRunner(fp32, 2).infer(x), OrtRunner(path, 2).infer(x)) >= 30.0
+
+
+@pytest.mark.parametrize("form", ["four-phase", "sub-pixel"])
+def test_layers_with_equal_biases_keep_their_own_int8_bias(form, tmp_path):
+    """The ONNX exporter merges equal initializers; the four phases of a deconvolution share
+    its bias. Each must still get an int32 bias on its own scale (was 20 dB lost on the DCGAN)."""
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(16, 16, 4, 2, 1)
+    deconv.bias.data.uniform_(0.5, 1.5)  # large next to the weights: a wrong scale shows
+    model = nn.Sequential(nn.Conv2d(4, 16, 3, 1, 1), nn.ReLU(), deconv, nn.ReLU(), nn.Conv2d(16, 2, 3, 1, 1)).eval()
+    shape = (4, 6, 6)
+    fp32 = export_module(model, shape, tmp_path / "fp32.onnx", OnnxConfig())
+    path, _ = cpu_int8(model, fp32, tmp_path, shape, "normal", samples=64, deconv_form=form)
+    graph = onnx.load(str(path)).graph
+    biases = [n.input[8] for n in graph.node if n.op_type == "QLinearConv" and len(n.input) > 8]
+    assert len(biases) == len(set(biases))
+    x = np.random.default_rng(1).standard_normal((32, *shape)).astype(np.float32)
+    assert psnr(OrtRunner(fp32, 2).infer(x), OrtRunner(path, 2).infer(x)) >= 35.0
+
+
+def test_unshare_biases_copies_only_shared_ones(tmp_path):
+    from onnx import helper, numpy_helper
+
+    from gencompress.export.onnx_quant import unshare_biases
+
+    w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    b = numpy_helper.from_array(np.full(2, 0.5, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y1"], name="c1"), helper.make_node("Conv", ["y1", "w", "b"], ["y2"], name="c2")]
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "g", [value("x", onnx.TensorProto.FLOAT, [1, 2, 3, 3])],
+                              [value("y2", onnx.TensorProto.FLOAT, [1, 2, 3, 3])], [w, b])
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    assert unshare_biases(tmp_path / "m.onnx") == 1
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert [n.input[2] for n in model.graph.node] == ["b", "b__c2"] and [n.input[1] for n in model.graph.node] == ["w", "w"]
+    copies = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    np.testing.assert_array_equal(copies["b__c2"], copies["b"])
+    assert unshare_biases(tmp_path / "m.onnx") == 0
