@@ -24,7 +24,10 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """The commit of the gencompress checkout, with '+dirty' for local changes."""
+    """The commit of the gencompress checkout, with '+dirty' for local changes
+    (GENCOMPRESS_COMMIT names it where the code runs from a copy without git)."""
+    if os.environ.get("GENCOMPRESS_COMMIT"):
+        return os.environ["GENCOMPRESS_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
