@@ -102,10 +102,14 @@ def bundle_name(bundle: Bundle) -> str:
     return f"{base} ({Path(bundle.path).name})" if bundle.path else str(base)
 
 
-def target_from_bundle(bundle: Bundle, workdir: Path) -> Target:
-    """Make sure the bundle has both forms a backend may need (ONNX exported if missing)."""
+ONNX_BACKENDS = ("ort", "trt")
+
+
+def target_from_bundle(bundle: Bundle, workdir: Path, need_onnx: bool = True) -> Target:
+    """Make sure the bundle has both forms a backend may need (ONNX exported if missing and
+    an ONNX backend is asked for: PyTorch-only runs need no ONNX stack)."""
     onnx_path = bundle.files.get(ONNX) or bundle.files.get("source.onnx")
-    if onnx_path is None and bundle.model is not None:
+    if onnx_path is None and bundle.model is not None and need_onnx:
         from gencompress.export.onnx_export import OnnxConfig, export_module
 
         onnx_path = export_module(bundle.model, bundle.input_shape, workdir / "fp32.onnx", OnnxConfig())
@@ -192,7 +196,7 @@ def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None) -> di
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     with tempfile.TemporaryDirectory(prefix="gencompress-bench-") as workdir:
-        target = target_from_bundle(bundle, Path(workdir))
+        target = target_from_bundle(bundle, Path(workdir), need_onnx=any(b in ONNX_BACKENDS for b in cfg.backends))
         return _run_target(bundle, target, cfg, reference)
 
 
