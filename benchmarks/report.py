@@ -82,6 +82,21 @@ def prune_markdown(stats: dict) -> str:
     return "\n".join(parts)
 
 
+def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
+    """Each layer's precision and, after a --min-psnr search, its sensitivity: the PSNR of
+    the model with only that layer in INT8 (lower: more fragile)."""
+    if not layer_precision:
+        return "(no PyTorch layers: ONNX-level quantisation)"
+    if not sensitivity:
+        return markdown_table(["layer", "precision"], [[k, v] for k, v in layer_precision.items()])
+    alone = sensitivity.get("layer_psnr_db", {})
+    table = markdown_table(["layer", "precision", "PSNR with only this layer INT8 (dB)"],
+                           [[k, v, alone.get(k)] for k, v in layer_precision.items()])
+    kept = sensitivity.get("keep_float") or []
+    return (f"Budget {sensitivity['budget_db']:g} dB: {sensitivity['psnr_db']:.2f} dB on the search latents with "
+            f"{len(kept)} layer(s) kept float{' (' + ', '.join(kept) + ')' if kept else ''}.\n\n{table}")
+
+
 def build_report_markdown(summary: dict) -> str:
     """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
     q, cond = summary["quality"], summary["conditions"]
@@ -117,7 +132,7 @@ def build_report_markdown(summary: dict) -> str:
         *(["## Pruning", "", prune_markdown(summary["prune"])] if summary.get("prune") else []),
         "## Precision per layer",
         "",
-        markdown_table(["layer", "precision"], [[k, v] for k, v in summary["layer_precision"].items()]) if summary["layer_precision"] else "(no PyTorch layers: ONNX-level quantisation)",
+        precision_markdown(summary["layer_precision"], summary.get("sensitivity")),
         "",
         "## Engine",
         "",

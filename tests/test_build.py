@@ -92,6 +92,38 @@ def test_upsample_conv_builds_with_symmetric_qdq(tmp_path):
     assert dims[0].dim_param == "batch"
 
 
+@pytest.mark.parametrize("name", ["upsample_conv", "vae_decoder"])
+def test_cpu_target_builds_integer_convs_and_reports_the_speed_against_fp32(name, tmp_path):
+    """`--target cpu`: every conv a QLinearConv (deconvolutions and nearest upsampling
+    rewritten away), the form named in the report, each latency row's speed against FP32."""
+    out = tmp_path / "cpu"
+    summary = _summary(run_cli("build", "--int8", "--target", "cpu", "--model", name, "--random-init", "--out", out, "--json", *FAST))
+    assert "ONNX Runtime CPU integer form" in summary["quant_form"] and summary["engine"]["built"] is False
+    assert summary["quality"]["psnr_db"] >= 30.0
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert "QLinearConv" in ops and not {"Conv", "ConvTranspose", "Resize"} & set(ops)
+    int8_rows = [r for r in summary["latency"] if r["precision"] == "int8"]
+    assert {r["batch"] for r in int8_rows} == {1, 8} and all(r["speedup_vs_fp32_onnx"] > 0 for r in int8_rows)
+    step = [s for s in Bundle.load(out).manifest["recipe"] if s["step"] == "quantize"][-1]
+    assert step["calibration_data"] == "32 latents drawn normal"
+    assert "ONNX Runtime CPU integer form" in (out / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_min_psnr_build_keeps_the_most_sensitive_layers_float_and_reports_them(trained_dcgan, tmp_path):
+    out = tmp_path / "mp"
+    summary = _summary(run_cli("build", "--int8", "--min-psnr", "47", "--out", out, "--json", *FAST))
+    search = summary["sensitivity"]
+    assert search["budget_db"] == 47.0 and search["psnr_db"] >= 47.0
+    floats = {k for k, v in summary["layer_precision"].items() if v == "fp32"}
+    assert floats == set(search["keep_float"])
+    by_fragility = sorted(search["layer_psnr_db"], key=search["layer_psnr_db"].get)
+    assert floats == set(by_fragility[: len(floats)])  # the most sensitive ones, and only as many as needed
+    assert [t["float_layers"] for t in search["tried"]] == list(range(len(floats) + 1))
+    report = (out / "report" / "report.md").read_text()
+    assert "PSNR with only this layer INT8 (dB)" in report and f"Budget 47 dB: {search['psnr_db']:.2f} dB" in report
+
+
 def test_external_generator_by_import_spec(tmp_path, monkeypatch):
     (tmp_path / "my_ext_gen.py").write_text(textwrap.dedent(
         """

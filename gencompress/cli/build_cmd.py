@@ -40,5 +40,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
     else:
         q = summary["quality"]
         fast = headline_speedup(summary)
-        speed = f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX speed at batch {fast['batch']}" if fast else ""
+        speed = f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX speed at batch {fast['batch']} on ONNX Runtime CPU" if fast else ""
+        if fast and target != "cpu":
+            speed += " (this Q/DQ graph is TensorRT's form; its speed is the engine's)"
         click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}{speed}, report in {summary['out']}/report/report.md")

@@ -150,6 +150,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "params": count_params(source.model) if source.model is not None else None,
         "macs": count_macs(source.model, source.input_shape) if source.model is not None else None,
         "layer_precision": final.manifest.get("precision", {}),
+        "sensitivity": next((s.get("sensitivity") for s in final.manifest["recipe"] if s.get("step") == "quantize"), None),
         "conditions": describe(cfg.threads),
         "engine": _engine(final_onnx, cfg),
         "export_checks": export_checks,
