@@ -82,6 +82,13 @@ def prune_markdown(stats: dict) -> str:
     return "\n".join(parts)
 
 
+def _paired_line(paired: dict | None, precision: str) -> list[str]:
+    if not paired:
+        return []
+    return [f"Paired at batch {paired['batch']}: {precision} runs at **{paired['speedup_vs_fp32_onnx']:.2f}x** the FP32 ONNX speed "
+            f"({paired['method']}).", ""]
+
+
 def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
     """Each layer's precision and, after a --min-psnr search, its sensitivity: the PSNR of
     the model with only that layer in INT8 (lower: more fragile)."""
@@ -125,6 +132,7 @@ def build_report_markdown(summary: dict) -> str:
              for r in summary["latency"]],
         ),
         "",
+        *_paired_line(summary.get("paired_speedup"), summary["precision"]),
         "## Size",
         "",
         markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),
