@@ -79,10 +79,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="benchmarks/results/cpu_int8.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="gencompress-cpu-int8-"))
     rows = []
     for name in args.models.split(","):
-        rows.append(measure_model(name, args, work))
+        with tempfile.TemporaryDirectory(prefix="gencompress-cpu-int8-") as work:
+            rows.append(measure_model(name, args, Path(work)))
         r = rows[-1]
         print(f"{name}: fp32 {r['fp32_ms']:.3f} ms, int8 {r['int8_ms']:.3f} ms, {r['speedup']:.2f}x, PSNR {r['psnr_int8_vs_fp32_db']:.1f} dB", file=sys.stderr)
     result = {"benchmark": "cpu_int8", "rows": rows, "conditions": describe(args.threads)}

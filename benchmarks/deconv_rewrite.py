@@ -34,17 +34,8 @@ from cpu_int8 import source_bundle  # noqa: E402
 from ort_pair import time_graphs  # noqa: E402
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--distill-steps", type=int, default=300)
-    parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--inner", type=int, default=20)
-    parser.add_argument("--out", default="benchmarks/results/deconv_rewrite.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    bundle, how = source_bundle("dcgan-pruned", args.distill_steps, trained=True)
-    model, shape = bundle.model, bundle.input_shape
-    work = Path(tempfile.mkdtemp(prefix="gencompress-deconv-"))
+def measure_forms(model, shape, how: str, args, work: Path) -> dict:
+    """Every rewrite form's FP32 error, MACs, INT8 latency and PSNR; graphs written in `work`."""
     fp32 = export_module(model, shape, work / "fp32.onnx", OnnxConfig())
     z = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
     forms, graphs = {}, {"fp32": fp32}
@@ -65,9 +56,24 @@ def main(argv=None) -> dict:
     for form in forms:
         forms[form].update({"int8_ms": ms[form], "speedup_vs_fp32": timing["ratio_to_first"][form],
                             "psnr_int8_vs_fp32_db": psnr(ref, OrtRunner(graphs[form], 2).infer(x))})
-    result = {"benchmark": "deconv_rewrite", "model": f"dcgan ({how})", "macs_deconv": count_macs(model, shape),
-              "fp32_ms": ms["fp32"], "forms": forms, "batch": 8, "threads": 2, "loadavg": load,
-              "timing": timing["method"], "conditions": describe(2)}
+    return {"benchmark": "deconv_rewrite", "model": f"dcgan ({how})", "macs_deconv": count_macs(model, shape),
+            "fp32_ms": ms["fp32"], "forms": forms, "batch": 8, "threads": 2, "loadavg": load,
+            "timing": timing["method"], "conditions": describe(2)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--distill-steps", type=int, default=300)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--inner", type=int, default=20)
+    parser.add_argument("--out", default="benchmarks/results/deconv_rewrite.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    bundle, how = source_bundle("dcgan-pruned", args.distill_steps, trained=True)
+    model, shape = bundle.model, bundle.input_shape
+    with tempfile.TemporaryDirectory(prefix="gencompress-deconv-") as work:
+        result = measure_forms(model, shape, how, args, Path(work))
+    forms = result["forms"]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps({f: {k: v[k] for k in ("fp32_max_abs_error", "macs", "int8_ms", "speedup_vs_fp32")} for f, v in forms.items()}, indent=2))

@@ -76,12 +76,13 @@ def _slim_in_place(path: Path) -> str:
     return note
 
 
-def to_onnx(bundle: Bundle, cfg: OnnxConfig | None = None, workdir: Path | None = None) -> Bundle:
-    """Stage function: add model.onnx to the bundle (from its PyTorch model)."""
+def to_onnx(bundle: Bundle, cfg: OnnxConfig | None, workdir: Path) -> Bundle:
+    """Stage function: add model.onnx to the bundle (from its PyTorch model), written in
+    `workdir`, which the caller owns and removes once the bundle is saved."""
     cfg = cfg or OnnxConfig()
     if bundle.model is None:
         raise GencompressError("to_onnx needs a PyTorch model")
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="gencompress-onnx-"))
+    workdir = Path(workdir)
     path = export_module(bundle.model, bundle.input_shape, workdir / ONNX, cfg)
     out = bundle.derive({"step": "export", "format": "onnx", "opset": cfg.opset, "dynamic_batch": cfg.dynamic_batch})
     out.files[ONNX] = path
