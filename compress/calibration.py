@@ -23,26 +23,22 @@ def calibration_inputs(bundle: Bundle, n: int, seed: int, source: str = "auto") 
     """`n` calibration inputs for the bundle's model and a description for the recipe."""
     if source not in SOURCES:
         raise GencompressError(f"unknown calibration source {source!r}; known: {', '.join(SOURCES)}")
-    has_encoder = ENCODER in bundle.files and _training_data(bundle) is not None
+    train = bundle.last_step("train", having="data")
+    has_encoder = ENCODER in bundle.files and train is not None
     if source == "encoder" and not has_encoder:
         raise GencompressError(f"--calib-from encoder: the bundle has no {ENCODER} and training data to run it on "
                                "(VAE bundles from `gencompress train` have both)")
     if source == "latents" or not has_encoder:
         shape = tuple(bundle.input_shape)
         return draw_inputs(shape, n, bundle.input_distribution, seed), f"{n} latents drawn {bundle.input_distribution}"
-    return _through_encoder(bundle, n, seed)
+    return _through_encoder(bundle, train["data"], n, seed)
 
 
-def _training_data(bundle: Bundle) -> str | None:
-    steps = [s for s in bundle.manifest["recipe"] if s.get("step") == "train" and s.get("data")]
-    return steps[-1]["data"] if steps else None
-
-
-def _through_encoder(bundle: Bundle, n: int, seed: int) -> tuple[torch.Tensor, str]:
+def _through_encoder(bundle: Bundle, data_name: str, n: int, seed: int) -> tuple[torch.Tensor, str]:
     from gencompress.train.datasets import load_dataset
     from gencompress.train.vae import VAEEncoder, reparameterize
 
-    data = load_dataset(_training_data(bundle))
+    data = load_dataset(data_name)
     nz = int(bundle.input_shape[0])
     encoder = VAEEncoder(nz=nz, nc=data.channels)
     try:

@@ -43,14 +43,14 @@ def data_judge(bundle: Bundle, samples: int) -> DataJudge | None:
     """A FID/KID judge on the bundle's training data, or None (with a note) where there is none."""
     if samples <= 0:
         return None
-    trains = [s for s in bundle.manifest["recipe"] if s.get("step") == "train" and s.get("data")]
-    if not trains:
+    train = bundle.last_step("train", having="data")
+    if train is None:
         return None
     from gencompress import fid
     from gencompress.train.datasets import load_dataset
 
     try:
-        data = load_dataset(trains[-1]["data"])
+        data = load_dataset(train["data"])
     except GencompressError as exc:
         print(f"gencompress: no FID for pruning: training data unavailable ({exc})", file=sys.stderr)
         return None

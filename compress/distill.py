@@ -86,13 +86,13 @@ def load_discriminator(bundle) -> nn.Module | None:
     from gencompress.bundle import load_safetensors
 
     arch = bundle.manifest["architecture"]
-    trains = [s for s in bundle.manifest["recipe"] if s.get("step") == "train" and "discriminator_kwargs" in s]
-    if DISCRIMINATOR not in bundle.files or arch["kind"] != "zoo" or not trains:
+    train = bundle.last_step("train", having="discriminator_kwargs")
+    if DISCRIMINATOR not in bundle.files or arch["kind"] != "zoo" or train is None:
         return None
     factory = zoo.get(arch["name"]).discriminator
     if factory is None:
         return None
-    disc = factory(**trains[-1]["discriminator_kwargs"])
+    disc = factory(**train["discriminator_kwargs"])
     try:
         disc.load_state_dict(load_safetensors(bundle.files[DISCRIMINATOR]))
     except RuntimeError as exc:

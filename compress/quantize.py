@@ -33,11 +33,11 @@ from torch import nn
 
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
-
-from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 from gencompress.errors import GencompressError
 from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights
+
+from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 
 CALIBRATORS = ("max", "entropy", "percentile", "mse")
 HISTOGRAM_METHODS = ("entropy", "percentile")

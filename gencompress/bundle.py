@@ -82,6 +82,11 @@ class Bundle:
             raise GencompressError(f"bundle has no {name}")
         return self.files[name]
 
+    def last_step(self, name: str, having: str | None = None) -> dict | None:
+        """The newest recipe step called `name` (that has the key `having`, if given), or None."""
+        steps = [s for s in self.manifest["recipe"] if s.get("step") == name and (having is None or s.get(having) is not None)]
+        return steps[-1] if steps else None
+
     def derive(self, step: dict, model: nn.Module | None = None) -> "Bundle":
         """A new in-memory bundle one step further along the recipe."""
         manifest = copy.deepcopy(self.manifest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.options import calib_from_option, emit_json, model_options, precision_option
-from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build, headline_speedup
+from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 
 
 @click.command()
@@ -39,7 +39,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         emit_json(summary)
     else:
         q = summary["quality"]
-        fast = headline_speedup(summary)
+        fast = summary.get("paired_speedup")  # None for an FP32 build
         speed = f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX speed at batch {fast['batch']} on ONNX Runtime CPU" if fast else ""
         if fast and target != "cpu":
             speed += " (this Q/DQ graph is TensorRT's form; its speed is the engine's)"

@@ -152,7 +152,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "params": count_params(source.model) if source.model is not None else None,
         "macs": count_macs(source.model, source.input_shape) if source.model is not None else None,
         "layer_precision": final.manifest.get("precision", {}),
-        "sensitivity": next((s.get("sensitivity") for s in final.manifest["recipe"] if s.get("step") == "quantize"), None),
+        "sensitivity": (final.last_step("quantize") or {}).get("sensitivity"),
         "conditions": describe(cfg.threads),
         "engine": _engine(final_onnx, cfg),
         "export_checks": export_checks,
@@ -236,6 +236,9 @@ def with_speedups(rows: list[dict]) -> list[dict]:
     return rows
 
 
+PAIRED_ROUNDS = 9
+
+
 def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> dict | None:
     """The compressed ONNX against the FP32 ONNX at the largest batch, timed in interleaved
     rounds in a clean child process (benchmarks/ort_pair.py): the table's rows are timed one
@@ -249,16 +252,6 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
             "method": timing["method"]}
 
 
-PAIRED_ROUNDS = 9
-
-
-def headline_speedup(summary: dict) -> dict | None:
-    """The compressed ONNX against FP32 ONNX at the largest batch: the paired measurement
-    where there is one, else the latency table's row (None for an FP32 build)."""
-    if summary.get("paired_speedup"):
-        return summary["paired_speedup"]
-    rows = [r for r in summary["latency"] if r["backend"] == "onnxruntime" and r["precision"] == summary["precision"] != "fp32"]
-    return max(rows, key=lambda r: r["batch"]) if rows else None
 
 
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:

@@ -52,13 +52,14 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
     from gencompress.compress import PruneConfig
     from gencompress.compress import prune as run_prune
     from gencompress.compress.distill import Checkpoints
+    from gencompress.train import checkpoint
 
     cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
                       distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight,
                       gan_weight=gan_weight)
     cfg.validate()  # before any model is loaded or trained
     checkpoints = Checkpoints(Path(checkpoint_dir or f"{Path(out)}.ckpt"), checkpoint_every, resume)
-    if resume and not (checkpoints.root / "LATEST").is_file() and not any(checkpoints.root.glob("step-*")):
+    if resume and checkpoint.latest(checkpoints.root) is None:  # before any model is loaded or trained
         raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")
     source = load_source(bundle, out)
     pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples)
