@@ -81,7 +81,7 @@ class Target:
     onnx: Path | None
     onnx_precision: str
     input_shape: tuple[int, ...]
-    distribution: str
+    distribution: str | dict  # "normal" | "uniform", or the manifest's input spec
     bundle: Bundle | None = None
 
 
@@ -113,7 +113,7 @@ def target_from_bundle(bundle: Bundle, workdir: Path, need_onnx: bool = True) ->
         from gencompress.export.onnx_export import OnnxConfig, export_module
 
         onnx_path = export_module(bundle.model, bundle.input_shape, workdir / "fp32.onnx", OnnxConfig())
-    return Target(bundle_name(bundle), bundle.model, onnx_path, bundle_precision(bundle), bundle.input_shape, bundle.input_distribution, bundle)
+    return Target(bundle_name(bundle), bundle.model, onnx_path, bundle_precision(bundle), bundle.input_shape, bundle.manifest["input"], bundle)
 
 
 def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner, str, str]:

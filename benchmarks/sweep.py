@@ -95,7 +95,7 @@ def with_precision(bundle: Bundle, precision: str, work: Path) -> Bundle:
         from gencompress.export.onnx_quant import cpu_int8
 
         (work / "int8cpu").mkdir(exist_ok=True)
-        path, _ = cpu_int8(bundle.model, fp32.file(ONNX), work / "int8cpu", bundle.input_shape, bundle.input_distribution)
+        path, _ = cpu_int8(bundle.model, fp32.file(ONNX), work / "int8cpu", bundle.input_shape, bundle.manifest["input"])
         # a graph ONNX Runtime quantised nothing in is labelled what it is
         step = {"step": "convert", "precision": "int8" if has_quantized_nodes(path) else "fp32"}
     out = fp32.derive(step)

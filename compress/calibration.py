@@ -1,4 +1,4 @@
-"""Calibration inputs: latents drawn like the model's own, or real data through a VAE's encoder.
+"""Calibration inputs: the user's data, latents drawn like the model's own, or real data through a VAE's encoder.
 
 A VAE decoder deployed for reconstruction (or editing) decodes the encoder's latents, whose
 distribution differs from the N(0, I) prior: its per-dimension means and spreads are the
@@ -6,6 +6,7 @@ encoder's. Bundles written by `gencompress train` for a VAE carry `encoder.safet
 name their training data in the recipe; then `auto` calibrates on z = mu + sigma * eps of
 real images (the reparameterisation trick with a fixed seed), which are the activations the
 decoder meets in use. Everything else calibrates on latents drawn like the model's input.
+Where the user gave `--data` (gencompress/inputs.py), that wins over all of these.
 """
 from __future__ import annotations
 
@@ -14,15 +15,23 @@ import torch
 from gencompress.bundle import Bundle, load_safetensors
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
+from gencompress.inputs import UserData, drawn_record
 
 SOURCES = ("auto", "latents", "encoder")
 ENCODER = "encoder.safetensors"
 
 
-def calibration_inputs(bundle: Bundle, n: int, seed: int, source: str = "auto") -> tuple[torch.Tensor, str]:
-    """`n` calibration inputs for the bundle's model and a description for the recipe."""
+def calibration_inputs(bundle: Bundle, n: int, seed: int, source: str = "auto",
+                       data: UserData | None = None) -> tuple[torch.Tensor, str]:
+    """`n` calibration inputs for the bundle's model and a description for the recipe.
+
+    The user's `--data` (its calibration part, disjoint from the evaluation samples) comes first:
+    those are the inputs the model meets in use."""
     if source not in SOURCES:
         raise GencompressError(f"unknown calibration source {source!r}; known: {', '.join(SOURCES)}")
+    if data is not None:
+        inputs = data.calibration(n)
+        return inputs, data.describe("calibration", len(inputs))
     train = bundle.last_step("train", having="data")
     has_encoder = ENCODER in bundle.files and train is not None
     if source == "encoder" and not has_encoder:
@@ -30,7 +39,7 @@ def calibration_inputs(bundle: Bundle, n: int, seed: int, source: str = "auto") 
                                "(VAE bundles from `gencompress train` have both)")
     if source == "latents" or not has_encoder:
         shape = tuple(bundle.input_shape)
-        return draw_inputs(shape, n, bundle.input_distribution, seed), f"{n} latents drawn {bundle.input_distribution}"
+        return draw_inputs(shape, n, bundle.manifest["input"], seed), f"{n} inputs drawn {drawn_record(bundle.manifest['input'], n, seed)['distribution']}"
     return _through_encoder(bundle, train["data"], n, seed)
 
 

@@ -56,5 +56,5 @@ def data_judge(bundle: Bundle, samples: int) -> DataJudge | None:
         return None
     extractor = fid.extractor_for(data.name, data.images, data.fingerprint)
     real = fid.real_features(extractor, data.images, data.fingerprint)
-    latents = draw_inputs(tuple(bundle.input_shape), samples, bundle.input_distribution, LATENT_SEED)
+    latents = draw_inputs(tuple(bundle.input_shape), samples, bundle.manifest["input"], LATENT_SEED)
     return DataJudge(extractor, real, latents, data.name)

@@ -1,7 +1,7 @@
 """Distillation: a compressed student learns to reproduce its original (the teacher).
 
 As in GAN Compression (Li et al. 2020): the student sees random latents drawn like the
-model's own inputs and matches the teacher's image (L1) and its intermediate feature maps,
+model's own inputs (or batches of the user's `--data`) and matches the teacher's image (L1) and its intermediate feature maps,
 through learned 1x1 convolutions that map the student's narrower maps to the teacher's
 width (the mappings are thrown away afterwards). No data set is needed.
 
@@ -168,8 +168,11 @@ def _student_train_mode(student: nn.Module, update_norm_stats: bool) -> None:
 
 def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: str, cfg: DistillConfig,
             progress: bool = True, update_norm_stats: bool = True, checkpoints: Checkpoints | None = None,
-            discriminator: nn.Module | None = None) -> dict:
-    """Train `student` in place to match `teacher`; returns the loss record."""
+            discriminator: nn.Module | None = None, pool: torch.Tensor | None = None) -> dict:
+    """Train `student` in place to match `teacher`; returns the loss record.
+
+    `pool`: the user's inputs (`--data`); each step's batch is drawn from it, with replacement,
+    by (seed, step) alone like the drawn latents, so a resumed run sees the same batches."""
     cfg.validate()
     if cfg.gan_weight > 0 and discriminator is None:
         raise GencompressError("--gan-weight needs the original discriminator, and this bundle carries none "
@@ -191,7 +194,7 @@ def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: s
     last, d_loss = None, None
     try:
         for step in bar(range(start, cfg.steps), "distill", progress, initial=start, total=cfg.steps):
-            z = draw_inputs(tuple(input_shape), cfg.batch, distribution, step_seed(cfg.seed, step))
+            z = _batch(pool, input_shape, distribution, cfg.batch, step_seed(cfg.seed, step))
             with torch.no_grad():
                 target = teacher(z)
             image = student(z)
@@ -219,6 +222,13 @@ def distill(student: nn.Module, teacher: nn.Module, input_shape, distribution: s
     return {"feature_layers": names, "first_output_l1": first and first[0], "final_output_l1": last and last[0],
             "final_feature_mse": last and last[1], "resumed_at_step": start, "adversarial": adversary is not None,
             "final_discriminator_loss": d_loss}
+
+
+def _batch(pool: torch.Tensor | None, input_shape, distribution, batch: int, seed: int) -> torch.Tensor:
+    if pool is None:
+        return draw_inputs(tuple(input_shape), batch, distribution, seed)
+    pick = torch.randint(0, len(pool), (batch,), generator=torch.Generator().manual_seed(seed))
+    return pool[pick]
 
 
 def _save(checkpoints: Checkpoints, step: int, modules: dict, optimizers: dict, first) -> None:

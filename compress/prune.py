@@ -33,6 +33,7 @@ from torch import nn
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
+from gencompress.inputs import UserData
 from gencompress.model_stats import count_macs, count_params
 
 from .data_quality import data_judge
@@ -280,11 +281,12 @@ def _history(dg) -> list[list]:
 
 
 def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: Checkpoints | None = None,
-          fid_samples: int = 1000) -> Bundle:
+          fid_samples: int = 1000, data: UserData | None = None) -> Bundle:
     """Stage function: prune the bundle's model, then distil it from the original
     (checkpointed and resumable when `checkpoints` is given; its key is filled in here).
     Where the recipe names loadable training data, FID/KID of the original, the pruned
-    model and the distilled one go into the pruning metrics (`fid_samples` 0: skip)."""
+    model and the distilled one go into the pruning metrics (`fid_samples` 0: skip).
+    With the user's `data`, distillation draws its batches from the calibration part."""
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("prune needs a PyTorch model (a bundle, zoo name or import spec), not ONNX")
@@ -292,7 +294,7 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
         raise GencompressError("prune a model before quantising it, not after")
     teacher = bundle.model.eval()
     shape = bundle.input_shape
-    student, record = prune_module(teacher, shape, bundle.input_distribution, cfg)
+    student, record = prune_module(teacher, shape, bundle.manifest["input"], cfg)
     stats = {
         "params_before": count_params(teacher), "params_after": count_params(student),
         "macs_before": count_macs(teacher, shape), "macs_after": count_macs(student, shape),
@@ -307,11 +309,13 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
                                  "pruned_no_distill": judge(student)}
     if cfg.distill_steps:
         if checkpoints is not None:  # a checkpoint resumes only the same pruning of the same teacher
-            checkpoints.key = json.loads(json.dumps({**asdict(cfg), "teacher": state_digest(teacher)}))
+            key = {**asdict(cfg), "teacher": state_digest(teacher), "data": data.record["sha256"] if data else None}
+            checkpoints.key = json.loads(json.dumps(key))
         discriminator = load_discriminator(bundle) if cfg.gan_weight > 0 else None
-        log = distill(student, teacher, shape, bundle.input_distribution, cfg.distill_config(), progress, checkpoints=checkpoints,
-                      discriminator=discriminator)
-        out.manifest["recipe"].append({"step": "distill", **asdict(cfg.distill_config()), **log})
+        log = distill(student, teacher, shape, bundle.manifest["input"], cfg.distill_config(), progress, checkpoints=checkpoints,
+                      discriminator=discriminator, pool=data.rest if data else None)
+        inputs = {"data": data.record} if data else {"inputs": "drawn from the input spec"}
+        out.manifest["recipe"].append({"step": "distill", **asdict(cfg.distill_config()), **log, **inputs})
         if judge is not None:
             stats["data_quality"]["pruned_distilled"] = judge(student)
     out.manifest["metrics"]["prune"] = stats

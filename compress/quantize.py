@@ -34,6 +34,7 @@ from torch import nn
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
+from gencompress.inputs import UserData
 from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights
 
@@ -162,7 +163,7 @@ def layer_precisions(qmodel: nn.Module) -> dict[str, str]:
     return result
 
 
-def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
+def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: UserData | None = None) -> Bundle:
     """Stage function: a bundle with a PyTorch model -> the same, INT8 fake-quantised.
 
     With `min_psnr`, the most sensitive layers stay FP32 until the budget holds; with
@@ -173,16 +174,18 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("quantize needs a PyTorch model; for an ONNX model use export's ONNX quantisation")
-    inputs, calibration_data = calibration_inputs(bundle, cfg.calib_samples, cfg.seed, cfg.calib_from)
-    qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress, inputs)
+    inputs, calibration_data = calibration_inputs(bundle, cfg.calib_samples, cfg.seed, cfg.calib_from, data)
+    qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress, inputs)
     search = None
     if cfg.min_psnr is not None:
-        search = choose_mix(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress)
+        search = choose_mix(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress)
         cfg = replace(cfg, keep_float=tuple(search["keep_float"]))
-    qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress) if cfg.qat_steps else None
+    qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
     step["keep_float"] = list(cfg.keep_float)
     step["calibration_data"] = calibration_data
+    if data is not None:
+        step["data"] = data.record
     if search:
         step["sensitivity"] = search
     if qat_log:

@@ -121,7 +121,7 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
 
         path = convert_fp16(path, work / "fp16.onnx")
     final, report = check_and_lint(path, bundle.manifest, cfg, work / ONNX, precision)
-    result, inputs = verify.compare(model, final, bundle.input_shape, bundle.input_distribution, _verify_cfg(cfg))
+    result, inputs = verify.compare(model, final, bundle.input_shape, bundle.manifest["input"], _verify_cfg(cfg))
     log(verify.format_result(result, names.output_name))
     if not result["passed"]:
         log(verify.format_layer_errors(verify.layer_errors(model, final, inputs[: cfg.batch.max])))
@@ -247,7 +247,7 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
         log(lint.summary())
     if bundle.model is not None:
         vcfg = verify.VerifyConfig(min_psnr=min_psnr)
-        verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.input_distribution, vcfg)
+        verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.manifest["input"], vcfg)
         if not verification["passed"]:
             log(verify.format_result(verification))
             verification["layers"] = verify.layer_errors(bundle.model, path, inputs[:8])

@@ -154,6 +154,18 @@ def build_architecture(architecture: dict) -> nn.Module:
 
 def call_import_spec(spec: str) -> nn.Module:
     """Import `package.module:callable` and call it; it must return an nn.Module."""
+    func = resolve_import_spec(spec)
+    try:
+        model = func()
+    except (Exception, SystemExit) as exc:
+        raise GencompressError(f"{spec}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise GencompressError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def resolve_import_spec(spec: str):
+    """Import `package.module:callable` and return the callable (the user's code), uncalled."""
     if not IMPORT_SPEC.match(spec):
         raise GencompressError(f"import spec {spec!r} is not like package.module:callable")
     module_name, func_name = spec.split(":")
@@ -175,13 +187,7 @@ def call_import_spec(spec: str) -> nn.Module:
     if isinstance(defined_in, str) and defined_in.split(".")[0] != package:
         # a name imported from elsewhere (e.g. `from os import abort`) is not the generator
         raise GencompressError(f"{spec} is defined in {defined_in!r}, not in package {package!r}; name it where it is defined")
-    try:
-        model = func()
-    except (Exception, SystemExit) as exc:
-        raise GencompressError(f"{spec}() failed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise GencompressError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+    return func
 
 
 def model_from_bundle(bundle: Bundle) -> nn.Module:

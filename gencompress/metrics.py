@@ -1,6 +1,7 @@
 """Quality metrics shared by the stages: fidelity of a compressed model to its original.
 
-Outputs are images in [-1, 1], so PSNR uses a peak-to-peak range of 2.
+PSNR's peak is the width of the model's output range: 2 for the usual [-1, 1] (the default
+here), 1 for a [0, 1] net (the manifest's output range, gencompress.inputs.peak).
 """
 from __future__ import annotations
 
@@ -35,10 +36,10 @@ def cosine_similarity(reference, test) -> float:
     return float(ref @ out / denom) if denom > 0 else float("nan")
 
 
-def fidelity(reference, test) -> dict[str, float]:
-    """The flat dict of fidelity metrics every report uses (constant keys)."""
+def fidelity(reference, test, data_range: float = 2.0) -> dict[str, float]:
+    """The flat dict of fidelity metrics every report uses (constant keys); PSNR peak `data_range`."""
     return {
-        "psnr_db": psnr(reference, test),
+        "psnr_db": psnr(reference, test, data_range),
         "max_abs_error": max_abs_error(reference, test),
         "cosine": cosine_similarity(reference, test),
     }

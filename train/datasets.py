@@ -13,15 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gencompress.data import load_digits
+from gencompress.data import image_files, load_digits, read_image, resize_center
 from gencompress.errors import GencompressError
 
 IMAGE_SIZE = 32
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-# PIL modes -> channels we keep (alpha dropped: generators here make opaque images)
-_MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "I": 1, "I;16": 1, "F": 1, "RGB": 3, "RGBA": 3, "P": 3, "CMYK": 3, "YCbCr": 3}
 
 
 @dataclass
@@ -56,39 +52,17 @@ def _dataset(name: str, images: torch.Tensor, labels) -> Dataset:
     return Dataset(name, images, labels, digest)
 
 
-def resize_center(images: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Scale the short side to `size` (antialiased), then crop the centre square."""
-    h, w = images.shape[-2:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    if (nh, nw) != (h, w):
-        images = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return images[..., top : top + size, left : left + size]
-
-
 def load_folder(path: Path) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_dir():
-        raise GencompressError(f"data folder {path} does not exist or is not a folder")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise GencompressError(f"data folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    files = image_files(path)
     arrays, channels = [], {}
     for f in files:
-        try:
-            with Image.open(f) as im:
-                nc = _MODE_CHANNELS.get(im.mode, 3)
-                arr = np.asarray(im.convert("L" if nc == 1 else "RGB"), dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise GencompressError(f"cannot read image {f}: {exc}") from None
-        channels.setdefault(nc, f)
-        arrays.append(torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1))
+        image = read_image(f)
+        channels.setdefault(int(image.shape[0]), f)
+        arrays.append(image)
     if len(channels) > 1:
         grey, rgb = channels[1], channels[3]
         raise GencompressError(f"data folder {path} mixes channel counts ({grey.name} is greyscale, {rgb.name} is colour); convert them to one")
-    resized = torch.stack([resize_center(a.unsqueeze(0))[0] for a in arrays])
+    resized = torch.stack([resize_center(a.unsqueeze(0), IMAGE_SIZE)[0] for a in arrays])
     return resized * 2 - 1
 
 
@@ -106,7 +80,7 @@ def load_npz(path: Path) -> torch.Tensor:
         raise GencompressError(f"{path}: array {key!r} has rank {arr.ndim} (shape {tuple(arr.shape)}); expected N x C x H x W or N x H x W x C")
     if arr.shape[0] == 0:
         raise GencompressError(f"{path}: array {key!r} holds no images")
-    return resize_center(_to_unit_range(_to_nchw(arr, path), path)) * 2 - 1
+    return resize_center(_to_unit_range(_to_nchw(arr, path), path), IMAGE_SIZE) * 2 - 1
 
 
 def _to_nchw(arr: np.ndarray, path: Path) -> torch.Tensor:

@@ -119,7 +119,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     source, name = resolve_model(cfg)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
         source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress)
-    inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.input_distribution, cfg.eval_seed).numpy()
+    inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.manifest["input"], cfg.eval_seed).numpy()
 
     if source.model is not None:
         source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape))
@@ -176,7 +176,7 @@ def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> 
         if cfg.min_psnr is not None or cfg.qat_steps:
             log("--min-psnr and --qat-steps shape modelopt INT8 (gpu targets); --target cpu quantises the graph with ONNX Runtime and ignores them")
         inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
-        path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.input_distribution, cfg.calib_samples,
+        path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.manifest["input"], cfg.calib_samples,
                               inputs=inputs.numpy())
         out = source.derive({**step, "calibration_data": how})
         if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
@@ -192,7 +192,7 @@ def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> 
     if cfg.precision == "int8":
         # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
         inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
-        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.input_distribution, cfg.calib_samples,
+        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.manifest["input"], cfg.calib_samples,
                                       inputs=inputs.numpy())
         out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
                              "calibration_data": how})

@@ -1,0 +1,270 @@
+"""The user's inputs and the model's input/output spec: what every stage runs the model on.
+
+`--data SPEC` names the inputs a generator meets in use:
+
+- `folder:PATH`  images (png, jpg, ...), for image-input generators: each is resized to cover
+  the model's H x W and centre-cropped, converted to its channel count (1: grey, 3: RGB) and
+  mapped from [0, 1] to the model's declared input range (`--input-range`, default [-1, 1]);
+- `npz:PATH` or `npz:PATH#key`  an array N x (the model's per-sample input shape), latents or
+  images, used as they are (one array in the file, or the named one);
+- `package.module:callable`  returns an iterable of batches (tensors or arrays, N x input
+  shape): the convention of modelopt's `forward_loop` and NNCF's `Dataset`.
+
+Split rule (one for every command): the first `eval_samples` samples judge quality (PSNR,
+the report grid, export verification); the rest calibrate INT8 and drive distillation, so the
+two never overlap. With fewer than 2 x `eval_samples` samples, the first half evaluates and
+the second half calibrates (stated in the record); fewer than 2 samples is an error.
+
+The record (`source_record`) names the data in the manifest: kind, path or spec, count and
+the sha256 of the float32 inputs after preprocessing (so two bundles calibrated on the same
+images show the same hash whatever the files' names).
+Without `--data`, inputs are drawn from the input spec (gencompress.data.draw_inputs) and
+the record says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import draw_inputs, image_files, read_image, resize_center
+from .errors import GencompressError, first_line
+from .loading import describe_shape, resolve_import_spec
+
+INPUT_KINDS = ("latent", "image")
+MAX_CALLABLE_SAMPLES = 100_000  # a loader that never ends is read this far, no further
+# Outputs this far outside the declared range (in widths of the range) mean the range is wrong.
+OUTPUT_RANGE_SLACK = 0.5
+
+
+@dataclass
+class UserData:
+    """Disjoint evaluation and calibration inputs from `--data`, and the record naming them."""
+
+    evaluation: torch.Tensor
+    rest: torch.Tensor  # calibration and distillation inputs
+    record: dict
+
+    def calibration(self, n: int) -> torch.Tensor:
+        return self.rest[:n]
+
+    def describe(self, use: str, n: int) -> str:
+        return f"{n} {use} inputs from {self.record['kind']}:{self.record['path']} (sha256 {self.record['sha256'][:12]})"
+
+
+# --- specs ----------------------------------------------------------------------------
+
+
+def parse_range(text: str, what: str, allow_measured: bool = False) -> list[float] | str:
+    """'0,1' -> [0.0, 1.0] (low < high, finite); 'measured' where allowed."""
+    if allow_measured and text.strip().lower() == "measured":
+        return "measured"
+    parts = text.replace(":", ",").split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise GencompressError(f"{what} {text!r} is not like 0,1 (low,high){' or measured' if allow_measured else ''}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise GencompressError(f"{what} {text!r}: need finite low < high")
+    return [low, high]
+
+
+def apply_io_spec(manifest: dict, input_kind: str | None = None, input_range: list[float] | None = None,
+                  input_std: float | None = None, output_range: list[float] | str | None = None) -> None:
+    """Write the user's input/output spec into a manifest (only what was given changes)."""
+    spec, out = manifest["input"], manifest["output"]
+    if input_range is not None and input_std is not None:
+        raise GencompressError("--input-range and --input-std exclude each other (a uniform range or a normal spread)")
+    if input_std is not None and not (math.isfinite(input_std) and input_std > 0):
+        raise GencompressError(f"--input-std must be a positive number (got {input_std})")
+    if input_kind is not None:
+        if input_kind not in INPUT_KINDS:
+            raise GencompressError(f"--input-kind must be one of {', '.join(INPUT_KINDS)}")
+        spec["kind"] = input_kind
+        spec["name"] = input_kind
+        if input_kind == "image" and input_std is None:
+            spec["distribution"] = "uniform"  # an image input is drawn uniformly over its range
+            spec.setdefault("range", [-1.0, 1.0])
+    if input_range is not None:
+        spec["distribution"], spec["range"] = "uniform", list(input_range)
+        spec.pop("std", None)
+    if input_std is not None:
+        spec["distribution"], spec["std"] = "normal", float(input_std)
+        spec.pop("range", None)
+    if output_range == "measured":
+        out["range_from"] = "measured"
+    elif output_range is not None:
+        out["range"], out["range_from"] = list(output_range), "declared"
+    if spec.get("kind") == "image" and len(spec["shape"]) != 3:
+        raise GencompressError(f"--input-kind image needs a C x H x W input; the model takes {describe_shape(spec['shape'])}")
+
+
+def input_range(manifest: dict) -> tuple[float, float]:
+    low, high = manifest["input"].get("range", (-1.0, 1.0))
+    return float(low), float(high)
+
+
+def output_range(manifest: dict) -> tuple[float, float]:
+    low, high = manifest["output"].get("range", (-1.0, 1.0))
+    return float(low), float(high)
+
+
+def peak(manifest: dict) -> float:
+    """PSNR's peak-to-peak value: the width of the output range."""
+    low, high = output_range(manifest)
+    return high - low
+
+
+def settle_output_range(manifest: dict, outputs: np.ndarray) -> None:
+    """Measure the output range where asked (`measured`); refuse a declared one the outputs far exceed."""
+    lo, hi = float(np.min(outputs)), float(np.max(outputs))
+    if manifest["output"].get("range_from") == "measured":
+        manifest["output"]["range"] = [lo, hi] if hi > lo else [lo, lo + 1.0]
+        return
+    low, high = output_range(manifest)
+    slack = OUTPUT_RANGE_SLACK * (high - low)
+    if lo < low - slack or hi > high + slack:
+        raise GencompressError(f"model outputs span [{lo:.3g}, {hi:.3g}], far outside the output range [{low:g}, {high:g}]; "
+                               "pass --output-range LOW,HIGH or --output-range measured")
+
+
+# --- --data ---------------------------------------------------------------------------
+
+
+def parse_data_spec(text: str) -> tuple[str, str, str | None]:
+    """'folder:PATH' | 'npz:PATH[#key]' | 'pkg.module:callable' -> (kind, path or spec, key)."""
+    kind, sep, rest = text.partition(":")
+    if kind == "folder" and rest:
+        return "folder", rest, None
+    if kind == "npz" and rest:
+        path, _, key = rest.partition("#")
+        return "npz", path, key or None
+    from .loading import IMPORT_SPEC
+
+    if sep and IMPORT_SPEC.match(text):
+        return "callable", text, None
+    raise GencompressError(f"--data {text!r} is not folder:PATH, npz:PATH[#key] or package.module:callable")
+
+
+def load_data(text: str, input_spec: dict, max_samples: int = MAX_CALLABLE_SAMPLES) -> tuple[torch.Tensor, dict]:
+    """All inputs `text` names, checked against the model's input spec, and their record."""
+    kind, where, key = parse_data_spec(text)
+    shape = tuple(input_spec["shape"])
+    if kind == "folder":
+        inputs = _folder(Path(where), shape, input_range({"input": input_spec}))
+    elif kind == "npz":
+        inputs = _npz(Path(where), key, shape)
+    else:
+        inputs = _callable(where, shape, max_samples)
+    if not torch.isfinite(inputs).all():
+        raise GencompressError(f"--data {text}: the inputs contain NaN or Inf")
+    inputs = inputs.float().contiguous()
+    record = {"kind": kind, "path": str(Path(where).resolve()) if kind != "callable" else where, "count": int(len(inputs)),
+              "sha256": hashlib.sha256(inputs.numpy().tobytes()).hexdigest(), "hashed": "float32 inputs after preprocessing"}
+    if key:
+        record["key"] = key
+    return inputs, record
+
+
+def _folder(path: Path, shape: tuple[int, ...], value_range: tuple[float, float]) -> torch.Tensor:
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise GencompressError(f"--data folder:{path} gives images (1 or 3 x H x W); the model takes {describe_shape(shape)} inputs")
+    channels, size = shape[0], (shape[1], shape[2])
+    images = [resize_center(read_image(f, channels).unsqueeze(0), size)[0] for f in image_files(path)]
+    low, high = value_range
+    return torch.stack(images) * (high - low) + low
+
+
+def _npz(path: Path, key: str | None, shape: tuple[int, ...]) -> torch.Tensor:
+    if not path.is_file():
+        raise GencompressError(f"--data npz:{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            if key is None and len(keys) != 1:
+                raise GencompressError(f"{path} holds arrays {keys}; name one: npz:{path}#KEY")
+            if key is not None and key not in keys:
+                raise GencompressError(f"{path} has no array {key!r} (it holds {keys})")
+            arr = npz[key or keys[0]]
+    except (OSError, ValueError, EOFError) as exc:
+        raise GencompressError(f"cannot read npz {path}: {first_line(exc)}") from None
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise GencompressError(f"{path}: array of {arr.dtype} is not numbers")
+    return _check_batch(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), shape, f"npz:{path}")
+
+
+def _check_batch(x: torch.Tensor, shape: tuple[int, ...], where: str) -> torch.Tensor:
+    if x.dim() != len(shape) + 1:
+        raise GencompressError(f"{where}: inputs of shape {describe_shape(x.shape)} (rank {x.dim()}) do not fit the model's "
+                               f"input Nx{describe_shape(shape)} (rank {len(shape) + 1})")
+    if tuple(x.shape[1:]) != shape:
+        raise GencompressError(f"{where}: inputs of shape Nx{describe_shape(x.shape[1:])} do not fit the model's input "
+                               f"Nx{describe_shape(shape)}")
+    if len(x) == 0:
+        raise GencompressError(f"{where} holds no samples")
+    return x
+
+
+def _callable(spec: str, shape: tuple[int, ...], max_samples: int) -> torch.Tensor:
+    func = resolve_import_spec(spec)
+    batches, count = [], 0
+    try:
+        for batch in func():
+            x = batch if isinstance(batch, torch.Tensor) else torch.as_tensor(np.asarray(batch, dtype=np.float32))
+            batches.append(_check_batch(x.detach().float().cpu(), shape, f"{spec} batch {len(batches)}"))
+            count += len(x)
+            if count >= max_samples:
+                break
+    except GencompressError:
+        raise
+    except (Exception, SystemExit) as exc:  # the user's loader: any failure is theirs to fix
+        raise GencompressError(f"--data {spec} failed: {type(exc).__name__}: {first_line(exc)}") from None
+    if not batches:
+        raise GencompressError(f"--data {spec} yielded no batches")
+    return torch.cat(batches)[:max_samples]
+
+
+def split(inputs: torch.Tensor, eval_samples: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(evaluation, rest, rule): the first eval_samples evaluate, the rest calibrate (see module docstring)."""
+    n = len(inputs)
+    if n < 2:
+        raise GencompressError(f"--data has {n} sample; it needs at least 2 (one to evaluate on, one to calibrate on)")
+    if n >= 2 * eval_samples:
+        return inputs[:eval_samples], inputs[eval_samples:], f"first {eval_samples} evaluate, the other {n - eval_samples} calibrate"
+    half = n // 2
+    return inputs[:half], inputs[half:], (f"only {n} samples (< 2 x {eval_samples}): the first {half} evaluate, "
+                                          f"the other {n - half} calibrate")
+
+
+def user_data(spec: str | None, input_spec: dict, eval_samples: int, max_samples: int = MAX_CALLABLE_SAMPLES) -> UserData | None:
+    """`--data SPEC` loaded, checked and split; None without --data (inputs are then drawn)."""
+    if not spec:
+        return None
+    inputs, record = load_data(spec, input_spec, max_samples)
+    evaluation, rest, rule = split(inputs, eval_samples)
+    record.update({"evaluation_samples": len(evaluation), "calibration_samples": len(rest), "split": rule})
+    return UserData(evaluation, rest, record)
+
+
+def evaluation_inputs(data: UserData | None, input_spec: dict, n: int, seed: int) -> tuple[np.ndarray, dict]:
+    """What quality is judged on: the user's evaluation samples, or n inputs drawn from the spec."""
+    if data is not None:
+        return data.evaluation.numpy(), data.record
+    return draw_inputs(tuple(input_spec["shape"]), n, input_spec, seed).numpy(), drawn_record(input_spec, n, seed)
+
+
+def drawn_record(input_spec: dict, n: int, seed: int) -> dict:
+    dist = input_spec["distribution"]
+    how = f"N(0, {input_spec.get('std', 1.0):g}^2)" if dist == "normal" else "U({:g}, {:g})".format(*input_spec.get("range", (-1, 1)))
+    return {"kind": "drawn", "distribution": how, "count": n, "seed": seed}
+
+
+def describe_record(record: dict) -> str:
+    """One line for reports: where the inputs came from."""
+    if record["kind"] == "drawn":
+        return f"{record['count']} inputs drawn {record['distribution']} (seed {record['seed']}), not the user's data"
+    return f"{record['kind']}:{record['path']} ({record['count']} samples, sha256 {record['sha256'][:12]}; {record['split']})"
