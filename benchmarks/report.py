@@ -1,7 +1,8 @@
 """The build report: Markdown tables with their conditions, and a sample grid.
 
 The grid shows, on the same latents, the original output, the compressed output and
-their difference amplified (so a person can see where quantisation bites).
+their difference amplified (so a person can see where quantisation bites); for an image-input
+model (super-resolution, image-to-image) the input comes first.
 """
 from __future__ import annotations
 
@@ -12,24 +13,30 @@ import numpy as np
 DIFF_GAIN = 10  # amplification of |original - compressed| in the grid
 
 
-def sample_grid(reference: np.ndarray, compressed: np.ndarray, path: Path, n: int = 8, title: str = "") -> Path:
-    """Save a 3-row PNG: original / compressed / |difference| x DIFF_GAIN."""
+def sample_grid(reference: np.ndarray, compressed: np.ndarray, path: Path, n: int = 8, title: str = "",
+                inputs: np.ndarray | None = None, input_range=(-1.0, 1.0), output_range=(-1.0, 1.0)) -> Path:
+    """Save a PNG: [input /] original / compressed / |difference| x DIFF_GAIN.
+
+    `inputs` (image-input models: super-resolution, image-to-image) adds the input as the first
+    row. Each row is shown over its own range (input range, output range); the difference is
+    shown as a fraction of the output range's width, amplified."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = min(n, len(reference))
-    rows = [("original (FP32)", reference), ("compressed", compressed), (f"|diff| x{DIFF_GAIN}", None)]
-    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.4), squeeze=False)
-    for r, (label, images) in enumerate(rows):
+    low, high = output_range
+    rows = [("original (FP32)", reference, output_range), ("compressed", compressed, output_range),
+            (f"|diff| x{DIFF_GAIN}", np.abs(reference[:n] - compressed[:n]) * DIFF_GAIN + low, output_range)]
+    if inputs is not None:
+        rows.insert(0, ("input", inputs, input_range))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.47 * len(rows)), squeeze=False)
+    for r, (label, images, value_range) in enumerate(rows):
         for c in range(n):
             ax = axes[r][c]
-            if images is None:
-                img = np.clip(np.abs(reference[c] - compressed[c]) * DIFF_GAIN, 0, 2) - 1
-            else:
-                img = images[c]
-            ax.imshow(_to_display(img), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+            img = images[c]
+            ax.imshow(to_display(img, value_range), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -42,8 +49,10 @@ def sample_grid(reference: np.ndarray, compressed: np.ndarray, path: Path, n: in
     return path
 
 
-def _to_display(chw: np.ndarray) -> np.ndarray:
-    img = (np.clip(chw, -1, 1) + 1) / 2
+def to_display(chw: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
+    """C x H x W over `value_range` -> H x W (grey) or H x W x 3 in [0, 1] for imshow."""
+    low, high = value_range
+    img = (np.clip(chw, low, high) - low) / (high - low)
     return img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
 
 
@@ -104,6 +113,23 @@ def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
             f"{len(kept)} layer(s) kept float{' (' + ', '.join(kept) + ')' if kept else ''}.\n\n{table}")
 
 
+def _inputs_line(quality: dict) -> str:
+    """Which inputs quality was judged on: the user's data (named) or drawn ones (said so)."""
+    from gencompress.inputs import describe_record
+
+    record = quality.get("inputs")
+    if record is None:  # summaries from before issue 12
+        return f"{quality['samples']} fixed inputs (seed {quality['seed']})"
+    if record["kind"] == "drawn":
+        return f"{describe_record(record)}: quality was measured on drawn inputs (pass --data for your own)"
+    return f"{record['evaluation_samples']} evaluation inputs of the user's data, {describe_record(record)}"
+
+
+def _range(quality: dict) -> str:
+    low, high = quality.get("output_range", (-1.0, 1.0))
+    return f"{low:g}, {high:g}"
+
+
 def build_report_markdown(summary: dict) -> str:
     """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
     q, cond = summary["quality"], summary["conditions"]
@@ -115,7 +141,8 @@ def build_report_markdown(summary: dict) -> str:
         "",
         "## Quality against the original FP32 model",
         "",
-        f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}.",
+        f"On {_inputs_line(q)}; output range [{_range(q)}], so PSNR's peak is {q.get('psnr_peak', 2.0):g}; "
+        f"reference: {q['reference']}.",
         "",
         markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
         "",

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import calib_from_option, emit_json, model_options, precision_option
+from gencompress.cli.options import calib_from_option, data_options, emit_json, model_options, precision_option
 from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 
 
 @click.command()
 @model_options
+@data_options
 @precision_option("int8")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1), help="Calibration inputs for INT8.")
 @calib_from_option
@@ -19,10 +20,11 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
 @click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
+@click.option("--eval-samples", default=64, show_default=True, type=click.IntRange(min=1), help="Inputs that judge quality (from --data: its first ones).")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
-          prune_ratio, distill_steps, min_psnr, qat_steps, out, as_json):
+          prune_ratio, distill_steps, min_psnr, qat_steps, eval_samples, out, as_json, data):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
     With no --model, uses the zoo DCGAN trained on scikit-learn's digits (trained on
@@ -33,6 +35,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
         prune=prune_ratio, distill_steps=distill_steps, min_psnr=min_psnr, qat_steps=qat_steps,
+        eval_samples=eval_samples, data=data.spec, io_spec=data.io_spec,
     )
     summary = run_build(cfg)
     if as_json:

@@ -1,8 +1,10 @@
 """Reusable option groups (after Polygraphy): commands subscribe to what they need."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from dataclasses import dataclass, field
 
 import click
 
@@ -57,3 +59,52 @@ def calib_from_option(f):
         help="Calibration inputs: latents drawn like the model's, or real data through a VAE bundle's encoder "
              "(auto: the encoder where the bundle has one).",
     )(f)
+
+
+@dataclass
+class DataOptions:
+    """What the shared data options parsed: --data SPEC and apply_io_spec's keywords."""
+
+    spec: str | None = None
+    io_spec: dict = field(default_factory=dict)
+
+
+def _range_option(allow_measured: bool, what: str):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        from gencompress.inputs import parse_range
+
+        try:
+            return parse_range(value, what, allow_measured)
+        except GencompressError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return parse
+
+
+def data_options(f):
+    """The user's data and the model's input/output spec (gencompress/inputs.py), for every
+    command that runs the model; the command receives one `data: DataOptions`."""
+
+    @functools.wraps(f)
+    def wrapper(*args, data, input_kind, input_range, input_std, output_range, **kwargs):
+        given = {"input_kind": input_kind, "input_range": input_range, "input_std": input_std, "output_range": output_range}
+        return f(*args, data=DataOptions(data, {k: v for k, v in given.items() if v is not None}), **kwargs)
+
+    for decorator in reversed(
+        [
+            click.option("--data", "data", default=None, metavar="SPEC",
+                         help="Your inputs: folder:PATH (images), npz:PATH[#key] (N x input shape) or package.module:callable "
+                              "(yields batches). The first --eval-samples judge quality, the rest calibrate and distil."),
+            click.option("--input-kind", type=click.Choice(["latent", "image"]), default=None,
+                         help="What the model takes (image: drawn uniformly over --input-range; shown in the report grid)."),
+            click.option("--input-range", callback=_range_option(False, "--input-range"), metavar="LOW,HIGH",
+                         help="Input range, e.g. 0,1 for images (folder images are mapped to it; drawn inputs are uniform in it)."),
+            click.option("--input-std", type=float, default=None, help="Spread of N(0, std^2) latents, e.g. 5 for an SD VAE's latents."),
+            click.option("--output-range", callback=_range_option(True, "--output-range"), metavar="LOW,HIGH|measured",
+                         help="Output range (default -1,1): PSNR's peak and the grid's scale. measured: from the FP32 outputs."),
+        ]
+    ):
+        wrapper = decorator(wrapper)
+    return wrapper

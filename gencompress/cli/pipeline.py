@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,9 @@ from gencompress import zoo
 from gencompress.atomic import check_output_dir
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
-from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, MissingDependencyError
+from gencompress.inputs import (UserData, apply_io_spec, evaluation_inputs, input_range, output_range, parse_data_spec, peak,
+                                 settle_output_range, user_data)
 from gencompress.loading import check_generator, load_spec
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
@@ -64,6 +65,8 @@ class BuildConfig:
     distill_steps: int = 1500
     min_psnr: float | None = None  # INT8 quality budget: sensitive layers stay float
     qat_steps: int = 0
+    data: str | None = None  # --data SPEC (gencompress/inputs.py); None: inputs drawn from the input spec
+    io_spec: dict = field(default_factory=dict)  # apply_io_spec's keywords: input_kind, input_range, input_std, output_range
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -117,9 +120,10 @@ def build(cfg: BuildConfig) -> dict:
 def _build_in(cfg: BuildConfig, work: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     source, name = resolve_model(cfg)
+    data = prepare_inputs(source, cfg.data, cfg.io_spec, cfg.eval_samples)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
-        source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress)
-    inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.manifest["input"], cfg.eval_seed).numpy()
+        source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress, data=data)
+    inputs, inputs_record = evaluation_inputs(data, source.manifest["input"], cfg.eval_samples, cfg.eval_seed)
 
     if source.model is not None:
         source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape))
@@ -131,13 +135,16 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs)
         reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
+    settle_output_range(source.manifest, reference)
 
-    final, quant_form = _compress(source, cfg, fp32_onnx, work)
+    final, quant_form = _compress(source, cfg, fp32_onnx, work, data)
     final_onnx = final.file(ONNX)
     # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
     export_checks = check_export(final, cfg.target, work)
     compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs)
-    quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name}
+    quality = {**fidelity(reference, compressed, peak(source.manifest)), "psnr_peak": peak(source.manifest),
+               "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
+               "reference": reference_name, "inputs": inputs_record}
 
     summary = {
         "model": name,
@@ -158,11 +165,22 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "export_checks": export_checks,
         "prune": source.manifest["metrics"].get("prune"),
     }
-    _write_report(summary, reference, compressed, final, work)
+    _write_report(summary, reference, compressed, final, work, inputs)
     final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
     saved = final.save(cfg.out)
     summary["out"] = str(saved.path)
     return summary
+
+
+def prepare_inputs(bundle: Bundle, data_spec: str | None, io_spec: dict, eval_samples: int) -> UserData | None:
+    """Apply the user's input/output spec to the bundle, then load and split --data (before any work)."""
+    if data_spec and parse_data_spec(data_spec)[0] == "folder" and not io_spec.get("input_kind"):
+        io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
+    apply_io_spec(bundle.manifest, **io_spec)
+    data = user_data(data_spec, bundle.manifest["input"], eval_samples)
+    if data is not None:
+        bundle.manifest["data"] = data.record
+    return data
 
 
 def _check_finite(reference: np.ndarray) -> None:
@@ -170,12 +188,12 @@ def _check_finite(reference: np.ndarray) -> None:
         raise GencompressError("model output contains NaN or Inf")
 
 
-def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> tuple[Bundle, str]:
+def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path, data: UserData | None = None) -> tuple[Bundle, str]:
     """Apply the requested precision; return a bundle holding model.onnx, and its form."""
     if cfg.precision == "int8" and cfg.target == "cpu":
         if cfg.min_psnr is not None or cfg.qat_steps:
             log("--min-psnr and --qat-steps shape modelopt INT8 (gpu targets); --target cpu quantises the graph with ONNX Runtime and ignores them")
-        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
+        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
         path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.manifest["input"], cfg.calib_samples,
                               inputs=inputs.numpy())
         out = source.derive({**step, "calibration_data": how})
@@ -187,11 +205,11 @@ def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path) -> 
     if cfg.precision == "int8" and source.model is not None and source.manifest["architecture"]["kind"] != "torchscript":
         qcfg = QuantConfig(calib_samples=cfg.calib_samples, calib_from=cfg.calib_from, deconv_weight_axis=cfg.deconv_weight_axis,
                            min_psnr=cfg.min_psnr, qat_steps=cfg.qat_steps)
-        quantized = quantize(source, qcfg, progress=cfg.progress)
+        quantized = quantize(source, qcfg, progress=cfg.progress, data=data)
         return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
     if cfg.precision == "int8":
         # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
-        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
+        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
         path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.manifest["input"], cfg.calib_samples,
                                       inputs=inputs.numpy())
         out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
@@ -274,11 +292,15 @@ def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
     return {"built": True, "message": f"TensorRT {info['tensorrt_version']} engine built on {info['gpu']}", **info}
 
 
-def _write_report(summary: dict, reference: np.ndarray, compressed: np.ndarray, bundle: Bundle, work: Path) -> None:
+def _write_report(summary: dict, reference: np.ndarray, compressed: np.ndarray, bundle: Bundle, work: Path,
+                  inputs: np.ndarray) -> None:
     report = work / "report"
     report.mkdir(exist_ok=True)
     q = summary["quality"]
-    sample_grid(reference, compressed, report / "samples.png", title=f"{summary['model']}: {summary['precision']} vs FP32, PSNR {q['psnr_db']:.2f} dB")
+    spec = bundle.manifest["input"]
+    shown = inputs if spec.get("kind") == "image" else None  # an image input is worth seeing beside its output
+    sample_grid(reference, compressed, report / "samples.png", title=f"{summary['model']}: {summary['precision']} vs FP32, PSNR {q['psnr_db']:.2f} dB",
+                inputs=shown, input_range=input_range(bundle.manifest), output_range=output_range(bundle.manifest))
     (report / "report.md").write_text(build_report_markdown(summary))
     bundle.files["report/report.md"] = report / "report.md"
     bundle.files["report/samples.png"] = report / "samples.png"
