@@ -25,6 +25,7 @@ from torch import nn
 from gencompress.atomic import check_output_dir
 from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle
 from gencompress.errors import GencompressError, VerificationError
+from gencompress.inputs import peak, prepare_inputs
 from gencompress.loading import load_spec, model_from_bundle
 from gencompress.onnx_utils import load_onnx
 
@@ -52,6 +53,8 @@ class ExportConfig:
     slim: bool = True
     threads: int = 2
     workspace_mib: int = 1024  # TensorRT builder scratch memory (--format engine)
+    data: str | None = None  # --data SPEC: verify on the user's inputs (gencompress/inputs.py)
+    io_spec: dict = field(default_factory=dict)  # --input-kind/--input-range/--input-std/--output-range
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -93,12 +96,14 @@ def export(cfg: ExportConfig) -> Bundle:
     cfg.validate()
     check_output_dir(cfg.out)  # fail before the work, not after it
     bundle = load_spec(cfg.source)
+    data = prepare_inputs(bundle.manifest, cfg.data, cfg.io_spec, cfg.verify_samples)
+    verify_inputs = data.evaluation.numpy() if data is not None else None
     work = Path(tempfile.mkdtemp(prefix="gencompress-export-"))
     try:
         if cfg.format == "engine":
             out = build_engine(bundle, cfg, work)
         elif bundle.manifest["architecture"]["kind"] in ("zoo", "import"):
-            out = export_onnx(bundle, cfg, work)
+            out = export_onnx(bundle, cfg, work, verify_inputs)
         else:
             out = recheck_onnx(bundle, cfg, work)
         add_target_files(out, cfg, work)
@@ -107,7 +112,8 @@ def export(cfg: ExportConfig) -> Bundle:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
+def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=None) -> Bundle:
+    """`verify_inputs`: the user's evaluation data (np.ndarray) to verify on; None: fixed drawn latents."""
     precision = cfg.precision or ("int8" if is_quantised(bundle) else "fp32")
     model = model_for(bundle, precision)
     # The batch axis stays symbolic even for a fixed --dynamic-batch N: the profile pins it
@@ -121,7 +127,8 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
 
         path = convert_fp16(path, work / "fp16.onnx")
     final, report = check_and_lint(path, bundle.manifest, cfg, work / ONNX, precision)
-    result, inputs = verify.compare(model, final, bundle.input_shape, bundle.manifest["input"], _verify_cfg(cfg))
+    result, inputs = verify.compare(model, final, bundle.input_shape, bundle.manifest["input"], _verify_cfg(cfg),
+                                    verify_inputs, peak(bundle.manifest))
     log(verify.format_result(result, names.output_name))
     if not result["passed"]:
         log(verify.format_layer_errors(verify.layer_errors(model, final, inputs[: cfg.batch.max])))
@@ -221,12 +228,14 @@ def build_engine(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
 
 
 
-def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | None = None, min_psnr: float = 40.0) -> dict:
+def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | None = None, min_psnr: float = 40.0,
+                 inputs=None) -> dict:
     """What `gencompress build` runs on the ONNX it writes: the same checks as `export`.
 
     Records instead of raising for the lint and the PSNR (build reports quality; the
     numbers go in the summary and manifest), but a graph the target cannot run, or
     with a dynamic non-batch dimension, is an error (exit 2), as in `export`.
+    `inputs`: the user's evaluation data to verify on (default: fixed drawn latents).
     """
     path = bundle.file(ONNX)
     # onnxruntime's float16 converter leaves nodes out of order: sort before the full check
@@ -247,7 +256,8 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
         log(lint.summary())
     if bundle.model is not None:
         vcfg = verify.VerifyConfig(min_psnr=min_psnr)
-        verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.manifest["input"], vcfg)
+        verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.manifest["input"], vcfg,
+                                              inputs, peak(bundle.manifest))
         if not verification["passed"]:
             log(verify.format_result(verification))
             verification["layers"] = verify.layer_errors(bundle.model, path, inputs[:8])

@@ -31,17 +31,20 @@ class VerifyConfig:
     threads: int = 2
 
 
-def compare(model: nn.Module, onnx_path, input_shape, distribution: str, cfg: VerifyConfig) -> tuple[dict, np.ndarray]:
-    """Fidelity of ONNX Runtime's output to PyTorch's on fixed latents; (result, inputs)."""
-    inputs = draw_inputs(tuple(input_shape), cfg.samples, distribution, cfg.seed).numpy()
+def compare(model: nn.Module, onnx_path, input_shape, distribution: str | dict, cfg: VerifyConfig,
+            inputs: np.ndarray | None = None, data_range: float = 2.0) -> tuple[dict, np.ndarray]:
+    """Fidelity of ONNX Runtime's output to PyTorch's on fixed latents, or on `inputs` (the
+    user's evaluation data); PSNR's peak is the output range's width. (result, inputs)."""
+    if inputs is None:
+        inputs = draw_inputs(tuple(input_shape), cfg.samples, distribution, cfg.seed).numpy()
     reference = run_batches(TorchRunner(model), inputs, cfg.batch)
     runner = OrtRunner(onnx_path, cfg.threads)
     try:
         got = run_batches(runner, inputs, cfg.batch)
     finally:
         runner.close()
-    result = fidelity(reference, got)
-    result.update({"samples": cfg.samples, "seed": cfg.seed, "min_psnr": cfg.min_psnr,
+    result = fidelity(reference, got, data_range)
+    result.update({"samples": len(inputs), "psnr_peak": data_range, "seed": cfg.seed, "min_psnr": cfg.min_psnr,
                    "passed": bool(result["psnr_db"] >= cfg.min_psnr), "reference": "PyTorch", "test": "ONNX Runtime (CPU)"})
     return result, inputs
 

@@ -36,6 +36,7 @@ from .errors import GencompressError, first_line
 from .loading import describe_shape, resolve_import_spec
 
 INPUT_KINDS = ("latent", "image")
+EVAL_SAMPLES = 64  # the evaluation split of commands with no --eval-samples of their own (prune)
 MAX_CALLABLE_SAMPLES = 100_000  # a loader that never ends is read this far, no further
 # Outputs this far outside the declared range (in widths of the range) mean the range is wrong.
 OUTPUT_RANGE_SLACK = 0.5
@@ -85,7 +86,7 @@ def apply_io_spec(manifest: dict, input_kind: str | None = None, input_range: li
         if input_kind not in INPUT_KINDS:
             raise GencompressError(f"--input-kind must be one of {', '.join(INPUT_KINDS)}")
         spec["kind"] = input_kind
-        spec["name"] = input_kind
+        spec["name"] = "latent" if input_kind == "latent" else "input_image"  # the ONNX input's name; "image" is the output's
         if input_kind == "image" and input_std is None:
             spec["distribution"] = "uniform"  # an image input is drawn uniformly over its range
             spec.setdefault("range", [-1.0, 1.0])
@@ -248,6 +249,18 @@ def user_data(spec: str | None, input_spec: dict, eval_samples: int, max_samples
     evaluation, rest, rule = split(inputs, eval_samples)
     record.update({"evaluation_samples": len(evaluation), "calibration_samples": len(rest), "split": rule})
     return UserData(evaluation, rest, record)
+
+
+def prepare_inputs(manifest: dict, data_spec: str | None, io_spec: dict, eval_samples: int) -> UserData | None:
+    """Apply the user's input/output spec to a manifest, then load and split --data; the
+    manifest names the data. Every command calls this before any work."""
+    if data_spec and parse_data_spec(data_spec)[0] == "folder" and not io_spec.get("input_kind"):
+        io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
+    apply_io_spec(manifest, **io_spec)
+    data = user_data(data_spec, manifest["input"], eval_samples)
+    if data is not None:
+        manifest["data"] = data.record
+    return data
 
 
 def evaluation_inputs(data: UserData | None, input_spec: dict, n: int, seed: int) -> tuple[np.ndarray, dict]:

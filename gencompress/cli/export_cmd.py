@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import emit_json
+from gencompress.cli.options import data_options, emit_json
 from gencompress.errors import GencompressError
 
 
@@ -29,18 +29,21 @@ def _profile(ctx, param, value):
               type=click.Choice(["cpu", "gpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor"]),
               help="Where it will run: ops are checked for it; Jetson targets add build_engine.sh, run_bench.sh, README.md.")
 @click.option("--min-psnr", default=40.0, show_default=True, type=float, help="Fail (exit 1) when ORT vs PyTorch falls under this PSNR.")
-@click.option("--verify-samples", default=16, show_default=True, type=click.IntRange(min=1), help="Fixed latents for verification.")
+@click.option("--verify-samples", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Fixed latents for verification (with --data: its first ones).")
+@data_options
 @click.option("--no-slim", is_flag=True, help="Skip onnxslim simplification.")
 @click.option("--workspace-mib", default=1024, show_default=True, type=click.IntRange(min=64), help="TensorRT builder workspace.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest's export results as JSON on stdout.")
-def export(bundle, fmt, precision, opset, batch, target, min_psnr, verify_samples, no_slim, workspace_mib, out, as_json):
+def export(bundle, fmt, precision, opset, batch, target, min_psnr, verify_samples, no_slim, workspace_mib, out, as_json, data):
     """Export BUNDLE (a bundle folder or an .onnx file) to ONNX or a TensorRT engine."""
     from gencompress.export import ExportConfig
     from gencompress.export import export as run_export
 
     cfg = ExportConfig(source=bundle, out=out, format=fmt, precision=precision, opset=opset, batch=batch, target=target,
-                       min_psnr=min_psnr, verify_samples=verify_samples, slim=not no_slim, workspace_mib=workspace_mib)
+                       min_psnr=min_psnr, verify_samples=verify_samples, slim=not no_slim, workspace_mib=workspace_mib,
+                       data=data.spec, io_spec=data.io_spec)
     saved = run_export(cfg)
     metrics = saved.manifest["metrics"]
     if as_json:

@@ -19,8 +19,7 @@ from gencompress.atomic import check_output_dir
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError, MissingDependencyError
-from gencompress.inputs import (UserData, apply_io_spec, evaluation_inputs, input_range, output_range, parse_data_spec, peak,
-                                 settle_output_range, user_data)
+from gencompress.inputs import UserData, evaluation_inputs, input_range, output_range, peak, prepare_inputs, settle_output_range
 from gencompress.loading import check_generator, load_spec
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
@@ -120,7 +119,7 @@ def build(cfg: BuildConfig) -> dict:
 def _build_in(cfg: BuildConfig, work: Path) -> dict:
     torch.set_num_threads(cfg.threads)
     source, name = resolve_model(cfg)
-    data = prepare_inputs(source, cfg.data, cfg.io_spec, cfg.eval_samples)
+    data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
         source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress, data=data)
     inputs, inputs_record = evaluation_inputs(data, source.manifest["input"], cfg.eval_samples, cfg.eval_seed)
@@ -140,7 +139,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     final, quant_form = _compress(source, cfg, fp32_onnx, work, data)
     final_onnx = final.file(ONNX)
     # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
-    export_checks = check_export(final, cfg.target, work)
+    export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
     compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs)
     quality = {**fidelity(reference, compressed, peak(source.manifest)), "psnr_peak": peak(source.manifest),
                "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
@@ -170,17 +169,6 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     saved = final.save(cfg.out)
     summary["out"] = str(saved.path)
     return summary
-
-
-def prepare_inputs(bundle: Bundle, data_spec: str | None, io_spec: dict, eval_samples: int) -> UserData | None:
-    """Apply the user's input/output spec to the bundle, then load and split --data (before any work)."""
-    if data_spec and parse_data_spec(data_spec)[0] == "folder" and not io_spec.get("input_kind"):
-        io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
-    apply_io_spec(bundle.manifest, **io_spec)
-    data = user_data(data_spec, bundle.manifest["input"], eval_samples)
-    if data is not None:
-        bundle.manifest["data"] = data.record
-    return data
 
 
 def _check_finite(reference: np.ndarray) -> None:

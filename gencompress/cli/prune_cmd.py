@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gencompress.benchmarks.report import prune_markdown
-from gencompress.cli.options import emit_json
+from gencompress.cli.options import data_options, emit_json
 from gencompress.errors import GencompressError
 
 
@@ -41,17 +41,19 @@ def load_source(spec: str, out: str):
 @click.option("--gan-weight", default=0.0, show_default=True, type=float,
               help="Weight of the adversarial loss against the bundle's original discriminator (0: off).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@data_options
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Distillation checkpoints. Default: OUT.ckpt.")
 @click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1), help="Distillation steps between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the distillation from the newest complete checkpoint.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
 def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, fid_samples, gan_weight, seed,
-          checkpoint_dir, checkpoint_every, resume, out, as_json):
+          checkpoint_dir, checkpoint_every, resume, out, as_json, data):
     """Prune BUNDLE's channels by --ratio and distil it from the original."""
     from gencompress.compress import PruneConfig
     from gencompress.compress import prune as run_prune
     from gencompress.compress.distill import Checkpoints
+    from gencompress.inputs import EVAL_SAMPLES, prepare_inputs
     from gencompress.train import checkpoint
 
     cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
@@ -62,7 +64,9 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
     if resume and checkpoint.latest(checkpoints.root) is None:  # before any model is loaded or trained
         raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")
     source = load_source(bundle, out)
-    pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples)
+    # the first EVAL_SAMPLES stay out of distillation, as in build (they judge quality there)
+    user = prepare_inputs(source.manifest, data.spec, data.io_spec, EVAL_SAMPLES)
+    pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples, data=user)
     stats = pruned.manifest["metrics"]["prune"]
     with tempfile.TemporaryDirectory(prefix="gencompress-prune-") as work:
         report = Path(work) / "prune.md"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import calib_from_option, emit_json
+from gencompress.cli.options import calib_from_option, data_options, emit_json
 from gencompress.cli.prune_cmd import load_source
 
 
@@ -14,6 +14,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="For --calibrator percentile.")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1))
 @calib_from_option
+@data_options
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
 @click.option("--keep-float", multiple=True, metavar="LAYER", help="Keep this layer in float (repeatable, fnmatch pattern).")
@@ -24,16 +25,19 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print layer precisions and the search as JSON on stdout.")
 def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_from, deconv_weight_axis, keep_float, min_psnr,
-             qat_steps, qat_lr, seed, out, as_json):
+             qat_steps, qat_lr, seed, out, as_json, data):
     """INT8-quantise BUNDLE (fake-quant, TensorRT's Q/DQ form on export)."""
     from gencompress.compress import QuantConfig
     from gencompress.compress import quantize as run_quantize
+    from gencompress.inputs import prepare_inputs
 
     cfg = QuantConfig(calibrator=calibrator, percentile=percentile, calib_samples=calib_samples, calib_from=calib_from,
                       deconv_weight_axis=int(deconv_weight_axis), keep_float=tuple(keep_float), min_psnr=min_psnr,
                       qat_steps=qat_steps, qat_lr=qat_lr, seed=seed)
     cfg.validate()
-    saved = run_quantize(load_source(bundle, out), cfg).save(out)
+    source = load_source(bundle, out)
+    user = prepare_inputs(source.manifest, data.spec, data.io_spec, cfg.eval_samples)
+    saved = run_quantize(source, cfg, data=user).save(out)
     step = saved.manifest["recipe"][-1]
     search = step.get("sensitivity")
     if as_json:
