@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
+from gencompress.inputs import UserData, evaluation_inputs, peak, prepare_inputs
 from gencompress.export.runners import BACKENDS, OrtRunner, Runner, run_batches
 from gencompress.metrics import fidelity, ssim
 
@@ -57,6 +58,8 @@ class BenchConfig:
     progress: bool = True
     variant: str = ""  # a label for the row (sweep names its variants)
     estimate_profile: str | None = "cpu-epyc-2c"  # roofline beside each ONNX Runtime row on the CPU (None: skip)
+    data: str | None = None  # --data SPEC: quality on the user's inputs (its first quality_samples)
+    io_spec: dict = field(default_factory=dict)  # --input-kind/--input-range/--input-std/--output-range
 
     def validate(self) -> None:
         unknown = [b for b in self.backends if b not in BACKENDS]
@@ -162,10 +165,11 @@ def _measure_with_power(runner: Runner, x: np.ndarray, cfg: BenchConfig, label: 
                    "energy_per_image_j": tegrastats.energy_per_image_j(sampler.samples, sampler.seconds, images)}
 
 
-def quality_against(reference: np.ndarray, output: np.ndarray) -> dict:
+def quality_against(reference: np.ndarray, output: np.ndarray, data_range: float = 2.0) -> dict:
+    """PSNR and SSIM with the output range's width as their peak (2 for [-1, 1])."""
     if not np.isfinite(output).all():
         return {"psnr_db": None, "ssim": None, "max_abs_error": None, "cosine": None, "quality_samples": len(output)}
-    return {**fidelity(reference, output), "ssim": ssim(reference, output), "quality_samples": len(output)}
+    return {**fidelity(reference, output, data_range), "ssim": ssim(reference, output, data_range), "quality_samples": len(output)}
 
 
 def reference_outputs(reference: Bundle | None, target: Target, inputs: np.ndarray) -> tuple[np.ndarray, str]:
@@ -191,23 +195,26 @@ def conditions(cfg: BenchConfig) -> dict:
     return info
 
 
-def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None) -> dict:
-    """Stage function: time and judge `bundle` on every backend and batch in `cfg`."""
+def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None, data: UserData | None = None) -> dict:
+    """Stage function: time and judge `bundle` on every backend and batch in `cfg`
+    (quality on `data`'s evaluation part, already loaded by a sweep, or on cfg.data's)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
+    if data is None:
+        data = prepare_inputs(bundle.manifest, cfg.data, cfg.io_spec, cfg.quality_samples)  # before any work
     with tempfile.TemporaryDirectory(prefix="gencompress-bench-") as workdir:
         target = target_from_bundle(bundle, Path(workdir), need_onnx=any(b in ONNX_BACKENDS for b in cfg.backends))
-        return _run_target(bundle, target, cfg, reference)
+        return _run_target(bundle, target, cfg, reference, data)
 
 
-def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bundle | None) -> dict:
-    inputs = draw_inputs(target.input_shape, cfg.quality_samples, target.distribution, cfg.seed).numpy()
+def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bundle | None, data: UserData | None = None) -> dict:
+    inputs, inputs_record = evaluation_inputs(data, bundle.manifest["input"], cfg.quality_samples, cfg.seed)
     ref, ref_name = reference_outputs(reference, target, inputs)
     rows, samples = [], {}
     for backend in cfg.backends:
         runner, precision, memory_format = make_runner(backend, target, cfg)
         output = run_batches(runner, inputs, max(cfg.batches))
-        quality = quality_against(ref, output)
+        quality = quality_against(ref, output, peak(bundle.manifest))
         samples[backend] = output[:8]
         base = {"model": target.name, "variant": cfg.variant or target.name, "backend": backend, "precision": precision,
                 "device": cfg.device, "memory_format": memory_format, **quality, "source": "measured"}
@@ -216,7 +223,8 @@ def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bun
         runner.close()
     return {
         "kind": "gencompress-bench", "schema_version": SCHEMA_VERSION, "model": target.name,
-        "bundle": str(bundle.path) if bundle.path else None, "reference": ref_name,
+        "bundle": str(bundle.path) if bundle.path else None, "reference": ref_name, "quality_inputs": inputs_record,
+        "psnr_peak": peak(bundle.manifest),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "conditions": conditions(cfg), "rows": rows,
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gencompress.bundle import ONNX, Bundle
 from gencompress.errors import GencompressError
+from gencompress.inputs import UserData, prepare_inputs
 from gencompress.progress import bar
 
 from . import devices, roofline
@@ -48,6 +49,8 @@ class SweepConfig:
     budget_ms: float | None = None
     data_samples: int = 0
     progress: bool = True
+    data: str | None = None  # --data SPEC: distil, calibrate and judge every variant on the user's inputs
+    io_spec: dict = field(default_factory=dict)  # --input-kind/--input-range/--input-std/--output-range
 
     def validate(self) -> None:
         if any(not 0.0 <= r < 1.0 for r in self.prune):
@@ -67,15 +70,15 @@ class SweepConfig:
                            compile_backend=self.compile_backend, **overrides)
 
 
-def pruned(original: Bundle, ratio: float, cfg: SweepConfig) -> Bundle:
+def pruned(original: Bundle, ratio: float, cfg: SweepConfig, data: UserData | None = None) -> Bundle:
     if ratio == 0.0:
         return original
     from gencompress.compress import PruneConfig, prune
 
-    return prune(original, PruneConfig(ratio=ratio, distill_steps=cfg.distill_steps), progress=cfg.progress)
+    return prune(original, PruneConfig(ratio=ratio, distill_steps=cfg.distill_steps), progress=cfg.progress, data=data)
 
 
-def with_precision(bundle: Bundle, precision: str, work: Path) -> Bundle:
+def with_precision(bundle: Bundle, precision: str, work: Path, data: UserData | None = None) -> Bundle:
     """The bundle with a model.onnx at `precision` (exported from its PyTorch model)."""
     from gencompress.export import OnnxConfig, to_onnx
 
@@ -83,7 +86,7 @@ def with_precision(bundle: Bundle, precision: str, work: Path) -> Bundle:
     if precision == "int8":
         from gencompress.compress import QuantConfig, quantize
 
-        return to_onnx(quantize(bundle, QuantConfig(), progress=False), OnnxConfig(), work)
+        return to_onnx(quantize(bundle, QuantConfig(), progress=False, data=data), OnnxConfig(), work)
     fp32 = to_onnx(bundle, OnnxConfig(), work)
     if precision == "fp32":
         return fp32
@@ -95,7 +98,8 @@ def with_precision(bundle: Bundle, precision: str, work: Path) -> Bundle:
         from gencompress.export.onnx_quant import cpu_int8
 
         (work / "int8cpu").mkdir(exist_ok=True)
-        path, _ = cpu_int8(bundle.model, fp32.file(ONNX), work / "int8cpu", bundle.input_shape, bundle.manifest["input"])
+        calib = data.calibration(256).numpy() if data is not None else None
+        path, _ = cpu_int8(bundle.model, fp32.file(ONNX), work / "int8cpu", bundle.input_shape, bundle.manifest["input"], inputs=calib)
         # a graph ONNX Runtime quantised nothing in is labelled what it is
         step = {"step": "convert", "precision": "int8" if has_quantized_nodes(path) else "fp32"}
     out = fp32.derive(step)
@@ -114,15 +118,16 @@ def variant_name(ratio: float, precision: str) -> str:
     return f"prune{ratio:.2f}-{precision}"
 
 
-def measure_variants(original: Bundle, cfg: SweepConfig, work: Path) -> list[dict]:
+def measure_variants(original: Bundle, cfg: SweepConfig, work: Path, data: UserData | None = None) -> list[dict]:
     runs = []
     jobs = [(r, p) for r in cfg.prune for p in cfg.precisions]
     cache: dict[float, Bundle] = {}
     for ratio, precision in bar(jobs, "sweep", cfg.progress):
         if ratio not in cache:
-            cache[ratio] = pruned(original, ratio, cfg)
-        variant = with_precision(cache[ratio], precision, work / variant_name(ratio, precision))
-        result = run(variant, cfg.bench_config(variant=variant_name(ratio, precision), data_samples=cfg.data_samples), reference=original)
+            cache[ratio] = pruned(original, ratio, cfg, data)
+        variant = with_precision(cache[ratio], precision, work / variant_name(ratio, precision), data)
+        result = run(variant, cfg.bench_config(variant=variant_name(ratio, precision), data_samples=cfg.data_samples), reference=original,
+                     data=data)
         result["prune_ratio"], result["sweep_precision"] = ratio, precision
         result["estimates"] = estimates(variant.file(ONNX), cfg)
         runs.append(result)
@@ -134,13 +139,13 @@ def estimates(onnx_path: Path, cfg: SweepConfig) -> list[dict]:
             for key in cfg.estimate_profiles for b in cfg.batches]
 
 
-def measure_baselines(original: Bundle, cfg: SweepConfig) -> list[dict]:
+def measure_baselines(original: Bundle, cfg: SweepConfig, data: UserData | None = None) -> list[dict]:
     """The original model on the best PyTorch configurations of this device."""
     rows = []
     for name in cfg.baselines:
         backend = "torch-compile" if name == "torch-compile" else "torch"
         bcfg = replace(cfg.bench_config(variant=f"original-{name}"), backends=(backend,), channels_last=name == "torch-channels-last")
-        rows += run(original, bcfg)["rows"]
+        rows += run(original, bcfg, data=data)["rows"]
     return rows
 
 
@@ -193,10 +198,11 @@ def sweep(original: Bundle, cfg: SweepConfig) -> dict:
     cfg.validate()
     if original.model is None:
         raise GencompressError("sweep needs a bundle with a PyTorch model (a bundle folder or zoo name)")
+    data = prepare_inputs(original.manifest, cfg.data, cfg.io_spec, cfg.quality_samples)  # once, before any work
     work = Path(tempfile.mkdtemp(prefix="gencompress-sweep-"))
     try:
-        runs = measure_variants(original, cfg, work)
-        rows = [row for result in runs for row in result["rows"]] + measure_baselines(original, cfg)
+        runs = measure_variants(original, cfg, work, data)
+        rows = [row for result in runs for row in result["rows"]] + measure_baselines(original, cfg, data)
         rows += estimated_rows(runs, cfg)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -204,6 +210,7 @@ def sweep(original: Bundle, cfg: SweepConfig) -> dict:
     return {
         "kind": "gencompress-sweep", "schema_version": 1, "model": runs[0]["model"],
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "quality_inputs": runs[0]["quality_inputs"],
         "conditions": conditions(cfg.bench_config()), "rows": rows, "pareto_batch": batch,
         "pareto_front": mark_pareto(rows, batch),
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import emit_json
+from gencompress.cli.options import data_options, emit_json
 
 
 def int_list(ctx, param, value):
@@ -48,18 +48,19 @@ def load_bundle(spec: str, progress: bool = True):
 @click.option("--data-samples", default=0, show_default=True, type=click.IntRange(min=0),
               help="Generated samples for FID/KID/IS against real data (0: skip).")
 @click.option("--reference", default=None, metavar="BUNDLE", help="Original model to compare with (default: the bundle's own FP32 weights).")
+@data_options
 @click.option("--fps", type=float, default=None, help="Real-time verdict against this frame rate.")
 @click.option("--budget-ms", type=float, default=None, help="Real-time verdict against this per-frame budget.")
 @click.option("--json", "json_out", default=None, metavar="FILE", help="Write the results JSON here (else to stdout).")
 def bench(bundles, backends, batches, device, precision, channels_last, iters, warmup, threads, quality_samples,
-          data_samples, reference, fps, budget_ms, json_out):
+          data_samples, reference, fps, budget_ms, json_out, data):
     """Time BUNDLE(s) on each backend and batch; judge quality against the original."""
     from gencompress.benchmarks.bench import BenchConfig, run
     from gencompress.benchmarks.results_io import merge, write_json
 
     cfg = BenchConfig(backends=backends, batches=batches, device=device, precision=precision, channels_last=channels_last,
                       iters=iters, warmup=warmup, threads=threads, quality_samples=quality_samples, data_samples=data_samples,
-                      fps=fps, budget_ms=budget_ms)
+                      fps=fps, budget_ms=budget_ms, data=data.spec, io_spec=data.io_spec)
     ref = load_bundle(reference) if reference else None
     result = merge([run(load_bundle(spec), cfg, ref) for spec in bundles])
     if json_out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.bench_cmd import int_list, load_bundle, str_list
+from gencompress.cli.options import data_options
 
 
 def float_list(ctx, param, value):
@@ -31,16 +32,17 @@ def float_list(ctx, param, value):
 @click.option("--fps", type=float, default=None, help="Real-time verdict against this frame rate.")
 @click.option("--budget-ms", type=float, default=None)
 @click.option("--data-samples", default=0, show_default=True, type=click.IntRange(min=0), help="FID/KID/IS samples per variant (0: skip).")
+@data_options
 @click.option("--json", "json_out", required=True, metavar="FILE", help="Where to write the sweep's results JSON.")
 def sweep(bundle, ratios, precisions, backend, batches, iters, warmup, threads, distill_steps, baselines, profiles,
-          fps, budget_ms, data_samples, json_out):
+          fps, budget_ms, data_samples, json_out, data):
     """Build every (prune ratio x precision) variant of BUNDLE, measure each, mark the Pareto front."""
     from gencompress.benchmarks.results_io import write_json
     from gencompress.benchmarks.sweep import SweepConfig, sweep as run_sweep
 
     cfg = SweepConfig(prune=ratios, precisions=precisions, backend=backend, batches=batches, iters=iters, warmup=warmup,
                       threads=threads, distill_steps=distill_steps, baselines=baselines, estimate_profiles=profiles,
-                      fps=fps, budget_ms=budget_ms, data_samples=data_samples)
+                      fps=fps, budget_ms=budget_ms, data_samples=data_samples, data=data.spec, io_spec=data.io_spec)
     result = run_sweep(load_bundle(bundle), cfg)
     write_json(json_out, result)
     click.echo(f"wrote {json_out}: {len(result['rows'])} rows; Pareto front: {'; '.join(result['pareto_front'])}")
