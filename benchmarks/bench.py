@@ -59,6 +59,8 @@ class BenchConfig:
     variant: str = ""  # a label for the row (sweep names its variants)
     estimate_profile: str | None = "cpu-epyc-2c"  # roofline beside each ONNX Runtime row on the CPU (None: skip)
     data: str | None = None  # --data SPEC: quality on the user's inputs (its first quality_samples)
+    ref_data: str | None = None  # --ref-data folder:|npz: FID/KID against the user's domain
+    inception_weights: str | None = None  # a local TorchScript Inception for FID/KID
     io_spec: dict = field(default_factory=dict)  # --input-kind/--input-range/--input-std/--output-range
 
     def validate(self) -> None:
@@ -73,6 +75,12 @@ class BenchConfig:
             raise GencompressError("--fps and --budget-ms must be positive")
         if self.quality_samples < 1:
             raise GencompressError("--quality-samples must be at least 1")
+        if self.ref_data is not None:
+            from .quality import check_ref_data
+
+            check_ref_data(self.ref_data)
+            if self.data_samples <= 0:
+                raise GencompressError("--ref-data needs --data-samples N (the generated images compared with it)")
 
 
 @dataclass
@@ -229,7 +237,7 @@ def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bun
         "conditions": conditions(cfg), "rows": rows,
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],
         "estimate_vs_measured": _estimates(target, rows, cfg),
-        "quality_vs_data": _vs_data(bundle, target, cfg),
+        "quality_vs_data": _vs_data(bundle, target, cfg, data),
         "sample_grids": _grids(ref, samples, target.name),
     }
 
@@ -250,15 +258,20 @@ def _estimates(target: Target, rows: list[dict], cfg: BenchConfig) -> list[dict]
     return checks
 
 
-def _vs_data(bundle: Bundle, target: Target, cfg: BenchConfig) -> dict | None:
+def _vs_data(bundle: Bundle, target: Target, cfg: BenchConfig, data: UserData | None = None) -> dict | None:
+    """FID/KID of `data_samples` outputs: from the user's inputs (all of them, up to the count)
+    where given, else from drawn ones."""
     if cfg.data_samples <= 0:
         return None
     from .quality import quality_vs_data
 
     runner, _, _ = make_runner(cfg.backends[0], target, cfg)
-    inputs = draw_inputs(target.input_shape, cfg.data_samples, target.distribution, cfg.seed + 1).numpy()
+    if data is not None:
+        inputs = torch.cat([data.evaluation, data.rest])[: cfg.data_samples].numpy()
+    else:
+        inputs = draw_inputs(target.input_shape, cfg.data_samples, target.distribution, cfg.seed + 1).numpy()
     images = run_batches(runner, inputs, 64)
-    return {"backend": cfg.backends[0], **quality_vs_data(images, bundle)}
+    return {"backend": cfg.backends[0], **quality_vs_data(images, bundle, cfg.inception_weights, cfg.ref_data)}
 
 
 def _grids(reference: np.ndarray, samples: dict, name: str) -> dict:

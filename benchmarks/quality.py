@@ -29,14 +29,17 @@ def _data_name(bundle: Bundle) -> str | None:
     return None
 
 
-def quality_vs_data(images: np.ndarray, bundle: Bundle, inception_weights: str | None = None) -> dict:
+def quality_vs_data(images: np.ndarray, bundle: Bundle, inception_weights: str | None = None, ref_data: str | None = None) -> dict:
     """{fid, kid_mean, kid_std, is_mean, is_std, extractor, samples, warning} or why it is missing.
 
-    Only data the toolkit can load by name (digits) is compared; FIDs on different
-    extractors are not comparable, so the extractor's name goes with the numbers.
+    Against `ref_data` (folder:|npz:, the user's domain) where given, else the data the bundle
+    was trained on where the toolkit can load it by name (digits). FIDs on different extractors
+    are not comparable, so the extractor's name goes with the numbers.
     """
     n = len(images)
     result = {"samples": n, "warning": sample_warning(n)}
+    if ref_data:
+        return {**result, **vs_reference_data(images, bundle, ref_data, inception_weights)}
     data = _data_name(bundle)
     if data != "digits":
         return {**result, "available": False, "message": f"no real data to compare with (trained on {data or 'unknown data'})"}
@@ -53,3 +56,36 @@ def quality_vs_data(images: np.ndarray, bundle: Bundle, inception_weights: str |
     except ImportError as exc:
         return {**result, "available": False, "message": f"FID needs gencompress.fid and torchmetrics ({exc})"}
     return {**result, "available": True, "real_samples": int(len(real)), **metrics}
+
+
+def check_ref_data(ref_data: str) -> None:
+    from gencompress.errors import GencompressError
+
+    if not (ref_data.startswith("folder:") or ref_data.startswith("npz:")):
+        raise GencompressError(f"--ref-data {ref_data!r} must be folder:PATH or npz:PATH")
+
+
+def vs_reference_data(images: np.ndarray, bundle: Bundle, ref_data: str, inception_weights: str | None = None) -> dict:
+    """FID/KID against the user's reference images (`--ref-data folder:|npz:`), on the extractor
+    the toolkit trains for that data (an autoencoder's bottleneck, cached) or local Inception weights.
+
+    Reference images come as train.datasets loads them (32 x 32, [-1, 1]); the generated ones
+    are brought to the same: mapped from the bundle's output range, resized and centre-cropped."""
+    import torch
+
+    from gencompress import fid
+    from gencompress.data import resize_center
+    from gencompress.errors import GencompressError
+    from gencompress.inputs import output_range
+    from gencompress.train.datasets import IMAGE_SIZE, load_dataset
+
+    check_ref_data(ref_data)
+    data = load_dataset(ref_data)
+    fake = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    if fake.shape[1] != data.channels:
+        raise GencompressError(f"--ref-data {ref_data} has {data.channels}-channel images; the model makes {fake.shape[1]}-channel ones")
+    low, high = output_range(bundle.manifest)
+    fake = resize_center((fake.clamp(low, high) - low) / (high - low), IMAGE_SIZE) * 2 - 1
+    extractor = fid.extractor_for(data.name, data.images, data.fingerprint, inception_weights)
+    real_feats = fid.real_features(extractor, data.images, data.fingerprint)
+    return {"available": True, "data": data.name, "real_samples": int(len(data.images)), **fid.quality(extractor, real_feats, fake)}

@@ -39,7 +39,9 @@ def calibration_inputs(bundle: Bundle, n: int, seed: int, source: str = "auto",
                                "(VAE bundles from `gencompress train` have both)")
     if source == "latents" or not has_encoder:
         shape = tuple(bundle.input_shape)
-        return draw_inputs(shape, n, bundle.manifest["input"], seed), f"{n} inputs drawn {drawn_record(bundle.manifest['input'], n, seed)['distribution']}"
+        spec = bundle.manifest["input"]
+        how = f"{n} latents drawn {spec['distribution']} ({drawn_record(spec, n, seed)['distribution']})"
+        return draw_inputs(shape, n, spec, seed), how
     return _through_encoder(bundle, train["data"], n, seed)
 
 

@@ -262,3 +262,18 @@ def test_bad_data_fails_before_quantize_and_export_write_anything(user):
         out = ["--out", "o"] if cmd[0] != "bench" else []
         assert_one_line_error(run_main(*cmd, "--data", "npz:bad.npz", *out), "do not fit the model's input Nx3x8x8")
         assert not (user / "o").exists()
+
+
+def test_bench_fid_against_the_users_reference_images_states_samples_and_extractor(user):
+    assert run_cli("build", "--fp32", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
+                   "--eval-samples", "4", "--out", "fp").exit_code == 0
+    b = run_cli("bench", "fp", "--data", "folder:imgs", "--ref-data", "folder:imgs", "--data-samples", "12", "--quality-samples", "4",
+                "--batch", "2", "--iters", "1", "--warmup", "0")
+    assert b.exit_code == 0, b.output
+    fid = json.loads(b.stdout)["quality_vs_data"]
+    assert fid["available"] and fid["samples"] == 12 and fid["real_samples"] == 12
+    assert fid["data"] == f"folder:{user / 'imgs'}" and fid["extractor"].startswith("autoencoder-")
+    assert fid["fid"] >= 0 and "biased upwards" in fid["warning"]
+    for args, message in [(["--ref-data", "digits", "--data-samples", "4"], "must be folder:PATH or npz:PATH"),
+                          (["--ref-data", "folder:imgs"], "--ref-data needs --data-samples")]:
+        assert_one_line_error(run_main("bench", "fp", *args), message)

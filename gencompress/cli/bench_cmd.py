@@ -49,18 +49,22 @@ def load_bundle(spec: str, progress: bool = True):
               help="Generated samples for FID/KID/IS against real data (0: skip).")
 @click.option("--reference", default=None, metavar="BUNDLE", help="Original model to compare with (default: the bundle's own FP32 weights).")
 @data_options
+@click.option("--ref-data", default=None, metavar="folder:PATH|npz:PATH",
+              help="FID/KID (with --data-samples) against these images, on an extractor trained for them (cached).")
+@click.option("--inception-weights", default=None, type=click.Path(dir_okay=False), help="Local TorchScript Inception for FID/KID.")
 @click.option("--fps", type=float, default=None, help="Real-time verdict against this frame rate.")
 @click.option("--budget-ms", type=float, default=None, help="Real-time verdict against this per-frame budget.")
 @click.option("--json", "json_out", default=None, metavar="FILE", help="Write the results JSON here (else to stdout).")
 def bench(bundles, backends, batches, device, precision, channels_last, iters, warmup, threads, quality_samples,
-          data_samples, reference, fps, budget_ms, json_out, data):
+          data_samples, reference, fps, budget_ms, json_out, data, ref_data, inception_weights):
     """Time BUNDLE(s) on each backend and batch; judge quality against the original."""
     from gencompress.benchmarks.bench import BenchConfig, run
     from gencompress.benchmarks.results_io import merge, write_json
 
     cfg = BenchConfig(backends=backends, batches=batches, device=device, precision=precision, channels_last=channels_last,
                       iters=iters, warmup=warmup, threads=threads, quality_samples=quality_samples, data_samples=data_samples,
-                      fps=fps, budget_ms=budget_ms, data=data.spec, io_spec=data.io_spec)
+                      fps=fps, budget_ms=budget_ms, data=data.spec, io_spec=data.io_spec,
+                      ref_data=ref_data, inception_weights=inception_weights)
     ref = load_bundle(reference) if reference else None
     result = merge([run(load_bundle(spec), cfg, ref) for spec in bundles])
     if json_out:
