@@ -201,7 +201,9 @@ def test_sigkill_mid_save_then_a_rerun_completes_and_cleans_up(tmp_path, previou
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert tree_digest(out) == before  # SIGKILL runs no handler; the rename never happened
-    assert len(_leftovers(tmp_path, "out")) == 1  # its temp folder, to be cleaned next time
+    # its temp folder, to be cleaned next time, and its lock file (the kernel let go of the lock)
+    left = _leftovers(tmp_path, "out")
+    assert len(left) == 2 and left[0] == ".out.lock" and left[1].startswith(".out.tmp-"), left
     import gencompress.cli.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "_latencies", lambda *a, **k: [])
