@@ -68,8 +68,10 @@ def _check_replaceable(target: Path) -> None:
             f"output folder {target} has a {MARKER} marker that does not list what gencompress wrote; "
             "refusing to replace it (choose another --out)"
         )
-    foreign = next((entry for entry in _entries(target) if entry not in listed), None)
-    if foreign is not None:
+    foreign = [entry for entry in _entries(target) if entry not in listed]
+    if foreign:  # name a file where there is one: "report/my-plot.png" says more than "report"
+        files = [e for e in foreign if (target / e).is_symlink() or not (target / e).is_dir()]
+        foreign = files[0] if files else foreign[0] + "/"
         raise GencompressError(
             f"output folder {target} holds {foreign}, which gencompress did not write; refusing to replace it "
             "(move that file out, or choose another --out)"
