@@ -12,7 +12,7 @@ and says so. The kernel drops an flock when its process dies, even by SIGKILL, s
 never leaves a target locked.
 
 An existing folder is replaced only if gencompress wrote it: it carries the marker file
-`.gencompress`, which lists every entry written, and holds nothing else (see `_foreign`).
+`.gencompress`, which lists every entry written, and holds nothing else (`_check_replaceable`).
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import errno
 import fcntl
 import json
 import os
-import sys
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
