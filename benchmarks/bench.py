@@ -20,7 +20,7 @@ from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
-from gencompress.inputs import UserData, evaluation_inputs, peak, prepare_inputs
+from gencompress.inputs import UserData, evaluation_inputs, peak, prepare_inputs, settle_output_range
 from gencompress.export.runners import BACKENDS, OrtRunner, Runner, run_batches
 from gencompress.metrics import fidelity, ssim
 
@@ -218,6 +218,7 @@ def run(bundle: Bundle, cfg: BenchConfig, reference: Bundle | None = None, data:
 def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bundle | None, data: UserData | None = None) -> dict:
     inputs, inputs_record = evaluation_inputs(data, bundle.manifest["input"], cfg.quality_samples, cfg.seed)
     ref, ref_name = reference_outputs(reference, target, inputs)
+    settle_output_range(bundle.manifest, ref)  # `measured` takes the range from these; a far-off declared one is refused
     rows, samples = [], {}
     for backend in cfg.backends:
         runner, precision, memory_format = make_runner(backend, target, cfg)

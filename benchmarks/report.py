@@ -139,6 +139,7 @@ def build_report_markdown(summary: dict) -> str:
         f"Precision **{summary['precision']}**, target **{summary['target']}**, "
         f"quantisation form: {summary.get('quant_form', 'none')}.",
         "",
+        *[f"**Warning: {w}.**\n" for w in summary.get("warnings", [])],
         "## Quality against the original FP32 model",
         "",
         f"On {_inputs_line(q)}; output range [{_range(q)}], so PSNR's peak is {q.get('psnr_peak', 2.0):g}; "
