@@ -163,7 +163,7 @@ def taesd_decoder(width: int = 64, blocks: tuple[int, ...] = (3, 3, 3, 1), laten
 
 
 def taesd_decoder_small() -> nn.Module:
-    return taesd_decoder(width=8, blocks=(1, 1, 1, 1))
+    return taesd_decoder(width=16, blocks=(1, 1, 1, 1))
 
 
 # --- Real-ESRGAN compact SR --------------------------------------------------------------
@@ -193,7 +193,7 @@ def sr_compact(num_feat: int = 64, num_conv: int = 16, upscale: int = 4, seed: i
 
 
 def sr_compact_small() -> nn.Module:
-    return sr_compact(num_feat=8, num_conv=2, upscale=2)
+    return sr_compact(num_feat=16, num_conv=2, upscale=2)
 
 
 # --- pix2pix U-Net -------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def unet_pix2pix(ngf: int = 64, num_downs: int = 8, channels: int = 3, seed: int
 
 
 def unet_pix2pix_small() -> nn.Module:
-    return unet_pix2pix(ngf=8, num_downs=5)
+    return unet_pix2pix(ngf=16, num_downs=5)
 
 
 # --- StyleGAN2-like generator -------------------------------------------------------------
