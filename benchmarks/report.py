@@ -133,7 +133,8 @@ def build_report_markdown(summary: dict) -> str:
         "",
         "## Quality against the original FP32 model",
         "",
-        f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}.",
+        f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}"
+        + (f"; compressed graph run on {q['runtime']}." if q.get("runtime") else "."),
         "",
         markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
         "",

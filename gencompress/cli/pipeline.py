@@ -150,8 +150,13 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
         export_checks = check_export(final, cfg.target, work)
     with timer.stage("evaluate"):
-        compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs, batch, _label(cfg, "evaluate"))
-        quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name}
+        # --target cpu: ONNX Runtime is the deployment runtime, fusions and all. Other targets: the
+        # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
+        # integer fusions lost 8 dB on the SD-VAE layout (export/verify.py).
+        optimization = "all" if cfg.target == "cpu" else "disable"
+        compressed = run_batches(OrtRunner(final_onnx, cfg.threads, optimization), inputs, batch, _label(cfg, "evaluate"))
+        quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name,
+                   "runtime": f"ONNX Runtime CPU, graph optimisation {optimization}"}
 
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
         latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs)
