@@ -119,6 +119,23 @@ def compact(row: dict) -> dict:
     return row
 
 
+def table_markdown(result: dict) -> str:
+    """The README's table, from the JSON."""
+    head = ("| architecture | target | GMAC/image | build wall s | CPU s | peak RSS MB | load (1 min) | PSNR vs FP32, supplied data | "
+            "INT8 vs FP32 ONNX (paired, CPU) |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in result["rows"]:
+        if r["exit_code"] != 0:
+            lines.append(f"| {r['architecture']} | {r['target']} | | {r['wall_seconds']} | {r['cpu_seconds']} | {r['peak_rss_mb']} | "
+                         f"{r['load_before'][0]} | failed: {r.get('error', '')[:80]} | |")
+            continue
+        speed = r.get("int8_vs_fp32_onnx_paired")
+        lines.append(f"| {r['architecture']} | {r['target']} | {r['macs'] / 1e9:.2f} | {r['wall_seconds']} | {r['cpu_seconds']} | "
+                     f"{r['peak_rss_mb']} | {r['load_before'][0]}-{r['load_after'][0]} | {r['supplied_data']['psnr_db']:.1f} dB | "
+                     + (f"{speed:.2f}x at batch {r['paired_batch']} |" if speed else "|"))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(A.NAMES), help="Comma-separated architectures.")
@@ -126,7 +143,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=str(RESULTS / "real_architectures.json"))
     parser.add_argument("--build-args", default="", help="Extra build options, space-separated (e.g. '--calib-samples 64').")
     parser.add_argument("--small", action="store_true", help="The narrow test builders (a smoke run; write elsewhere with --json).")
+    parser.add_argument("--table", action="store_true", help="Print the README table from --json and exit.")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table_markdown(json.loads(Path(args.json).read_text())))
+        return 0
     global SMALL
     SMALL = args.small
     path = Path(args.json)
