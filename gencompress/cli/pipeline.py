@@ -21,7 +21,7 @@ from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, MissingDependencyError
-from gencompress.loading import check_generator, load_spec
+from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.progress import StageTimer
@@ -77,7 +77,9 @@ class BuildConfig:
             raise GencompressError("--calib-samples must be at least 1")
         if not self.bench_seconds > 0:
             raise GencompressError(f"--bench-seconds must be positive (got {self.bench_seconds})")
-        if self.prune is not None:  # refuse a bad ratio before any model is trained or loaded
+        if self.prune is not None and not 0.0 < self.prune < 1.0:  # before any model is trained or loaded
+            raise GencompressError(f"--prune {self.prune:g} is not a fraction in (0, 1); 0.5 removes half of each layer's channels")
+        if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         QuantConfig(min_psnr=self.min_psnr, qat_steps=self.qat_steps, calib_from=self.calib_from).validate()
 
@@ -102,7 +104,9 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
             from gencompress.train.pretrained import zoo_bundle
 
             torch.manual_seed(0)
-            return zoo_bundle(spec, zoo.build(spec)), f"{spec} (random init)"
+            bundle = zoo_bundle(spec, zoo.build(spec))
+            bundle.manifest["recipe"].append({"step": "load", "weights": RANDOM_WEIGHTS})
+            return bundle, f"{spec} (random init)"
         from gencompress.train.pretrained import get_or_train
 
         bundle = get_or_train(spec, progress=cfg.progress)
@@ -131,7 +135,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
 
     with timer.stage("reference"):
         if source.model is not None:
-            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape))
+            user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
         batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
         if source.model is not None:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
@@ -187,6 +192,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "engine": engine,
         "export_checks": export_checks,
         "prune": source.manifest["metrics"].get("prune"),
+        "warnings": weight_warnings(source.manifest),  # random weights: said in the CLI line and the report
     }
     with timer.stage("report + save"):
         summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
