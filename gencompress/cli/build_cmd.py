@@ -5,6 +5,7 @@ import click
 
 from gencompress.cli.options import calib_from_option, emit_json, fraction, model_options, precision_option, writes_output
 from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
+from gencompress.progress import top_stages
 
 
 @click.command()
@@ -19,11 +20,13 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
 @click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
+@click.option("--bench-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Time cap of each latency row (the paired INT8/FP32 ratio gets 4x): 30 calls or this long, whichever ends first.")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 @writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
-          prune_ratio, distill_steps, min_psnr, qat_steps, out, as_json):
+          prune_ratio, distill_steps, min_psnr, qat_steps, bench_seconds, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
     With no --model, uses the zoo DCGAN trained on scikit-learn's digits (trained on
@@ -33,7 +36,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         model=model, out=out, input_shape=input_shape, checkpoint=checkpoint, trust_pickle=trust_pickle,
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
-        prune=prune_ratio, distill_steps=distill_steps, min_psnr=min_psnr, qat_steps=qat_steps,
+        prune=prune_ratio, distill_steps=distill_steps, min_psnr=min_psnr, qat_steps=qat_steps, bench_seconds=bench_seconds,
     )
     summary = run_build(cfg)
     if as_json:
@@ -44,6 +47,8 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         speed = f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX speed at batch {fast['batch']} on ONNX Runtime CPU" if fast else ""
         if fast and target != "cpu":
             speed += " (this Q/DQ graph is TensorRT's form; its speed is the engine's)"
+        took = summary["time"]
         warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
         click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}{speed}, "
                    f"report in {summary['out']}/report/report.md{warn}")
+        click.echo(f"took {took['wall_seconds']:.0f} s: {top_stages(took)}")
