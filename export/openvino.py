@@ -13,6 +13,8 @@ IR (`model.xml` + `model.bin`, no pickle); the runner also reads ONNX directly.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ from .runners import Runner
 
 IR_XML = "model.xml"
 IR_BIN = "model.bin"
+# Where a bundle built for OpenVINO keeps its IR (model.onnx stays ONNX Runtime's form).
+BUNDLE_XML, BUNDLE_BIN = f"openvino/{IR_XML}", f"openvino/{IR_BIN}"
 # "f32": every float op in FP32 (the exact peer of ONNX Runtime FP32). "default": what the
 # plugin picks by itself (bf16 on CPUs with AMX/AVX512-BF16, f32 elsewhere): a user's first try.
 PRECISIONS = ("f32", "default")
@@ -125,7 +129,8 @@ class OpenVinoRunner(Runner):
     def execution_precision(self, batch: int = 1) -> str:
         """The float precision the plugin really runs (bf16 where the CPU has it and no hint forbids it)."""
         compiled = self._request(batch).get_compiled_model()
-        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", "f16"
+        return hint.to_string() if hasattr(hint, "to_string") else str(hint)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         request = self._request(len(batch))
@@ -153,7 +158,9 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
     model = read_model(onnx_path)
     batches = [np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32) for i in range(0, len(calibration), batch)]
     try:
-        return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
-                             fast_bias_correction=fast_bias_correction)
+        # NNCF draws its progress bars on stdout, where `--json` writes the results: send them to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
+                                 fast_bias_correction=fast_bias_correction)
     except Exception as exc:
         raise GencompressError(f"NNCF INT8 quantisation of {Path(onnx_path).name} failed: {first_line(exc)[:300]}") from None

@@ -29,6 +29,7 @@ from gencompress.export import OnnxConfig, to_onnx
 from gencompress.export.onnx_export import export_module
 from gencompress.export.stage import check_export
 from gencompress.export.onnx_quant import convert_fp16, cpu_int8, quantize_qdq_symmetric
+from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
 from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
 from gencompress.benchmarks.latency import measure
@@ -248,9 +249,6 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
         step["files"] = [OPENVINO_XML, OPENVINO_BIN]
     final.manifest["recipe"].append(step)
     return choice
-
-
-OPENVINO_XML, OPENVINO_BIN = "openvino/model.xml", "openvino/model.bin"
 
 
 def _final_runner(final: Bundle, cfg: BuildConfig):
