@@ -229,6 +229,9 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
     from gencompress.compress.calibration import calibration_inputs
     from gencompress.export import cpu_runtime, openvino
 
+    if not openvino.available():
+        log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
+        return None
     source_model = final.model if final.model is not None and not isinstance(final.model, torch.jit.ScriptModule) else None
     calib, _ = calibration_inputs(final, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
     calib = calib.numpy()

@@ -154,11 +154,20 @@ def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path):
     assert row["backend"] == "openvino" and row["psnr_db"] >= 25.0
 
 
-def test_cpu_runtime_onnxruntime_skips_the_measurement(tmp_path):
+@pytest.mark.parametrize("how", ["--cpu-runtime onnxruntime", "openvino absent"])
+def test_cpu_build_keeps_onnxruntime_without_measuring_when_asked_or_without_openvino(how, tmp_path, monkeypatch):
+    from gencompress.export import openvino
+
+    if how == "openvino absent":
+        monkeypatch.setattr(openvino, "available", lambda: False)
     out = tmp_path / "ort"
     result = run_cli("build", "--int8", "--target", "cpu", "--model", "vae_decoder", "--random-init", "--calib-samples", "16",
-                     "--cpu-runtime", "onnxruntime", "--out", out, "--json")
+                     *how.split()[:2 if how.startswith("--") else 0], "--out", out, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["cpu_runtime"] is None and Bundle.load(out).last_step("runtime") is None
+    assert ("pip install openvino nncf" in result.stderr) == (how == "openvino absent")
+
+
+def test_bad_cpu_runtime_is_refused_before_any_work(tmp_path):
     bad = run_cli("build", "--int8", "--target", "cpu", "--cpu-runtime", "tvm", "--out", tmp_path / "bad")
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
