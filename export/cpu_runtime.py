@@ -9,7 +9,8 @@ process, interleaved, and returns the fastest candidate whose quality is good en
 The candidates:
 - `onnxruntime`: the toolkit's INT8 graph in ONNX Runtime's integer form (QLinearConv);
 - `openvino`: OpenVINO compiling the toolkit's own Q/DQ graph (same scales);
-- `openvino-nncf`: NNCF post-training INT8 on the OpenVINO model, same calibration inputs.
+- `openvino-nncf`, `openvino-nncf-mixed`: NNCF post-training INT8 on the OpenVINO model, same
+  calibration inputs, symmetric (NNCF's default) or asymmetric activations.
 
 Timing (`time_runtimes`): a child process that has run no PyTorch (its OpenMP workers spin and
 steal cores), every runtime on `threads` threads, R rounds; each round times every graph for
@@ -39,6 +40,13 @@ RUNTIMES = ("onnxruntime", "openvino")
 # Quality within this of the reference counts as equal: the PSNR of two INT8 forms on 64
 # inputs moves by a few hundredths of a dB with the inputs drawn, not by tenths.
 EQUAL_QUALITY_DB = 0.1
+# Speeds within this fraction of the fastest count as equal (a shared CPU's round-to-round noise);
+# among those, the best quality wins.
+SAME_SPEED = 0.05
+# NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
+NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
+MIN_ROUNDS = 3  # fewer interleaved rounds than this give no median worth quoting
+BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (rounds cut, never below MIN_ROUNDS)
 
 
 @dataclass
@@ -82,16 +90,19 @@ class Candidate:
 
 
 def time_runtimes(graphs: dict[str, Graph], batch_input: np.ndarray, threads: int = 2, rounds: int = 7, inner: int = 10,
-                  warmup: int = 5, settle: int = 2) -> dict:
+                  warmup: int = 5, settle: int = 2, max_seconds: float | None = None) -> dict:
     """Time each graph on `batch_input` in a child process (module docstring); the first graph
-    is the reference of the ratios. Returns {"median_ms", "ratio_to_first", "rounds", "method"}."""
+    is the reference of the ratios. Returns {"median_ms", "ratio_to_first", "rounds", "method"}.
+
+    `max_seconds`: after the first round, run only as many rounds (at least MIN_ROUNDS) as fit
+    in this time, so a large model on a small CPU does not hold the build for minutes."""
     with tempfile.TemporaryDirectory(prefix="gencompress-cpu-runtime-") as tmp:
         spec = Path(tmp) / "spec.json"
         np.save(Path(tmp) / "input.npy", np.ascontiguousarray(batch_input, dtype=np.float32))
         spec.write_text(json.dumps({
             "graphs": {k: {"runtime": g.runtime, "path": str(g.path), "precision": g.precision} for k, g in graphs.items()},
             "input": str(Path(tmp) / "input.npy"), "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup,
-            "settle": settle}))
+            "settle": settle, "max_seconds": max_seconds}))
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
         done = subprocess.run([sys.executable, "-m", "gencompress.export.cpu_runtime", str(spec)], capture_output=True, text=True, env=env)
         if done.returncode != 0:
@@ -107,23 +118,31 @@ def _time_in_child(spec: dict) -> dict:
         for _ in range(spec["warmup"]):
             runner.infer(x)
     rounds: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(spec["rounds"]):
+    planned, inner, start_all = spec["rounds"], spec["inner"], time.perf_counter()
+    for r in range(spec["rounds"]):
+        if r == 1 and spec.get("max_seconds"):  # bounded by time as well as by count: fewer rounds, then fewer calls
+            budget, per_round = spec["max_seconds"], time.perf_counter() - start_all
+            planned = max(MIN_ROUNDS, min(planned, int(budget / per_round)))
+            inner = max(MIN_ROUNDS, min(inner, int(inner * budget / (planned * per_round))))
+        if r == planned:
+            break
         for name, runner in runners.items():
             for _ in range(spec["settle"]):
                 runner.infer(x)
             times = []
-            for _ in range(spec["inner"]):
+            for _ in range(inner if r else spec["inner"]):
                 start = time.perf_counter_ns()
                 runner.infer(x)
                 times.append((time.perf_counter_ns() - start) / 1e6)
             rounds[name].append(float(np.median(times)))
     first = np.asarray(next(iter(rounds.values())))
+    done = len(first)
     return {
         "median_ms": {k: float(np.median(v)) for k, v in rounds.items()},
         "ratio_to_first": {k: float(np.median(first / np.asarray(v))) for k, v in rounds.items()},
         "rounds": rounds,
-        "method": (f"child process without PyTorch work, {spec['threads']} threads per runtime, {spec['rounds']} interleaved rounds x "
-                   f"{spec['inner']} calls (after {spec['settle']} untimed) per graph, {spec['warmup']} warm-up calls; batch {len(x)}; "
+        "method": (f"child process without PyTorch work, {spec['threads']} threads per runtime, {done} interleaved rounds x "
+                   f"{inner}{'' if inner == spec['inner'] else ' (first round ' + str(spec['inner']) + ')'} calls (after {spec['settle']} untimed) per graph, {spec['warmup']} warm-up calls; batch {len(x)}; "
                    "median of round medians, median of per-round ratios"),
     }
 
@@ -144,18 +163,20 @@ def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.
         return [], [f"OpenVINO not tried: {exc}"]
     if qdq_onnx is not None:
         found.append(Candidate("openvino", Graph("openvino", qdq_onnx), note="OpenVINO CPU plugin compiling the toolkit's Q/DQ graph"))
-    try:
-        model = ov.nncf_int8(fp32_onnx, calibration)
-        xml = ov.save_ir(model, work / "nncf" / ov.IR_XML)
-        found.append(Candidate("openvino-nncf", Graph("openvino", xml), note="NNCF post-training INT8 (mixed preset), OpenVINO IR"))
-    except GencompressError as exc:  # MissingDependencyError included: NNCF absent
-        notes.append(f"NNCF not tried: {exc}")
+    for preset, name in NNCF_PRESETS.items():
+        try:
+            model = ov.nncf_int8(fp32_onnx, calibration, preset=preset)
+            xml = ov.save_ir(model, work / name / ov.IR_XML)
+            found.append(Candidate(name, Graph("openvino", xml), note=f"NNCF post-training INT8 ({preset} preset), OpenVINO IR"))
+        except GencompressError as exc:  # MissingDependencyError included: NNCF absent
+            notes.append(f"{name} not tried: {exc}")
+            break
     return found, notes
 
 
 def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, calibration: np.ndarray, eval_inputs: np.ndarray,
                        reference: np.ndarray, work: Path, threads: int = 2, batch: int = 8, min_psnr: float | None = None,
-                       rounds: int = 7, inner: int = 10) -> dict:
+                       rounds: int = 7, inner: int = 10, max_seconds: float | None = BUILD_TIMING_S) -> dict:
     """Measure the INT8 candidates and return the choice (a JSON-ready dict).
 
     `ort_int8`: the toolkit's INT8 graph in ONNX Runtime's integer form; `qdq_int8`: the same
@@ -163,11 +184,11 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
     `calibration`. Quality: PSNR of each candidate on `eval_inputs` against `reference`.
 
     Eligible: PSNR >= `min_psnr` when given, else >= the ONNX Runtime form's PSNR less
-    EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins; where none
-    is eligible (only possible with `min_psnr`), the best quality wins and `meets_budget` is False.
+    EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those
+    within SAME_SPEED of the fastest, the best quality); where none is eligible (only possible
+    with `min_psnr`), the best quality wins and `meets_budget` is False.
     """
     work = Path(work)
-    (work / "nncf").mkdir(parents=True, exist_ok=True)
     candidates = [Candidate("onnxruntime", Graph("onnxruntime", ort_int8), note="ONNX Runtime integer form (QLinearConv)")]
     more, notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work)
     candidates += more
@@ -185,7 +206,8 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
         c.eligible = c.psnr_db is not None and c.psnr_db >= bar
 
     x = np.resize(eval_inputs, (batch, *eval_inputs.shape[1:])).astype(np.float32)
-    timing = time_runtimes({"fp32": Graph("onnxruntime", fp32_onnx), **{c.name: c.graph for c in candidates}}, x, threads, rounds, inner)
+    timing = time_runtimes({"fp32": Graph("onnxruntime", fp32_onnx), **{c.name: c.graph for c in candidates}}, x, threads, rounds, inner,
+                           max_seconds=max_seconds)
     for c in candidates:
         c.median_ms, c.speedup_vs_fp32_ort = timing["median_ms"][c.name], timing["ratio_to_first"][c.name]
     return {**_decide(candidates, bar, min_psnr, timing, notes), "batch": batch, "threads": threads}
@@ -194,7 +216,8 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
 def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, timing: dict, notes: list[str]) -> dict:
     eligible = [c for c in candidates if c.eligible]
     pool = eligible or [max(candidates, key=lambda c: c.psnr_db if c.psnr_db is not None else float("-inf"))]
-    winner = max(pool, key=lambda c: c.speedup_vs_fp32_ort)
+    fastest = max(c.speedup_vs_fp32_ort for c in pool)
+    winner = max((c for c in pool if c.speedup_vs_fp32_ort >= (1 - SAME_SPEED) * fastest), key=lambda c: c.psnr_db or float("-inf"))
     others = [c for c in candidates if c is not winner]
     runner_up = max(others, key=lambda c: c.speedup_vs_fp32_ort) if others else None
     ort = candidates[0]

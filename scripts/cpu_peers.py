@@ -96,14 +96,19 @@ def _unit_spread(model: nn.Module, x: torch.Tensor, image_std: float = 0.5) -> N
 # -- the peers ---------------------------------------------------------------------------------
 
 
-def source_bundle(name: str):
+def source_bundle(name: str, random_init: bool):
     """The model as the build sees it, and how it was made."""
     from gencompress.loading import load_spec
 
     if name == "taesd_like":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         return load_spec("cpu_peers:taesd_like", (1, *TAESD_SHAPE)), "TAESD-like, width 32, seeded unit-spread random weights"
-    from gencompress.train.pretrained import get_or_train
+    from gencompress import zoo
+    from gencompress.train.pretrained import get_or_train, zoo_bundle
+
+    if random_init:  # as `build --random-init` makes it
+        torch.manual_seed(0)
+        return zoo_bundle(name, zoo.build(name)), "zoo, random init (seed 0), not trained"
 
     return load_spec(str(get_or_train(name, progress=False).path)), "zoo, trained on digits"
 
@@ -127,7 +132,7 @@ def plain_quantize_static(fp32: Path, dst: Path, calib: np.ndarray) -> Path:
     return dst
 
 
-def gencompress_build(name: str, work: Path) -> tuple[dict, object]:
+def gencompress_build(name: str, work: Path, random_init: bool) -> tuple[dict, object]:
     """The real `build --int8 --target cpu`: its summary and the graph of the runtime it chose."""
     from gencompress.bundle import ONNX
     from gencompress.cli.pipeline import BuildConfig, build
@@ -138,7 +143,8 @@ def gencompress_build(name: str, work: Path) -> tuple[dict, object]:
     shape = (1, *TAESD_SHAPE) if name == "taesd_like" else None
     out = work / "build"
     summary = build(BuildConfig(model=spec, input_shape=shape, out=str(out), target="cpu", precision="int8", calib_samples=CALIB,
-                                eval_samples=EVAL, threads=THREADS, latency_iters=10, progress=False))
+                                eval_samples=EVAL, threads=THREADS, random_init=random_init, latency_batches=(BATCH,), latency_iters=5,
+                                latency_warmup=2, progress=False))
     chosen = (summary.get("cpu_runtime") or {}).get("runtime", "onnxruntime")
     graph = Graph("openvino", out / BUNDLE_XML) if chosen == "openvino" else Graph("onnxruntime", out / ONNX)
     return summary, graph
@@ -151,14 +157,15 @@ def peers(name: str, args) -> dict:
     from gencompress.export.cpu_runtime import Graph, time_runtimes
     from gencompress.export.onnx_export import OnnxConfig, export_module
 
-    bundle, how = source_bundle(name)
+    random_init = name in args.random_init.split(",")
+    bundle, how = source_bundle(name, random_init)
     with tempfile.TemporaryDirectory(prefix="gencompress-cpu-peers-") as tmp:
         work = Path(tmp)
         calib = calibration_inputs(bundle, CALIB, CALIB_SEED)[0].numpy()
         evals = draw_inputs(bundle.input_shape, EVAL, bundle.input_distribution, 0).numpy()
         fp32 = export_module(bundle.model, bundle.input_shape, work / "fp32.onnx", OnnxConfig())
         nncf_xml = openvino.save_ir(openvino.nncf_int8(fp32, calib, BATCH, preset="performance"), work / "nncf" / openvino.IR_XML)
-        summary, gc_graph = gencompress_build(name, work)
+        summary, gc_graph = gencompress_build(name, work, random_init)
         graphs = {
             "ort-fp32": Graph("onnxruntime", fp32),
             "ort-quantize-static": Graph("onnxruntime", plain_quantize_static(fp32, work / "ort-plain.onnx", calib)),
@@ -185,6 +192,7 @@ def peers(name: str, args) -> dict:
             "gencompress_choice": {k: choice.get(k) for k in ("candidate", "runtime", "psnr_db", "speedup_vs_fp32_ort", "vs_runner_up",
                                                               "runner_up", "quality_bar_db", "candidates")},
             "gencompress_build_psnr_vs_pytorch_db": summary["quality"]["psnr_db"], "timing": timing["method"],
+            "conditions": describe(THREADS),
             "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())}
 
 
@@ -215,8 +223,10 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join((*ZOO, "taesd_like")))
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--inner", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--inner", type=int, default=5)
+    parser.add_argument("--random-init", default="", help="comma-separated zoo models to take untrained (labelled in the JSON)")
+    parser.add_argument("--merge", action="store_true", help="keep the other models' rows already in --out (one row per model)")
     parser.add_argument("--out", default="benchmarks/results/cpu_peers.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
@@ -225,6 +235,10 @@ def main(argv=None) -> dict:
         rows.append(peers(name, args))
         print(f"{name}: " + ", ".join(f"{p['peer']} {p['speedup_vs_ort_fp32']:.2f}x {p['psnr_db'] or 0:.1f} dB" for p in rows[-1]["peers"]),
               file=sys.stderr)
+    if args.merge and Path(args.out).is_file():  # rows of other models from an earlier run, each with its own conditions
+        earlier = json.loads(Path(args.out).read_text())
+        done = {r["model"] for r in rows}
+        rows = [{**r, "conditions": r.get("conditions", earlier["conditions"])} for r in earlier["rows"] if r["model"] not in done] + rows
     result = {"benchmark": "cpu_peers", "batch": BATCH, "threads": THREADS, "calibration_inputs": CALIB, "eval_inputs": EVAL,
               "quality_reference": "ONNX Runtime FP32 on the same exported ONNX", "rows": rows,
               "conditions": {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg()),

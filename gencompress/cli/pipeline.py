@@ -246,7 +246,7 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
             "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
     if choice["runtime"] == "openvino":
         winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
-        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / "nncf" / openvino.IR_XML
+        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / winner["name"] / openvino.IR_XML
         xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
         final.files[OPENVINO_XML], final.files[OPENVINO_BIN] = xml, xml.with_suffix(".bin")
         step["files"] = [OPENVINO_XML, OPENVINO_BIN]
