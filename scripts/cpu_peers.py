@@ -212,6 +212,8 @@ def _outputs(graph, inputs: np.ndarray) -> np.ndarray:
 
 def markdown(result: dict) -> str:
     """The README table: speed against ONNX Runtime FP32 and PSNR against it, per model and peer."""
+    order = {m: i for i, m in enumerate((*ZOO, "taesd_like"))}
+    result["rows"].sort(key=lambda r: order.get(r["model"], len(order)))
     names = [p["peer"] for p in result["rows"][0]["peers"]]
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for r in result["rows"]:
@@ -227,18 +229,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--inner", type=int, default=5)
     parser.add_argument("--random-init", default="", help="comma-separated zoo models to take untrained (labelled in the JSON)")
     parser.add_argument("--merge", action="store_true", help="keep the other models' rows already in --out (one row per model)")
+    parser.add_argument("--also", action="append", default=[], metavar="JSON", help="add the rows of another run of this script")
     parser.add_argument("--out", default="benchmarks/results/cpu_peers.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     rows = []
-    for name in args.models.split(","):
+    for name in [m for m in args.models.split(",") if m]:
         rows.append(peers(name, args))
         print(f"{name}: " + ", ".join(f"{p['peer']} {p['speedup_vs_ort_fp32']:.2f}x {p['psnr_db'] or 0:.1f} dB" for p in rows[-1]["peers"]),
               file=sys.stderr)
-    if args.merge and Path(args.out).is_file():  # rows of other models from an earlier run, each with its own conditions
-        earlier = json.loads(Path(args.out).read_text())
+    earlier = [args.out] if args.merge and Path(args.out).is_file() else []
+    for path in earlier + args.also:  # rows of other models from earlier runs, each with its own conditions
         done = {r["model"] for r in rows}
-        rows = [{**r, "conditions": r.get("conditions", earlier["conditions"])} for r in earlier["rows"] if r["model"] not in done] + rows
+        rows = [r for r in json.loads(Path(path).read_text())["rows"] if r["model"] not in done] + rows
     result = {"benchmark": "cpu_peers", "batch": BATCH, "threads": THREADS, "calibration_inputs": CALIB, "eval_inputs": EVAL,
               "quality_reference": "ONNX Runtime FP32 on the same exported ONNX", "rows": rows,
               "conditions": {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg()),
