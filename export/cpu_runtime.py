@@ -218,7 +218,8 @@ def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, tim
     pool = eligible or [max(candidates, key=lambda c: c.psnr_db if c.psnr_db is not None else float("-inf"))]
     fastest = max(c.speedup_vs_fp32_ort for c in pool)
     winner = max((c for c in pool if c.speedup_vs_fp32_ort >= (1 - SAME_SPEED) * fastest), key=lambda c: c.psnr_db or float("-inf"))
-    others = [c for c in candidates if c is not winner]
+    # the comparison to quote: the next fastest candidate that also meets the bar (else the next fastest)
+    others = [c for c in candidates if c is not winner and c.eligible] or [c for c in candidates if c is not winner]
     runner_up = max(others, key=lambda c: c.speedup_vs_fp32_ort) if others else None
     ort = candidates[0]
     return {

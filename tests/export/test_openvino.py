@@ -79,6 +79,10 @@ def test_choice_is_the_fastest_at_equal_or_better_quality():
     choice = _choose([_fake("onnxruntime", "onnxruntime", 8.0, 3.0), _fake("openvino", "openvino", 36.0, 1.5),
                       _fake("openvino-nncf", "openvino", 35.5, 2.5)], min_psnr=35.0)
     assert choice["candidate"] == "openvino-nncf" and choice["quality_bar_db"] == 35.0
+    # "by how much" is against the next fastest that also meets the bar, not a faster one that does not
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 40.0, 2.0), _fake("openvino", "openvino", 40.0, 3.0),
+                      _fake("openvino-nncf", "openvino", 30.0, 5.0)])
+    assert choice["candidate"] == "openvino" and choice["runner_up"] == "onnxruntime" and choice["vs_runner_up"] == pytest.approx(1.5)
     # speeds within 5% are equal: the better quality of the two wins
     choice = _choose([_fake("onnxruntime", "onnxruntime", 25.0, 1.0), _fake("openvino-nncf", "openvino", 28.3, 2.30),
                       _fake("openvino-nncf-mixed", "openvino", 26.2, 2.35)])
