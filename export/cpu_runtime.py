@@ -201,7 +201,8 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
             continue
         c.quality = fidelity(reference, out) if np.isfinite(out).all() else {"psnr_db": None}
         c.psnr_db = c.quality["psnr_db"]
-    bar = min_psnr if min_psnr is not None else candidates[0].psnr_db - EQUAL_QUALITY_DB
+    ort_psnr = candidates[0].psnr_db if candidates[0].psnr_db is not None else float("-inf")  # NaN output: any finite one beats it
+    bar = min_psnr if min_psnr is not None else ort_psnr - EQUAL_QUALITY_DB
     for c in candidates:
         c.eligible = c.psnr_db is not None and c.psnr_db >= bar
 

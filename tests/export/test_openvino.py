@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_missing_openvino_says_what_to_install(monkeypatch):
 
 
 def _fake(name: str, runtime: str, psnr_db: float, speed: float) -> Candidate:
-    return Candidate(name, Graph(runtime, __import__("pathlib").Path(f"{name}.onnx")), psnr_db=psnr_db, speedup_vs_fp32_ort=speed)
+    return Candidate(name, Graph(runtime, Path(f"{name}.onnx")), psnr_db=psnr_db, speedup_vs_fp32_ort=speed)
 
 
 def _choose(candidates, min_psnr=None):
