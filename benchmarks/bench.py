@@ -49,6 +49,7 @@ class BenchConfig:
     compile_backend: str = "inductor"
     iters: int = 50
     warmup: int = 10
+    seconds: float = 10.0  # time cap per latency row (--bench-seconds; benchmarks/latency.py)
     threads: int = 2
     quality_samples: int = 64
     seed: int = 0
@@ -71,6 +72,8 @@ class BenchConfig:
             raise GencompressError("--batch needs positive batch sizes")
         if self.iters < 1 or self.warmup < 0:
             raise GencompressError("--iters must be at least 1 and --warmup at least 0")
+        if not self.seconds > 0:
+            raise GencompressError(f"--bench-seconds must be positive (got {self.seconds})")
         if self.fps is not None and self.fps <= 0 or self.budget_ms is not None and self.budget_ms <= 0:
             raise GencompressError("--fps and --budget-ms must be positive")
         if self.quality_samples < 1:
@@ -113,7 +116,7 @@ def bundle_name(bundle: Bundle) -> str:
     return f"{base} ({Path(bundle.path).name})" if bundle.path else str(base)
 
 
-ONNX_BACKENDS = ("ort", "trt")
+ONNX_BACKENDS = ("ort", "trt", "openvino")
 
 
 def target_from_bundle(bundle: Bundle, workdir: Path, need_onnx: bool = True) -> Target:
@@ -135,6 +138,11 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
             raise GencompressError(f"backend {backend} needs an ONNX graph and the bundle has none")
         if backend == "ort":
             return OrtRunner(target.onnx, cfg.threads), target.onnx_precision, "nchw"
+        if backend == "openvino":  # the IR a --target cpu build chose OpenVINO for, else the ONNX
+            from gencompress.export.openvino import BUNDLE_XML
+
+            ir = target.bundle.files.get(BUNDLE_XML) if target.bundle is not None else None
+            return factory(ir or target.onnx, cfg.threads), target.onnx_precision, "nchw"
         if backend in ("trt", "tensorrt"):  # the engine built from the bundle's ONNX
             return runners_extra.tensorrt_runner(target.bundle), target.onnx_precision, "nchw"
         return factory(target.onnx), target.onnx_precision, "nchw"
@@ -165,10 +173,10 @@ def time_runner(runner: Runner, inputs: np.ndarray, cfg: BenchConfig, label: str
 def _measure_with_power(runner: Runner, x: np.ndarray, cfg: BenchConfig, label: str):
     """measure(), with tegrastats sampling power around it on a Jetson (None elsewhere)."""
     if not tegrastats.available():
-        return measure(runner, x, cfg.iters, cfg.warmup, label=label), {"power_w": None, "energy_per_image_j": None}
+        return measure(runner, x, cfg.iters, cfg.warmup, label=label, seconds=cfg.seconds), {"power_w": None, "energy_per_image_j": None}
     with tegrastats.Sampler() as sampler:
-        stats = measure(runner, x, cfg.iters, cfg.warmup, label=label)
-    images = len(x) * (cfg.iters + cfg.warmup)
+        stats = measure(runner, x, cfg.iters, cfg.warmup, label=label, seconds=cfg.seconds)
+    images = len(x) * (stats.iters + stats.warmup)
     return stats, {"power_w": tegrastats.mean_power_w(sampler.samples),
                    "energy_per_image_j": tegrastats.energy_per_image_j(sampler.samples, sampler.seconds, images)}
 
@@ -196,7 +204,7 @@ def conditions(cfg: BenchConfig) -> dict:
     """gencompress.conditions.describe() plus what makes timings on a shared machine noisy."""
     info = describe(cfg.threads, cfg.device)
     info["loadavg_1_5_15"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    info["iters"], info["warmup"] = cfg.iters, cfg.warmup
+    info["iters"], info["warmup"], info["bench_seconds"] = cfg.iters, cfg.warmup, cfg.seconds
     info["timer"] = "CUDA synchronize + perf_counter_ns" if cfg.device.startswith("cuda") else "perf_counter_ns"
     info["nvpmodel"] = tegrastats.nvpmodel_mode()  # None off a Jetson
     info["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

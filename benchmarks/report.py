@@ -98,6 +98,21 @@ def _paired_line(paired: dict | None, precision: str) -> list[str]:
             f"({paired['method']}).", ""]
 
 
+def _runtime_section(choice: dict | None) -> list[str]:
+    """`--target cpu` INT8: the runtime chosen by measurement, each candidate's speed and quality."""
+    if not choice:
+        return []
+    from gencompress.export.cpu_runtime import summary_line
+
+    rows = [[c["name"], c["graph"]["runtime"], c["psnr_db"], c["median_ms"], _times(c["speedup_vs_fp32_ort"]), "yes" if c["eligible"] else "no"]
+            for c in choice["candidates"]]
+    return ["## CPU runtime", "", f"**{summary_line(choice)}**.", "",
+            markdown_table(["candidate", "runtime", "PSNR (dB)", f"median ms (batch {choice['batch']})", "speed vs FP32 ONNX Runtime",
+                            "meets the quality bar"], rows), "",
+            f"Quality bar: {choice['quality_bar']}. Timing: {choice['method']}; load average {choice['loadavg_1_5_15']}.",
+            *[f"- {note}" for note in choice["notes"]], ""]
+
+
 def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
     """Each layer's precision and, after a --min-psnr search, its sensitivity: the PSNR of
     the model with only that layer in INT8 (lower: more fragile)."""
@@ -128,6 +143,22 @@ def _inputs_line(quality: dict) -> str:
 def _range(quality: dict) -> str:
     low, high = quality.get("output_range", (-1.0, 1.0))
     return f"{low:g}, {high:g}"
+def _calls_line(rows: list[dict]) -> list[str]:
+    """Which rows the time cap cut short, with the calls they got."""
+    capped = [f"{r['backend']} {r['precision']} b{r['batch']}: {r['iters']} calls in {r.get('seconds', 0):.1f} s"
+              for r in rows if r.get("stopped_by") == "time"]
+    return [f"Stopped by the time cap: {'; '.join(capped)}.", ""] if capped else []
+
+
+def _time_section(took: dict | None) -> list[str]:
+    """Where the build's wall time went, per stage (up to the report itself)."""
+    if not took:
+        return []
+    total = took["wall_seconds"] or 1.0
+    rows = [[k, f"{v:.1f}", f"{100 * v / total:.0f}%"] for k, v in sorted(took["stages"].items(), key=lambda kv: -kv[1])]
+    rows.append(["other", f"{took['other_seconds']:.1f}", f"{100 * took['other_seconds'] / total:.0f}%"])
+    return ["## Where the time went", "", f"{took['wall_seconds']:.1f} s wall in all (before writing this report).", "",
+            markdown_table(["stage", "seconds", "share"], rows), ""]
 
 
 def build_report_markdown(summary: dict) -> str:
@@ -143,7 +174,7 @@ def build_report_markdown(summary: dict) -> str:
         "## Quality against the original FP32 model",
         "",
         f"On {_inputs_line(q)}; output range [{_range(q)}], so PSNR's peak is {q.get('psnr_peak', 2.0):g}; "
-        f"reference: {q['reference']}.",
+        f"reference: {q['reference']}" + (f"; compressed graph run on {q['runtime']}." if q.get("runtime") else "."),
         "",
         markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
         "",
@@ -151,8 +182,9 @@ def build_report_markdown(summary: dict) -> str:
         "",
         "## Latency",
         "",
-        f"{cond['threads']} threads, {summary['latency_warmup']} warm-up and {summary['latency_iters']} timed iterations per row, "
-        f"on {cond['device_name']}.",
+        f"{cond['threads']} threads, up to {summary['latency_warmup']} warm-up and {summary['latency_iters']} timed iterations per row"
+        + (f", each row capped at {summary['bench_seconds']:g} s (at least 3 calls)" if summary.get("bench_seconds") else "")
+        + f", on {cond['device_name']}.",
         "",
         markdown_table(
             ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s", "speed vs FP32 ONNX"],
@@ -160,7 +192,9 @@ def build_report_markdown(summary: dict) -> str:
              for r in summary["latency"]],
         ),
         "",
+        *_calls_line(summary["latency"]),
         *_paired_line(summary.get("paired_speedup"), summary["precision"]),
+        *_runtime_section(summary.get("cpu_runtime")),
         "## Size",
         "",
         markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),
@@ -174,6 +208,7 @@ def build_report_markdown(summary: dict) -> str:
         "",
         summary["engine"]["message"],
         "",
+        *_time_section(summary.get("time")),
         "## Conditions",
         "",
         markdown_table(["", "value"], [["device", cond["device_name"]], ["threads", cond["threads"]], ["cpus", cond["cpu_count"]], ["platform", cond["platform"]], ["commit", cond["commit"]]]

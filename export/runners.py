@@ -106,7 +106,15 @@ def _tensorrt_runner(*args, **kwargs) -> Runner:
     return TrtRunner(*args, **kwargs)
 
 
-BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "tensorrt": _tensorrt_runner}
+def _openvino_runner(*args, **kwargs) -> Runner:
+    """OpenVinoRunner, imported only when asked for: a missing OpenVINO says what to install."""
+    from .openvino import OpenVinoRunner
+
+    return OpenVinoRunner(*args, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "tensorrt": _tensorrt_runner,
+                                              "openvino": _openvino_runner}
 
 
 def register_backend(name: str, factory: Callable[..., Runner]) -> None:
@@ -115,7 +123,10 @@ def register_backend(name: str, factory: Callable[..., Runner]) -> None:
     BACKENDS[name] = factory
 
 
-def run_batches(runner: Runner, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Run `inputs` through `runner` in batches (memory stays flat as N grows)."""
-    outs = [runner.infer(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]
+def run_batches(runner: Runner, inputs: np.ndarray, batch: int = 32, label: str = "") -> np.ndarray:
+    """Run `inputs` through `runner` in batches (memory stays flat as N grows); a bar with an ETA when labelled."""
+    from gencompress.progress import bar
+
+    starts = range(0, len(inputs), batch)
+    outs = [runner.infer(inputs[i : i + batch]) for i in bar(starts, label, bool(label), leave=False)]
     return np.concatenate(outs, axis=0)

@@ -16,6 +16,7 @@ import torch
 
 from gencompress import zoo
 from gencompress.atomic import check_output_dir
+from gencompress.batching import mini_batch
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError, MissingDependencyError
@@ -23,12 +24,14 @@ from gencompress.inputs import UserData, evaluation_inputs, input_range, output_
 from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
+from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, QuantConfig, prune, quantize
 from gencompress.compress.calibration import calibration_inputs
 from gencompress.export import OnnxConfig, to_onnx
 from gencompress.export.onnx_export import export_module
 from gencompress.export.stage import check_export
 from gencompress.export.onnx_quant import convert_fp16, cpu_int8, quantize_qdq_symmetric
+from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
 from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
 from gencompress.benchmarks.latency import measure
@@ -38,6 +41,7 @@ from gencompress.benchmarks.report import build_report_markdown, sample_grid
 DEFAULT_MODEL = "dcgan"
 TARGETS = ("gpu", "cpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
 PRECISIONS = ("int8", "fp16", "fp32")
+CPU_RUNTIME_CHOICES = ("auto", "onnxruntime")
 
 
 @dataclass
@@ -59,11 +63,13 @@ class BuildConfig:
     latency_batches: tuple[int, ...] = (1, 8)
     latency_iters: int = 30
     latency_warmup: int = 5
+    bench_seconds: float = 3.0  # time cap of each latency row (the paired ratio gets PAIRED_SECONDS_FACTOR x this)
     progress: bool = True
     prune: float | None = None  # channel ratio pruned (Torch-Pruning), then distilled
     distill_steps: int = 1500
     min_psnr: float | None = None  # INT8 quality budget: sensitive layers stay float
     qat_steps: int = 0
+    cpu_runtime: str = "auto"  # --target cpu INT8: auto (measure ONNX Runtime vs OpenVINO) | onnxruntime
     data: str | None = None  # --data SPEC (gencompress/inputs.py); None: inputs drawn from the input spec
     io_spec: dict = field(default_factory=dict)  # apply_io_spec's keywords: input_kind, input_range, input_std, output_range
 
@@ -74,11 +80,15 @@ class BuildConfig:
             raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
         if self.calib_samples < 1 or self.eval_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
+        if not self.bench_seconds > 0:
+            raise GencompressError(f"--bench-seconds must be positive (got {self.bench_seconds})")
         if self.prune is not None and not 0.0 < self.prune < 1.0:  # before any model is trained or loaded
             raise GencompressError(f"--prune {self.prune:g} is not a fraction in (0, 1); 0.5 removes half of each layer's channels")
         if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         QuantConfig(min_psnr=self.min_psnr, qat_steps=self.qat_steps, calib_from=self.calib_from).validate()
+        if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
+            raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
 
 CALIB_SEED = 1234  # the calibration draw, apart from the evaluation latents (seed 0)
@@ -122,59 +132,97 @@ def build(cfg: BuildConfig) -> dict:
 
 def _build_in(cfg: BuildConfig, work: Path) -> dict:
     torch.set_num_threads(cfg.threads)
-    source, name = resolve_model(cfg)
-    data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
+    timer = StageTimer(cfg.progress)
+    with timer.stage("load"):
+        source, name = resolve_model(cfg)
+        data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
-        source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress, data=data)
+        with timer.stage("prune + distill", f"{cfg.distill_steps} steps"):
+            source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress, data=data)
     inputs, inputs_record = evaluation_inputs(data, source.manifest["input"], cfg.eval_samples, cfg.eval_seed)
 
-    if source.model is not None:
-        user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
-        source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
-        reference = run_batches(TorchRunner(source.model), inputs)
-        fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
-        reference_name = "FP32 PyTorch"
-    else:
-        fp32_onnx = source.file("source.onnx")
-        reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs)
-        reference_name = "FP32 ONNX (ONNX Runtime)"
+    with timer.stage("reference"):
+        if source.model is not None:
+            user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
+        batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
+        if source.model is not None:
+            reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
+            fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
+            reference_name = "FP32 PyTorch"
+        else:
+            fp32_onnx = source.file("source.onnx")
+            reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs, batch, _label(cfg, "FP32 reference"))
+            reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
     settle_output_range(source.manifest, reference)
 
-    final, quant_form = _compress(source, cfg, fp32_onnx, work, data)
+    with timer.stage(f"compress ({cfg.precision})", f"{cfg.calib_samples} calibration inputs in batches of {batch}"):
+        final, quant_form = _compress(source, cfg, fp32_onnx, work, batch, data)
     final_onnx = final.file(ONNX)
-    # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
-    export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
-    compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs)
-    quality = {**fidelity(reference, compressed, peak(source.manifest)), "psnr_peak": peak(source.manifest),
-               "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
-               "reference": reference_name, "inputs": inputs_record}
+    with timer.stage("export checks"):
+        # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
+        export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
+    with timer.stage("cpu runtime choice"):
+        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work, data)
+    if runtime and runtime["runtime"] == "openvino":
+        quant_form = f"{runtime['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {quant_form})"
+    with timer.stage("evaluate"):
+        # --target cpu: ONNX Runtime is the deployment runtime, fusions and all. Other targets: the
+        # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
+        # integer fusions lost 8 dB on the SD-VAE layout (export/verify.py).
+        optimization = "all" if cfg.target == "cpu" else "disable"
+        compressed = run_batches(_final_runner(final, cfg, optimization), inputs, batch, _label(cfg, "evaluate"))
+        quality = {**fidelity(reference, compressed, peak(source.manifest)), "psnr_peak": peak(source.manifest),
+                   "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
+                   "reference": reference_name, "inputs": inputs_record,
+                   "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
+                               else f"ONNX Runtime CPU, graph optimisation {optimization}")}
 
+    with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
+        latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs, final)
+    with timer.stage("paired speed"):
+        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs)
+    with timer.stage("model stats"):
+        params = count_params(source.model) if source.model is not None else None
+        macs = count_macs(source.model, source.input_shape) if source.model is not None else None
+    with timer.stage("engine"):
+        engine = _engine(final_onnx, cfg)
     summary = {
         "model": name,
         "precision": cfg.precision,
         "target": cfg.target,
         "quant_form": quant_form,
         "quality": quality,
-        "latency": _latencies(source, fp32_onnx, final_onnx, cfg, inputs),
-        "paired_speedup": _paired_speedup(fp32_onnx, final_onnx, cfg, inputs),
+        "latency": latency,
+        "paired_speedup": paired,
+        "cpu_runtime": runtime,
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
-        "params": count_params(source.model) if source.model is not None else None,
-        "macs": count_macs(source.model, source.input_shape) if source.model is not None else None,
+        "bench_seconds": cfg.bench_seconds,
+        "mini_batch": batch,
+        "params": params,
+        "macs": macs,
         "layer_precision": final.manifest.get("precision", {}),
         "sensitivity": (final.last_step("quantize") or {}).get("sensitivity"),
         "conditions": describe(cfg.threads),
-        "engine": _engine(final_onnx, cfg),
+        "engine": engine,
         "export_checks": export_checks,
         "prune": source.manifest["metrics"].get("prune"),
         "warnings": weight_warnings(source.manifest),  # random weights: said in the CLI line and the report
     }
-    _write_report(summary, reference, compressed, final, work, inputs)
-    final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
-    saved = final.save(cfg.out)
+    with timer.stage("report + save"):
+        summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
+        _write_report(summary, reference, compressed, final, work, inputs)
+        final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
+        saved = final.save(cfg.out)
+    summary["time"] = timer.as_dict()
     summary["out"] = str(saved.path)
     return summary
+
+
+def _label(cfg: BuildConfig, what: str) -> str:
+    return what if cfg.progress else ""
 
 
 def _check_finite(reference: np.ndarray) -> None:
@@ -182,14 +230,16 @@ def _check_finite(reference: np.ndarray) -> None:
         raise GencompressError("model output contains NaN or Inf")
 
 
-def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path, data: UserData | None = None) -> tuple[Bundle, str]:
-    """Apply the requested precision; return a bundle holding model.onnx, and its form."""
+def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path, batch: int = 32,
+              data: UserData | None = None) -> tuple[Bundle, str]:
+    """Apply the requested precision (calibrating in mini-batches of `batch`, on the user's `data`
+    where given); return a bundle holding model.onnx, and its form."""
     if cfg.precision == "int8" and cfg.target == "cpu":
         if cfg.min_psnr is not None or cfg.qat_steps:
             log("--min-psnr and --qat-steps shape modelopt INT8 (gpu targets); --target cpu quantises the graph with ONNX Runtime and ignores them")
         inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
         path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.manifest["input"], cfg.calib_samples,
-                              inputs=inputs.numpy())
+                              inputs=inputs.numpy(), batch=batch)
         out = source.derive({**step, "calibration_data": how})
         if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
             out.model = None  # the bundle carries the graph, not PyTorch weights
@@ -198,14 +248,14 @@ def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path, dat
         return out, step["form"]
     if cfg.precision == "int8" and source.model is not None and source.manifest["architecture"]["kind"] != "torchscript":
         qcfg = QuantConfig(calib_samples=cfg.calib_samples, calib_from=cfg.calib_from, deconv_weight_axis=cfg.deconv_weight_axis,
-                           min_psnr=cfg.min_psnr, qat_steps=cfg.qat_steps)
+                           min_psnr=cfg.min_psnr, qat_steps=cfg.qat_steps, calib_batch=batch)
         quantized = quantize(source, qcfg, progress=cfg.progress, data=data)
         return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
     if cfg.precision == "int8":
         # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
         inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
         path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.manifest["input"], cfg.calib_samples,
-                                      inputs=inputs.numpy())
+                                      inputs=inputs.numpy(), batch=batch)
         out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
                              "calibration_data": how})
         form = "TensorRT explicit Q/DQ (ONNX Runtime quantize_static): symmetric INT8, per-channel weights"
@@ -222,18 +272,76 @@ def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path, dat
     return out, form
 
 
-def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> list[dict]:
+def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference: np.ndarray, inputs: np.ndarray,
+                    work: Path, data: UserData | None = None) -> dict | None:
+    """`--target cpu` INT8: measure ONNX Runtime's integer form against OpenVINO's INT8 forms
+    (export/cpu_runtime.py) and record the winner in the bundle: the runtime in a recipe step,
+    and, where OpenVINO won, its IR under openvino/ (model.onnx stays ONNX Runtime's form)."""
+    if cfg.precision != "int8" or cfg.target != "cpu" or cfg.cpu_runtime == "onnxruntime":
+        return None
+    from gencompress.compress.calibration import calibration_inputs
+    from gencompress.export import cpu_runtime, openvino
+
+    if not openvino.available():
+        log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
+        return None
+    source_model = final.model if final.model is not None and not isinstance(final.model, torch.jit.ScriptModule) else None
+    calib, _ = calibration_inputs(final, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
+    calib = calib.numpy()
+    qdq_dir = work / "openvino-qdq"
+    qdq_dir.mkdir()
+    qdq, _ = cpu_int8(source_model, fp32_onnx, qdq_dir, final.input_shape, final.input_distribution, cfg.calib_samples,
+                      fmt="qdq", inputs=calib)
+    choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, final.file(ONNX), qdq, calib, inputs, reference, work / "runtime",
+                                            cfg.threads, max(cfg.latency_batches), cfg.min_psnr)
+    log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
+    step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
+            "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
+    if choice["runtime"] == "openvino":
+        winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
+        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / winner["name"] / openvino.IR_XML
+        xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
+        final.files[OPENVINO_XML], final.files[OPENVINO_BIN] = xml, xml.with_suffix(".bin")
+        step["files"] = [OPENVINO_XML, OPENVINO_BIN]
+    final.manifest["recipe"].append(step)
+    return choice
+
+
+def _final_runner(final: Bundle, cfg: BuildConfig, optimization: str = "all"):
+    """The runner of the runtime the bundle was built for (OpenVINO's IR where it won)."""
+    step = final.last_step("runtime")
+    if step and step["runtime"] == "openvino":
+        from gencompress.export.openvino import OpenVinoRunner
+
+        return OpenVinoRunner(final.file(OPENVINO_XML), cfg.threads)
+    return OrtRunner(final.file(ONNX), cfg.threads, optimization)
+
+
+def _runtime_speedup(choice: dict | None) -> dict | None:
+    """The winner's paired speed against FP32 ONNX Runtime, where a runtime was chosen."""
+    if not choice:
+        return None
+    winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
+    return {"batch": choice["batch"], "speedup_vs_fp32_onnx": choice["speedup_vs_fp32_ort"], "runtime": choice["candidate"],
+            "median_ms": {"fp32": choice["fp32_ms"], "int8": winner["median_ms"]}, "method": choice["method"]}
+
+
+def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray,
+               final: Bundle | None = None) -> list[dict]:
     runners = []
     if source.model is not None:
         runners.append(("torch eager", "fp32", TorchRunner(source.model)))
     runners.append(("onnxruntime", "fp32", OrtRunner(fp32_onnx, cfg.threads)))
     if final_onnx != fp32_onnx:
         runners.append(("onnxruntime", cfg.precision, OrtRunner(final_onnx, cfg.threads)))
+    if final is not None and OPENVINO_XML in final.files:  # the runtime the build chose
+        runners.append(("openvino", cfg.precision, _final_runner(final, cfg)))
     rows = []
     for backend, precision, runner in runners:
         for batch in cfg.latency_batches:
             x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
-            stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "")
+            stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "",
+                            seconds=cfg.bench_seconds)
             rows.append({"backend": backend, "precision": precision, **stats.as_dict()})
         runner.close()
     return with_speedups(rows)
@@ -249,6 +357,7 @@ def with_speedups(rows: list[dict]) -> list[dict]:
 
 
 PAIRED_ROUNDS = 9
+PAIRED_SECONDS_FACTOR = 4  # the quoted ratio gets more time than one table row
 
 
 def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> dict | None:
@@ -259,7 +368,8 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
         return None
     batch = max(cfg.latency_batches)
     x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
-    timing = time_graphs({"fp32": fp32_onnx, cfg.precision: final_onnx}, x, cfg.threads, rounds=PAIRED_ROUNDS, inner=10, warmup=5)
+    timing = time_graphs({"fp32": fp32_onnx, cfg.precision: final_onnx}, x, cfg.threads, rounds=PAIRED_ROUNDS, inner=10, warmup=5,
+                         seconds=PAIRED_SECONDS_FACTOR * cfg.bench_seconds)
     return {"batch": batch, "speedup_vs_fp32_onnx": timing["ratio_to_first"][cfg.precision], "median_ms": timing["median_ms"],
             "method": timing["method"]}
 
