@@ -121,10 +121,14 @@ def peak(manifest: dict) -> float:
 
 
 def settle_output_range(manifest: dict, outputs: np.ndarray) -> None:
-    """Measure the output range where asked (`measured`); refuse a declared one the outputs far exceed."""
+    """Measure the output range where asked (`measured`); refuse one the user declared that the
+    outputs far exceed. The default [-1, 1] is an assumption, not a declaration: models without a
+    Tanh (an SD VAE decoder) overshoot it and are judged on it, as before."""
     lo, hi = float(np.min(outputs)), float(np.max(outputs))
     if manifest["output"].get("range_from") == "measured":
         manifest["output"]["range"] = [lo, hi] if hi > lo else [lo, lo + 1.0]
+        return
+    if manifest["output"].get("range_from") != "declared":
         return
     low, high = output_range(manifest)
     slack = OUTPUT_RANGE_SLACK * (high - low)
