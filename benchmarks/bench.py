@@ -86,14 +86,8 @@ class Target:
 
 
 def bundle_precision(bundle: Bundle) -> str:
-    """The precision of the bundle's ONNX graph, read off its recipe."""
-    precision = "fp32"
-    for step in bundle.manifest.get("recipe", []):
-        if step.get("step") == "quantize":
-            precision = "int8"
-        elif step.get("step") == "convert" and step.get("precision"):
-            precision = step["precision"]
-    return precision
+    """The precision of the bundle's ONNX graph (the bundle's form)."""
+    return bundle.form.precision
 
 
 def bundle_name(bundle: Bundle) -> str:

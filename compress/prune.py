@@ -288,7 +288,7 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("prune needs a PyTorch model (a bundle, zoo name or import spec), not ONNX")
-    if any(s.get("step") == "quantize" for s in bundle.manifest["recipe"]):
+    if bundle.form.is_int8:
         raise GencompressError("prune a model before quantising it, not after")
     teacher = bundle.model.eval()
     shape = bundle.input_shape

@@ -34,7 +34,7 @@ def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_fro
                       qat_steps=qat_steps, qat_lr=qat_lr, seed=seed)
     cfg.validate()
     saved = run_quantize(load_source(bundle, out), cfg).save(out)
-    step = saved.manifest["recipe"][-1]
+    step = saved.last_step("quantize")
     search = step.get("sensitivity")
     if as_json:
         emit_json({"out": str(saved.path), "precision": saved.manifest["precision"], "sensitivity": search, "qat": step.get("qat")})
