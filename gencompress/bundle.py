@@ -103,7 +103,7 @@ def form_of(manifest: dict) -> Form:
             target = step["target"]
     build_target = manifest.get("metrics", {}).get("build", {}).get("target")
     target = target or build_target
-    float_layers = tuple(sorted(n for n, p in manifest.get("precision", {}).items() if not str(p).startswith("int8")))
+    float_layers = tuple(sorted(n for n, p in manifest.get("precision", {}).items() if p != "int8"))  # weight-only INT8 computes in float
     return Form(precision, quant, target, has_qdq, float_layers if precision == "int8" else (), axis)
 
 
