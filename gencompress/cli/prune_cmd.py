@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gencompress.atomic import check_output_dir
 from gencompress.benchmarks.report import prune_markdown
 from gencompress.cli.options import emit_json
 from gencompress.errors import GencompressError
@@ -58,6 +59,7 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
                       distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight,
                       gan_weight=gan_weight)
     cfg.validate()  # before any model is loaded or trained
+    check_output_dir(out)  # before minutes of distillation, and before OUT.ckpt/ is made
     checkpoints = Checkpoints(Path(checkpoint_dir or f"{Path(out)}.ckpt"), checkpoint_every, resume)
     if resume and checkpoint.latest(checkpoints.root) is None:  # before any model is loaded or trained
         raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")

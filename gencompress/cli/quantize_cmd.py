@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gencompress.atomic import check_output_dir
 from gencompress.cli.options import calib_from_option, emit_json
 from gencompress.cli.prune_cmd import load_source
 
@@ -33,6 +34,7 @@ def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_fro
                       deconv_weight_axis=int(deconv_weight_axis), keep_float=tuple(keep_float), min_psnr=min_psnr,
                       qat_steps=qat_steps, qat_lr=qat_lr, seed=seed)
     cfg.validate()
+    check_output_dir(out)  # before calibration and the sensitivity search
     saved = run_quantize(load_source(bundle, out), cfg).save(out)
     step = saved.last_step("quantize")
     search = step.get("sensitivity")

@@ -11,7 +11,9 @@ import click
 @click.option("--title", default="gencompress benchmark report", show_default=True)
 def report(runs, out, title):
     """Write report.md and report.html from result JSONs (or folders of them)."""
+    from gencompress.atomic import check_output_dir
     from gencompress.benchmarks.report_html import load_runs, write_report
 
+    check_output_dir(out)
     path = write_report(load_runs(list(runs)), out, title)
     click.echo(f"wrote {path}/report.md and {path}/report.html")

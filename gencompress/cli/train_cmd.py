@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gencompress.atomic import check_output_dir
 from gencompress.train.config import TrainConfig
 from gencompress.train.objectives import OBJECTIVES
 
@@ -43,6 +44,7 @@ def train(model, objective, data, out, epochs, max_steps, batch_size, lr, beta, 
         checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, evaluate=not no_eval, eval_every=eval_every,
         eval_samples=eval_samples, inception_weights=inception_weights, progress=not no_progress,
     )
+    check_output_dir(out)  # before the training, not after it
     bundle = fit(cfg)
     if bundle.path is not None:
         m = bundle.manifest["metrics"]["train"]
