@@ -329,6 +329,9 @@ def _validator():
     import jsonschema
 
     schema = json.loads(resources.files("gencompress").joinpath("schema/manifest.schema.json").read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    # JSON Schema counts 1.0 as an "integer"; a shape of [1.0, 32, 32] then reaches torch and
+    # numpy as floats. Here an integer is a JSON integer literal (and never true/false).
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _, value: type(value) is int)
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
