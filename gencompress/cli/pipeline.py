@@ -147,6 +147,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "quality": quality,
         "latency": _latencies(source, fp32_onnx, final_onnx, cfg, inputs),
         "paired_speedup": _paired_speedup(fp32_onnx, final_onnx, cfg, inputs),
+        "target_estimate": _target_estimate(fp32_onnx, final_onnx, cfg),
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
         "params": count_params(source.model) if source.model is not None else None,
@@ -252,6 +253,28 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
             "method": timing["method"]}
 
 
+
+
+# The roofline profile that stands for each TensorRT target (`--target gpu` names no GPU:
+# an H100 stands for it, and the line says so).
+ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in TARGETS if t.startswith("jetson-")}}
+
+
+def _target_estimate(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig) -> dict | None:
+    """What a user deploying to a GPU or Jetson should expect: the roofline ESTIMATE of the
+    compressed graph against the FP32 graph on the target's profile (this machine's CPU
+    cannot time a TensorRT engine, and ONNX Runtime's CPU speed of a Q/DQ graph says little
+    about TensorRT's)."""
+    profile_name = ESTIMATE_PROFILES.get(cfg.target)
+    if profile_name is None or final_onnx == fp32_onnx:
+        return None
+    from gencompress.benchmarks import devices, roofline
+
+    profile, batch = devices.get(profile_name), max(cfg.latency_batches)
+    fp32_ms = roofline.estimate(fp32_onnx, profile, batch)["estimated_ms"]
+    ms = roofline.estimate(final_onnx, profile, batch)["estimated_ms"]
+    return {"label": "ESTIMATE (roofline), not a measurement", "profile": profile.key, "device": profile.name,
+            "batch": batch, "fp32_ms": fp32_ms, "compressed_ms": ms, "speedup_vs_fp32": fp32_ms / ms if ms > 0 else None}
 
 
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:

@@ -25,8 +25,9 @@ TINY = {"nz": 16, "ngf": 16}
 
 
 def _fast_build(out, **kw) -> dict:
-    cfg = BuildConfig(model="dcgan", random_init=True, out=str(out), calib_samples=16, eval_samples=8,
-                      latency_batches=(1,), latency_iters=2, latency_warmup=1, progress=False, **kw)
+    fast = {"model": "dcgan", "random_init": True, "calib_samples": 16, "eval_samples": 8, "latency_batches": (1,),
+            "latency_iters": 2, "latency_warmup": 1, "progress": False}
+    cfg = BuildConfig(out=str(out), **{**fast, **kw})
     return build(cfg)
 
 
@@ -112,3 +113,29 @@ def test_restore_refuses_a_graph_quantised_bundle(cpu_int8_bundle):
 
     with pytest.raises(GencompressError, match="no modelopt INT8 model"):
         restore_quantized(cpu_int8_bundle)
+
+
+def test_tensorrt_build_headline_leads_with_the_target_estimate(tmp_path):
+    """`build --int8` (TensorRT form): the line names the target's labelled estimate first; the
+    CPU measurement of a graph meant for TensorRT comes after, named as not the target."""
+    from gencompress.cli.build_cmd import headline
+
+    summary = _fast_build(tmp_path / "gpu", precision="int8", target="gpu", latency_batches=(1, 8))
+    est = summary["target_estimate"]
+    assert est["profile"] == "h100" and est["batch"] == 8 and "ESTIMATE" in est["label"]
+    assert est["speedup_vs_fp32"] == pytest.approx(est["fp32_ms"] / est["compressed_ms"], rel=1e-9)
+    line = headline(summary)
+    assert line.index("ESTIMATE") < line.index("ONNX Runtime CPU, not the target")
+    speed = line.split("PSNR", 1)[1]
+    assert speed.index(f"{est['speedup_vs_fp32']:.2f}x") < speed.index(f"{summary['paired_speedup']['speedup_vs_fp32_onnx']:.2f}x")
+    report = (tmp_path / "gpu" / "report" / "report.md").read_text()
+    assert f"**{est['speedup_vs_fp32']:.2f}x**" in report and "not the target" in report
+
+
+def test_cpu_build_headline_leads_with_the_measurement():
+    from gencompress.cli.build_cmd import headline
+
+    summary = {"out": "b", "precision": "int8", "target": "cpu", "target_estimate": None,
+               "quality": {"psnr_db": 45.0, "reference": "FP32 PyTorch"},
+               "paired_speedup": {"batch": 8, "speedup_vs_fp32_onnx": 2.5}}
+    assert "2.50x the FP32 ONNX speed at batch 8 (measured, ONNX Runtime on this CPU)" in headline(summary)
