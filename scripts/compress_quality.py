@@ -1,6 +1,6 @@
 """What pruning, distillation and INT8 cost in quality on the trained digits DCGAN.
 
-    python benchmarks/compress_quality.py [--distill-steps 1500] [--out benchmarks/results/compress_quality.json]
+    python scripts/compress_quality.py [--distill-steps 1500] [--out benchmarks/results/compress_quality.json]
 
 Records: MACs/params before and after 50% channel pruning; digits-classifier FID of the
 original, of the pruned model without distillation and after the default distillation
