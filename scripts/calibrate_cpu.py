@@ -22,7 +22,6 @@ import numpy as np
 
 
 def _graph(nodes, inputs, outputs, inits):
-    import onnx
     from onnx import helper
 
     graph = helper.make_graph(nodes, "calib", inputs, outputs, inits)
