@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from gencompress import defaults
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
@@ -68,7 +69,7 @@ class PruneConfig:
     round_to: int = 8  # kept channel counts are multiples of this (tensor-core friendly)
     protect: tuple[str, ...] = ()  # extra module names whose output channels are kept
     seed: int = 0
-    distill_steps: int = 1500  # 0: no distillation (quality usually collapses)
+    distill_steps: int = defaults.DISTILL_STEPS  # 0: no distillation (quality usually collapses)
     distill_batch: int = 32
     distill_lr: float = 1e-3
     feature_weight: float = 1.0

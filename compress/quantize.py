@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from gencompress import defaults
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
@@ -39,7 +40,7 @@ from gencompress.loading import build_architecture, load_weights
 
 from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 
-CALIBRATORS = ("max", "entropy", "percentile", "mse")
+CALIBRATORS = defaults.CALIBRATORS
 HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 from torch import nn
 
+from gencompress import defaults
 from gencompress.atomic import check_output_dir
 from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle, Form, form_of
 from gencompress.errors import GencompressError, VerificationError
@@ -33,8 +34,8 @@ from .onnx_export import MIN_OPSET, OnnxConfig, export_module
 from .profiles import BatchProfile
 
 FORMATS = ("onnx", "engine")
-PRECISIONS = ("fp32", "fp16", "int8")
-EXPORT_TARGETS = ("cpu", "gpu", *jetson.JETSON_TARGETS)
+PRECISIONS = defaults.PRECISIONS
+EXPORT_TARGETS = defaults.TARGETS
 
 
 @dataclass

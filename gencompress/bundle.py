@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from . import defaults as _defaults
 from .atomic import atomic_dir
 from .errors import GencompressError
 
@@ -41,8 +42,8 @@ WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
 ENGINE = "engine.plan"
 
-# What a bundle can be (gencompress/defaults.py re-exports them for the CLI).
-PRECISIONS = ("fp32", "fp16", "int8")
+# What a bundle can be.
+PRECISIONS = _defaults.PRECISIONS
 # modelopt-qdq: fake-quant PyTorch model whose export is TensorRT's explicit Q/DQ (symmetric INT8);
 # ort-qdq: the same symmetric Q/DQ form, written by ONNX Runtime's quantize_static on the graph;
 # ort-qlinear: ONNX Runtime's CPU integer form (U8 activations, QLinearConv; --target cpu);

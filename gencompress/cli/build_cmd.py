@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.options import calib_from_option, emit_json, model_options, precision_option
-from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
+from gencompress import defaults
+from gencompress.cli.pipeline import BuildConfig, build as run_build
 
 
 @click.command()
@@ -12,11 +13,11 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @precision_option("int8")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1), help="Calibration inputs for INT8.")
 @calib_from_option
-@click.option("--target", type=click.Choice(TARGETS), default="gpu", show_default=True, help="Deployment target.")
+@click.option("--target", type=click.Choice(defaults.TARGETS), default=defaults.DEFAULT_TARGET, show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
 @click.option("--prune", "prune_ratio", type=float, default=None, help="Prune this fraction of channels (Torch-Pruning), then distil.")
-@click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
+@click.option("--distill-steps", default=defaults.DISTILL_STEPS, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
 @click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gencompress import zoo
+from gencompress import defaults, zoo
 from gencompress.atomic import check_output_dir
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
@@ -36,8 +36,8 @@ from gencompress.benchmarks.ort_pair import time_graphs
 from gencompress.benchmarks.report import build_report_markdown, sample_grid
 
 DEFAULT_MODEL = "dcgan"
-TARGETS = ("gpu", "cpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
-PRECISIONS = ("int8", "fp16", "fp32")
+TARGETS = defaults.TARGETS
+PRECISIONS = defaults.PRECISIONS
 
 
 @dataclass
@@ -61,7 +61,7 @@ class BuildConfig:
     latency_warmup: int = 5
     progress: bool = True
     prune: float | None = None  # channel ratio pruned (Torch-Pruning), then distilled
-    distill_steps: int = 1500
+    distill_steps: int = defaults.DISTILL_STEPS
     min_psnr: float | None = None  # INT8 quality budget: sensitive layers stay float
     qat_steps: int = 0
 
@@ -257,7 +257,7 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
 
 # The roofline profile that stands for each TensorRT target (`--target gpu` names no GPU:
 # an H100 stands for it, and the line says so).
-ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in TARGETS if t.startswith("jetson-")}}
+ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in defaults.JETSON_TARGETS}}
 
 
 def _target_estimate(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig) -> dict | None:
@@ -281,7 +281,7 @@ def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
     """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
     if cfg.target == "cpu":
         return {"built": False, "message": "no TensorRT engine for --target cpu (ONNX Runtime runs the ONNX)"}
-    if cfg.target.startswith("jetson-"):
+    if cfg.target in defaults.JETSON_TARGETS:
         msg = f"engine not built here: run build_engine.sh on the {cfg.target} (engines are specific to its GPU and TensorRT)"
         log(msg)
         return {"built": False, "message": msg}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gencompress import defaults
 from gencompress.atomic import check_output_dir
 from gencompress.cli.options import calib_from_option, emit_json
 from gencompress.cli.prune_cmd import load_source
@@ -11,7 +12,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.command()
 @click.argument("bundle", metavar="BUNDLE")
 @click.option("--int8", "precision", flag_value="int8", default=True, help="INT8 (the only precision here).")
-@click.option("--calibrator", type=click.Choice(["max", "entropy", "percentile", "mse"]), default="max", show_default=True)
+@click.option("--calibrator", type=click.Choice(defaults.CALIBRATORS), default=defaults.DEFAULT_CALIBRATOR, show_default=True)
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="For --calibrator percentile.")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1))
 @calib_from_option
