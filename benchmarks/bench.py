@@ -118,8 +118,8 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
             raise GencompressError(f"backend {backend} needs an ONNX graph and the bundle has none")
         if backend == "ort":
             return OrtRunner(target.onnx, cfg.threads), target.onnx_precision, "nchw"
-        if backend in ("trt", "tensorrt"):  # the engine built from the bundle's ONNX
-            return runners_extra.tensorrt_runner(target.bundle), target.onnx_precision, "nchw"
+        if backend == "trt":  # the engine built from the bundle's ONNX
+            return factory(target.bundle), target.onnx_precision, "nchw"
         return factory(target.onnx), target.onnx_precision, "nchw"
     if target.model is None:
         raise GencompressError(f"backend {backend} needs a PyTorch model and the bundle has none")
