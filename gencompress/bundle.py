@@ -77,6 +77,13 @@ class Form:
         return self.quantisation == "modelopt-qdq"
 
 
+def last_step(manifest: dict, name: str, having: str | None = None) -> dict | None:
+    """The newest recipe step called `name` (with the key `having`, if given), or None: the one
+    place besides `form_of` that reads the recipe (for code that holds a manifest, not a Bundle)."""
+    steps = [s for s in manifest.get("recipe", []) if s.get("step") == name and (having is None or s.get(having) is not None)]
+    return steps[-1] if steps else None
+
+
 def _quant_form(step: dict) -> str:
     """The quantisation form a `quantize` recipe step wrote."""
     if step.get("tool") == "nvidia-modelopt":
@@ -155,8 +162,7 @@ class Bundle:
 
     def last_step(self, name: str, having: str | None = None) -> dict | None:
         """The newest recipe step called `name` (that has the key `having`, if given), or None."""
-        steps = [s for s in self.manifest["recipe"] if s.get("step") == name and (having is None or s.get(having) is not None)]
-        return steps[-1] if steps else None
+        return last_step(self.manifest, name, having)
 
     def derive(self, step: dict, model: nn.Module | None = None) -> "Bundle":
         """A new in-memory bundle one step further along the recipe."""

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import calib_from_option, emit_json, model_options, precision_option
 from gencompress import defaults
+from gencompress.cli.options import calib_from_option, emit_json, fraction, model_options, precision_option, writes_output
 from gencompress.cli.pipeline import BuildConfig, build as run_build
 
 
@@ -16,12 +16,13 @@ from gencompress.cli.pipeline import BuildConfig, build as run_build
 @click.option("--target", type=click.Choice(defaults.TARGETS), default=defaults.DEFAULT_TARGET, show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
-@click.option("--prune", "prune_ratio", type=float, default=None, help="Prune this fraction of channels (Torch-Pruning), then distil.")
+@click.option("--prune", "prune_ratio", type=float, default=None, callback=fraction, metavar="FRACTION", help="Prune this fraction of channels (Torch-Pruning), then distil.")
 @click.option("--distill-steps", default=defaults.DISTILL_STEPS, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
 @click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
+@writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
           prune_ratio, distill_steps, min_psnr, qat_steps, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
@@ -59,4 +60,5 @@ def headline(summary: dict) -> str:
                  f"(ESTIMATE from a roofline, not a measurement: time it there with run_bench.sh or `gencompress bench --backend trt`)")
         if fast:
             line += f"; measured here only on ONNX Runtime CPU, not the target: {fast['speedup_vs_fp32_onnx']:.2f}x"
-    return f"{line}; report in {summary['out']}/report/report.md"
+    warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
+    return f"{line}; report in {summary['out']}/report/report.md{warn}"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress import defaults
-from gencompress.atomic import check_output_dir
-from gencompress.cli.options import calib_from_option, emit_json
+from gencompress.cli.options import calib_from_option, emit_json, writes_output
 from gencompress.cli.prune_cmd import load_source
 
 
@@ -25,6 +24,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--seed", default=1234, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print layer precisions and the search as JSON on stdout.")
+@writes_output
 def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_from, deconv_weight_axis, keep_float, min_psnr,
              qat_steps, qat_lr, seed, out, as_json):
     """INT8-quantise BUNDLE (fake-quant, TensorRT's Q/DQ form on export)."""
@@ -35,7 +35,6 @@ def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_fro
                       deconv_weight_axis=int(deconv_weight_axis), keep_float=tuple(keep_float), min_psnr=min_psnr,
                       qat_steps=qat_steps, qat_lr=qat_lr, seed=seed)
     cfg.validate()
-    check_output_dir(out)  # before calibration and the sensitivity search
     saved = run_quantize(load_source(bundle, out), cfg).save(out)
     step = saved.last_step("quantize")
     search = step.get("sensitivity")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.atomic import check_output_dir
+from gencompress.cli.options import writes_output
 from gencompress.train.config import TrainConfig
 from gencompress.train.objectives import OBJECTIVES
 
@@ -29,6 +29,7 @@ from gencompress.train.objectives import OBJECTIVES
 @click.option("--eval-samples", default=1000, show_default=True, type=click.IntRange(min=2))
 @click.option("--inception-weights", default=None, type=click.Path(dir_okay=False), help="Local TorchScript Inception feature extractor for FID/KID.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@writes_output
 def train(model, objective, data, out, epochs, max_steps, batch_size, lr, beta, ema_decay, seed, resume,
           checkpoint_every, checkpoint_dir, no_eval, eval_every, eval_samples, inception_weights, no_progress):
     """Train MODEL (a zoo name) on DATA; writes a bundle to --out.
@@ -44,7 +45,6 @@ def train(model, objective, data, out, epochs, max_steps, batch_size, lr, beta, 
         checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, evaluate=not no_eval, eval_every=eval_every,
         eval_samples=eval_samples, inception_weights=inception_weights, progress=not no_progress,
     )
-    check_output_dir(out)  # before the training, not after it
     bundle = fit(cfg)
     if bundle.path is not None:
         m = bundle.manifest["metrics"]["train"]
