@@ -82,6 +82,15 @@ def prune_markdown(stats: dict) -> str:
     return "\n".join(parts)
 
 
+def _estimate_line(est: dict | None, precision: str) -> list[str]:
+    """For a TensorRT target: what to expect there, labelled as the estimate it is."""
+    if not est or not est.get("speedup_vs_fp32"):
+        return []
+    return [f"On the target ({est['device']}), batch {est['batch']}: {precision} about **{est['speedup_vs_fp32']:.2f}x** the FP32 "
+            f"engine's speed, {est['compressed_ms']:.3f} ms against {est['fp32_ms']:.3f} ms: an {est['label']}. "
+            "The table above is ONNX Runtime on this machine's CPU, which is not the target.", ""]
+
+
 def _paired_line(paired: dict | None, precision: str) -> list[str]:
     if not paired:
         return []
@@ -171,6 +180,7 @@ def build_report_markdown(summary: dict) -> str:
         *_calls_line(summary["latency"]),
         *_paired_line(summary.get("paired_speedup"), summary["precision"]),
         *_runtime_section(summary.get("cpu_runtime")),
+        *_estimate_line(summary.get("target_estimate"), summary["precision"]),
         "## Size",
         "",
         markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from gencompress import defaults
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
@@ -39,7 +40,7 @@ from gencompress.loading import build_architecture, load_weights, was_pruned
 
 from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 
-CALIBRATORS = ("max", "entropy", "percentile", "mse")
+CALIBRATORS = defaults.CALIBRATORS
 HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
@@ -198,10 +199,10 @@ def restore_quantized(bundle: Bundle) -> nn.Module:
     We replay `quantize` with no calibration data (weights are calibrated from the
     weights themselves), then set each activation quantiser's saved amax.
     """
-    steps = [s for s in bundle.manifest["recipe"] if s["step"] == "quantize"]
-    if not steps:
-        raise GencompressError("bundle is not quantised")
-    fields = {k: v for k, v in steps[-1].items() if k in QuantConfig.__dataclass_fields__}
+    step = bundle.last_step("quantize")
+    if step is None or not bundle.form.fake_quant_weights:
+        raise GencompressError("bundle holds no modelopt INT8 model (not quantised, or quantised on the ONNX graph)")
+    fields = {k: v for k, v in step.items() if k in QuantConfig.__dataclass_fields__}
     fields["keep_float"] = tuple(fields.get("keep_float", ()))
     # Every amax comes from the saved state: replay the quantiser layout, not the calibration.
     cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, qat_steps=0)

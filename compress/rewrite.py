@@ -335,15 +335,14 @@ def _verify(original: nn.Module, rewritten: nn.Module, input_shape, tolerance: f
 
 
 def _fold_into(layer: nn.Module, bn: nn.BatchNorm2d) -> None:
-    """BatchNorm (eval) after a conv/deconv folded into its weights and bias, exactly."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
-    shift = (bn.bias.detach() if bn.affine else 0.0) - bn.running_mean * scale
-    out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # deconv weights are (Cin, Cout/g, k, k)
-    view = [1] * layer.weight.dim()
-    view[out_axis] = -1
-    layer.weight.data.mul_(scale.reshape(view))
-    bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(shift)
-    layer.bias = nn.Parameter(bias * scale + shift)
+    """BatchNorm (eval) after a conv/deconv folded into its weights and bias: PyTorch's own
+    fuse_conv_bn_weights (transpose=True for a deconvolution, whose weight is (Cin, Cout/g, k, k))."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    with torch.no_grad():
+        layer.weight, layer.bias = fuse_conv_bn_weights(
+            layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.eps,
+            bn.weight if bn.affine else None, bn.bias if bn.affine else None, transpose=isinstance(layer, nn.ConvTranspose2d))
 
 
 def fold_batchnorms(model: nn.Module) -> int:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
+from gencompress import defaults
 from gencompress.cli.options import calib_from_option, emit_json, fraction, model_options, precision_option, writes_output
-from gencompress.cli.pipeline import CPU_RUNTIME_CHOICES, TARGETS, BuildConfig, build as run_build
+from gencompress.cli.pipeline import CPU_RUNTIME_CHOICES, BuildConfig, build as run_build
 from gencompress.progress import top_stages
 
 
@@ -13,11 +14,11 @@ from gencompress.progress import top_stages
 @precision_option("int8")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1), help="Calibration inputs for INT8.")
 @calib_from_option
-@click.option("--target", type=click.Choice(TARGETS), default="gpu", show_default=True, help="Deployment target.")
+@click.option("--target", type=click.Choice(defaults.TARGETS), default=defaults.DEFAULT_TARGET, show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
 @click.option("--prune", "prune_ratio", type=float, default=None, callback=fraction, metavar="FRACTION", help="Prune this fraction of channels (Torch-Pruning), then distil.")
-@click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
+@click.option("--distill-steps", default=defaults.DISTILL_STEPS, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
 @click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--bench-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -46,14 +47,28 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
     if as_json:
         emit_json(summary)
     else:
-        q = summary["quality"]
-        fast = summary.get("paired_speedup")  # None for an FP32 build
-        runtime = "OpenVINO CPU" if fast and fast.get("runtime", "").startswith("openvino") else "ONNX Runtime CPU"
-        speed = f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX Runtime speed at batch {fast['batch']} on {runtime}" if fast else ""
-        if fast and target != "cpu":
-            speed += " (this Q/DQ graph is TensorRT's form; its speed is the engine's)"
-        took = summary["time"]
-        warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
-        click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}{speed}, "
-                   f"report in {summary['out']}/report/report.md{warn}")
-        click.echo(f"took {took['wall_seconds']:.0f} s: {top_stages(took)}")
+        click.echo(headline(summary))
+        click.echo(f"took {summary['time']['wall_seconds']:.0f} s: {top_stages(summary['time'])}")
+
+
+def headline(summary: dict) -> str:
+    """The line a user reads: quality, then the speed that is about their target.
+
+    On `--target cpu` the chosen CPU runtime is the deployment, so its measured ratio leads. For a
+    TensorRT target the lead is the labelled roofline estimate on the target; the CPU
+    measurement follows, named as what it is.
+    """
+    q, precision = summary["quality"], summary["precision"]
+    line = f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}"
+    fast, est = summary.get("paired_speedup"), summary.get("target_estimate")  # None for an FP32 build
+    if fast and summary["target"] == "cpu":
+        runtime = "OpenVINO" if str(fast.get("runtime", "")).startswith("openvino") else "ONNX Runtime"
+        line += (f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX Runtime speed at batch {fast['batch']} "
+                 f"(measured, {runtime} on this CPU)")
+    elif est and est.get("speedup_vs_fp32"):
+        line += (f"; on {est['device']} expect about {est['speedup_vs_fp32']:.2f}x the FP32 engine's speed at batch {est['batch']} "
+                 f"(ESTIMATE from a roofline, not a measurement: time it there with run_bench.sh or `gencompress bench --backend trt`)")
+        if fast:
+            line += f"; measured here only on ONNX Runtime CPU, not the target: {fast['speedup_vs_fp32_onnx']:.2f}x"
+    warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
+    return f"{line}; report in {summary['out']}/report/report.md{warn}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gencompress import zoo
+from gencompress import defaults, zoo
 from gencompress.atomic import check_output_dir
 from gencompress.batching import mini_batch
 from gencompress.bundle import ONNX, Bundle
@@ -39,8 +39,8 @@ from gencompress.benchmarks.ort_pair import time_graphs
 from gencompress.benchmarks.report import build_report_markdown, sample_grid
 
 DEFAULT_MODEL = "dcgan"
-TARGETS = ("gpu", "cpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
-PRECISIONS = ("int8", "fp16", "fp32")
+TARGETS = defaults.TARGETS
+PRECISIONS = defaults.PRECISIONS
 CPU_RUNTIME_CHOICES = ("auto", "onnxruntime")
 
 
@@ -66,7 +66,7 @@ class BuildConfig:
     bench_seconds: float = 3.0  # time cap of each latency row (the paired ratio gets PAIRED_SECONDS_FACTOR x this)
     progress: bool = True
     prune: float | None = None  # channel ratio pruned (Torch-Pruning), then distilled
-    distill_steps: int = 1500
+    distill_steps: int = defaults.DISTILL_STEPS
     min_psnr: float | None = None  # INT8 quality budget: sensitive layers stay float
     qat_steps: int = 0
     cpu_runtime: str = "auto"  # --target cpu INT8: auto (measure ONNX Runtime vs OpenVINO) | onnxruntime
@@ -191,6 +191,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "latency": latency,
         "paired_speedup": paired,
         "cpu_runtime": runtime,
+        "target_estimate": _target_estimate(fp32_onnx, final_onnx, cfg),
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
         "bench_seconds": cfg.bench_seconds,
@@ -368,11 +369,33 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
 
 
 
+# The roofline profile that stands for each TensorRT target (`--target gpu` names no GPU:
+# an H100 stands for it, and the line says so).
+ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in defaults.JETSON_TARGETS}}
+
+
+def _target_estimate(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig) -> dict | None:
+    """What a user deploying to a GPU or Jetson should expect: the roofline ESTIMATE of the
+    compressed graph against the FP32 graph on the target's profile (this machine's CPU
+    cannot time a TensorRT engine, and ONNX Runtime's CPU speed of a Q/DQ graph says little
+    about TensorRT's)."""
+    profile_name = ESTIMATE_PROFILES.get(cfg.target)
+    if profile_name is None or final_onnx == fp32_onnx:
+        return None
+    from gencompress.benchmarks import devices, roofline
+
+    profile, batch = devices.get(profile_name), max(cfg.latency_batches)
+    fp32_ms = roofline.estimate(fp32_onnx, profile, batch)["estimated_ms"]
+    ms = roofline.estimate(final_onnx, profile, batch)["estimated_ms"]
+    return {"label": "ESTIMATE (roofline), not a measurement", "profile": profile.key, "device": profile.name,
+            "batch": batch, "fp32_ms": fp32_ms, "compressed_ms": ms, "speedup_vs_fp32": fp32_ms / ms if ms > 0 else None}
+
+
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
     """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
     if cfg.target == "cpu":
         return {"built": False, "message": "no TensorRT engine for --target cpu (ONNX Runtime runs the ONNX)"}
-    if cfg.target.startswith("jetson-"):
+    if cfg.target in defaults.JETSON_TARGETS:
         msg = f"engine not built here: run build_engine.sh on the {cfg.target} (engines are specific to its GPU and TensorRT)"
         log(msg)
         return {"built": False, "message": msg}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gencompress import defaults
 from gencompress.cli.options import calib_from_option, emit_json, writes_output
 from gencompress.cli.prune_cmd import load_source
 
@@ -10,7 +11,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.command()
 @click.argument("bundle", metavar="BUNDLE")
 @click.option("--int8", "precision", flag_value="int8", default=True, help="INT8 (the only precision here).")
-@click.option("--calibrator", type=click.Choice(["max", "entropy", "percentile", "mse"]), default="max", show_default=True)
+@click.option("--calibrator", type=click.Choice(defaults.CALIBRATORS), default=defaults.DEFAULT_CALIBRATOR, show_default=True)
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="For --calibrator percentile.")
 @click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1))
 @calib_from_option
@@ -35,7 +36,7 @@ def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_fro
                       qat_steps=qat_steps, qat_lr=qat_lr, seed=seed)
     cfg.validate()
     saved = run_quantize(load_source(bundle, out), cfg).save(out)
-    step = saved.manifest["recipe"][-1]
+    step = saved.last_step("quantize")
     search = step.get("sensitivity")
     if as_json:
         emit_json({"out": str(saved.path), "precision": saved.manifest["precision"], "sensitivity": search, "qat": step.get("qat")})
