@@ -104,6 +104,19 @@ def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
             f"{len(kept)} layer(s) kept float{' (' + ', '.join(kept) + ')' if kept else ''}.\n\n{table}")
 
 
+def floor_markdown(quality: dict, calibrators: dict | None) -> str:
+    """How the quality floor was met: the floor, SSIM, and each calibrator's held-out score."""
+    if "floor" not in quality:
+        return "No quality floor (--no-quality-floor)."
+    lines = [f"Floor: {quality['floor']}. Reached PSNR {quality['psnr_db']:.2f} dB and SSIM {quality['ssim']:.4f} on the evaluation "
+             "inputs (neither calibrated on nor searched on)."]
+    if calibrators:
+        rows = [[name, s["psnr_db"], s["ssim"], "chosen" if name == calibrators["chosen"] else ""] for name, s in calibrators["scores"].items()]
+        lines += ["", f"Calibrator ({calibrators['asked']}): every layer INT8, scored on held-out search inputs.", "",
+                  markdown_table(["calibrator", "PSNR (dB)", "SSIM", ""], rows)]
+    return "\n".join(lines)
+
+
 def build_report_markdown(summary: dict) -> str:
     """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
     q, cond = summary["quality"], summary["conditions"]
@@ -120,6 +133,10 @@ def build_report_markdown(summary: dict) -> str:
         markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
         "",
         "![samples](samples.png)",
+        "",
+        "### Quality floor",
+        "",
+        floor_markdown(q, summary.get("calibrators")),
         "",
         "## Latency",
         "",
