@@ -9,8 +9,8 @@ generators: 7.7 dB on a TAESD-like decoder. In order of cost, this module
 2. if the floor still fails, measures each convolution's sensitivity (the graph with only
    that node integer, `nodes_to_quantize=[node]`: a layer whose input range is wide shows
    it there, where leaving it alone out would not, because its neighbour still hands it
-   coarse uint8) and leaves the most sensitive ones float (`nodes_to_exclude`) until the
-   floor holds, at least one node staying integer; else a one-line error with the best.
+   coarse uint8) and leaves the most sensitive ones float (`nodes_to_exclude`, a layer being
+   its Conv with its fused ReLU and the data movement after it) until the floor holds, at least one node staying integer; else a one-line error with the best.
 Weights are 7-bit (reduce_range) in every candidate: see onnx_quant.quantize_cpu.
 """
 from __future__ import annotations
@@ -20,20 +20,41 @@ from pathlib import Path
 import numpy as np
 
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, best_of, not_met
+from gencompress.floor import QualityFloor, best_of, finite_db, not_met
+from gencompress.metrics import psnr
 from gencompress.progress import bar
 
-from .onnx_quant import CPU_CALIBRATORS, CPU_FORMATS, prepare_for_quantization, quantize_prepared
+from .onnx_quant import CPU_CALIBRATORS, CPU_FORMATS, FUSED_ACTIVATIONS, MOVE_OPS, quantize_prepared
 from .runners import OrtRunner
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 
 
-def quantizable_nodes(prepared: Path) -> list[str]:
-    """Names of the nodes that become integer (QLinearConv and friends), in graph order."""
+def layer_groups(prepared: Path) -> dict[str, list[str]]:
+    """Each node that becomes integer (Conv/Gemm/MatMul), in graph order, with the nodes that
+    make up its layer in the integer graph: the ReLU folded into it and the data movement
+    (DepthToSpace, Reshape, Transpose) after it. Leaving a layer float means leaving all of
+    them float: a float Conv whose DepthToSpace stays integer still squeezes its output
+    through uint8, and the layer loses nothing it did not lose before."""
     import onnx
 
-    return [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in QUANTIZED_OPS]
+    nodes = onnx.load(str(prepared)).graph.node
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    groups = {}
+    for node in nodes:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        group, tail = [node.name], node
+        while len(tail.output) == 1 and len(consumers.get(tail.output[0], [])) == 1:
+            tail = consumers[tail.output[0]][0]
+            if tail.op_type not in (*MOVE_OPS, *FUSED_ACTIVATIONS):
+                break
+            group.append(tail.name)
+        groups[node.name] = group
+    return groups
 
 
 class _Search:
@@ -54,12 +75,14 @@ class _Search:
                                  nodes_to_quantize=list(only) if only is not None else None,
                                  cache=self.work / f"ranges-{calibrator}.json")
 
-    def score(self, path: Path) -> dict:
+    def score(self, path: Path, psnr_only: bool = False) -> dict:
+        """The floor's scores (PSNR, SSIM, meets_floor); PSNR alone where only the order counts."""
         runner = OrtRunner(path, self.threads)
         try:
-            return self.floor.measure(self.reference, runner.infer(self.held))
+            out = runner.infer(self.held)
         finally:
             runner.close()
+        return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
 
 
 def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor | None,
@@ -81,8 +104,9 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
               "keep_float": [], "psnr_db": scores[chosen]["psnr_db"], "ssim": scores[chosen]["ssim"]}
     if floor is None:
         return paths[chosen], record
-    nodes = quantizable_nodes(prepared)
-    sens = {n: search.score(search.quantize(chosen, only=[n])) for n in bar(nodes, "sensitivity", progress, leave=False)}
+    groups = layer_groups(prepared)
+    nodes = list(groups)
+    sens = {n: search.score(search.quantize(chosen, only=groups[n]), psnr_only=True) for n in bar(nodes, "sensitivity", progress, leave=False)}
     record["layer_psnr_db"] = {n: s["psnr_db"] for n, s in sens.items()}
     order = sorted(nodes, key=lambda n: sens[n]["psnr_db"])  # most sensitive first
     tried = [{"float_layers": 0, **scores[chosen]}]
@@ -90,7 +114,7 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
     for k in range(1, len(order)):
         if best["meets_floor"]:
             break
-        path = search.quantize(chosen, exclude=order[:k])
+        path = search.quantize(chosen, exclude=[m for n in order[:k] for m in groups[n]])
         best = search.score(path)
         tried.append({"float_layers": k, **best})
     record["tried"] = tried

@@ -63,11 +63,13 @@ def ssim(reference, test, data_range: float = 2.0, window: int = 11, sigma: floa
     ref = ref.reshape(-1, 1, *ref.shape[-2:])
     out = out.reshape(-1, 1, *out.shape[-2:])
     size = min(window, *ref.shape[-2:])
-    kernel = torch.from_numpy(_gaussian_window(size, sigma))[None, None]
+    # The Gaussian window is separable: two 1-D passes give the 2-D blur at 2/11 of the cost
+    # (the quality floor scores every candidate of a search with SSIM).
+    g = torch.from_numpy(_gaussian_window(size, sigma).sum(axis=1))
     a, b = torch.from_numpy(ref), torch.from_numpy(out)
 
     def blur(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv2d(x, kernel)
+        return torch.nn.functional.conv2d(torch.nn.functional.conv2d(x, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
 
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a**2
