@@ -45,6 +45,7 @@ class PrecisionConfig:
     eval_samples: int = 64
     threads: int = 2
     deconv_form: str = "sub-pixel"  # how --target cpu rewrites ConvTranspose (compress/rewrite.py)
+    speed_aware: bool = True  # --target cpu: layers not faster in INT8 (ONNX Runtime's profile) stay float
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -105,7 +106,8 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
         src = export_module(rewritten, source.input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
         step.update(info)
     prepared = prepare_for_quantization(src, work / "fp32-prepared.onnx")
-    path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress)
+    path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress,
+                                   speed_aware=cfg.speed_aware)
     step["calibrator"] = record["calibrators"]["chosen"]
     step["calibrators"] = record.pop("calibrators")
     step["floor"] = record["floor"]

@@ -140,3 +140,24 @@ def test_bad_budgets_and_calibrators_are_one_line_exit_2_and_write_nothing(args,
     result = run_cli("build", "--int8", "--model", "upsample_conv", "--random-init", *args, "--calib-samples", "8", "--out", out)
     _one_line_exit_2(result, match)
     assert not out.exists()
+
+
+def test_per_node_profile_is_attributed_to_layers_in_both_forms(prepared_upsample, tmp_path):
+    """ONNX Runtime renames what it fuses; every integer layer still gets its own time."""
+    from gencompress.export.int8_cpu import layer_times, node_times
+
+    prepared, calib, held = prepared_upsample
+    path, _ = search_cpu_int8(prepared, tmp_path, calib, held, None, "max", progress=False)
+    groups = layer_groups(prepared)
+    int8_times = node_times(path, held[:4], 2, runs=3)
+    int8_us = layer_times(int8_times, prepared, groups)
+    assert set(int8_us) == set(groups) and all(v > 0 for v in int8_us.values())
+    assert sum(int8_us.values()) <= sum(int8_times.values())
+    float_us = layer_times(node_times(prepared, held[:4], 2, runs=3), prepared, groups)
+    assert sum(v > 0 for v in float_us.values()) >= len(groups) - 1  # a conv fused with the final Tanh may go unnamed
+
+
+def test_layers_not_faster_in_int8_are_picked_and_unmeasured_ones_are_not():
+    from gencompress.export.int8_cpu import slower_in_int8
+
+    assert slower_in_int8({"a": 10.0, "b": 10.0, "c": 0.0, "d": 5.0}, {"a": 4.0, "b": 10.0, "c": 3.0, "d": 7.0}) == ["b", "d"]
