@@ -64,7 +64,7 @@ def _register_move_ops() -> None:
     registry.QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
     registry.QLinearOpsRegistry.setdefault("DepthToSpace", Direct8BitOp)
 CPU_CALIBRATORS = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-CPU_FORM = ("ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetric activations, per-channel 7-bit S8 weights; "
+CPU_FORM = ("ONNX Runtime CPU integer form (quantize_static {fmt}): U8 asymmetric activations, per-channel S8 weights in 7 bits; "
             "Conv/Gemm/MatMul integer, ReLU fused into them, DepthToSpace/Reshape/Transpose on uint8")
 
 
