@@ -142,6 +142,7 @@ def build_report_markdown(summary: dict) -> str:
         f"Precision **{summary['precision']}**, target **{summary['target']}**, "
         f"quantisation form: {summary.get('quant_form', 'none')}.",
         "",
+        *[f"**Warning: {w}.**\n" for w in summary.get("warnings", [])],
         "## Quality against the original FP32 model",
         "",
         f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}.",

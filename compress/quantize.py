@@ -41,7 +41,7 @@ from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, best_of, quality_floor
 from gencompress.progress import bar
-from gencompress.loading import build_architecture, load_weights
+from gencompress.loading import build_architecture, load_weights, was_pruned
 
 from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 
@@ -242,7 +242,8 @@ def restore_quantized(bundle: Bundle) -> nn.Module:
     cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, no_floor=True, qat_steps=0)
     state = bundle.state_dict()
     model = build_architecture(bundle.manifest["architecture"])
-    load_weights(model, {k: v for k, v in state.items() if "_quantizer." not in k})
+    load_weights(model, {k: v for k, v in state.items() if "_quantizer." not in k}, shrink=was_pruned(bundle.manifest),
+                 where=f"bundle {bundle.path}")
     mtq = _mtq()
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import zoo
-from .bundle import Bundle, load_safetensors, new_manifest
+from .bundle import Bundle, load_safetensors, new_manifest, sha256
 from .errors import GencompressError, first_line
 
 IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -65,9 +65,11 @@ def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
             ) from None
         raise GencompressError(f"cannot read checkpoint {path}: {first}") from None
     for key in ("state_dict", "model", "generator", "netG", "G", "g_ema"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+        if isinstance(obj, dict) and isinstance(obj.get(key), (dict, nn.Module)):
             obj = obj[key]
             break
+    if isinstance(obj, nn.Module):  # torch.save(model): only reachable with --trust-pickle
+        obj = obj.state_dict()
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise GencompressError(f"checkpoint {path} is not a state dict of tensors")
     return check_finite_weights({str(k).removeprefix("module."): v for k, v in obj.items()}, str(path))
@@ -92,7 +94,7 @@ _SHAPE_ATTRS = {
 
 
 def _check_fits(name: str, current: torch.Tensor, saved: torch.Tensor) -> None:
-    """Pruning may shrink a dimension, never change the rank or the kind of number."""
+    """Whatever the shapes, the rank and the kind of number must match."""
     if current.is_floating_point() and not saved.is_floating_point():
         raise GencompressError(f"weight {name!r} is {saved.dtype}, the architecture needs a floating-point tensor")
     if saved.dim() != current.dim() or saved.numel() == 0:
@@ -106,38 +108,64 @@ def _set(module: nn.Module, **attrs) -> None:
         setattr(module, key, int(value))
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> nn.Module:
-    """Load `state` into `model`, first resizing layers whose saved shapes differ.
+def was_pruned(manifest: dict) -> bool:
+    """Only a bundle whose recipe records pruning may hold layers narrower than its code builds."""
+    return any(step.get("step") == "prune" for step in manifest["recipe"])
 
-    A channel-pruned model keeps its architecture's code but has narrower layers; we
-    rebuild the original and shrink each tensor (and the module's size attributes) to
-    the saved shape, so no pickled module is ever needed.
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True, shrink: bool = False,
+                 where: str = "the weights") -> nn.Module:
+    """Load `state` into `model`; every tensor must have the shape the model's code gives it.
+
+    A channel-pruned bundle (`shrink=True`, see `was_pruned`) keeps its architecture's
+    code but has narrower layers: we build the original and shrink each tensor (and the
+    module's size attributes) to the saved shape, so no pickled module is ever needed.
+    Nothing is ever widened, and nothing else is resized: a checkpoint of another width
+    is an error naming the first layer that differs (`where` names the source).
     """
     own = dict(model.named_parameters()) | dict(model.named_buffers())
-    for name, saved in state.items():
-        current = own.get(name)
-        if current is None:
+    for name, current in own.items():  # the model's order: the first layer that differs is named
+        saved = state.get(name)
+        if saved is None:
             continue
         _check_fits(name, current, saved)
         if current.shape == saved.shape:
             continue
-        module_name, _, attr = name.rpartition(".")
-        module = model.get_submodule(module_name) if module_name else model
-        fresh = torch.empty(saved.shape, dtype=current.dtype)
-        if isinstance(current, nn.Parameter):
-            setattr(module, attr, nn.Parameter(fresh, requires_grad=current.requires_grad))
-        else:
-            module.register_buffer(attr, fresh)
-        if attr == "weight" and type(module) in _SHAPE_ATTRS:
-            _SHAPE_ATTRS[type(module)](module, saved)
-    if strict:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-            raise GencompressError(f"weights do not fit the architecture: {detail}")
-    else:
-        model.load_state_dict(state, strict=False)
+        if not shrink or any(s > c for s, c in zip(saved.shape, current.shape)):
+            why = "pruning only narrows layers" if shrink else "layers are never resized to fit: build the model with matching widths"
+            raise GencompressError(
+                f"weights do not fit the architecture: layer {name!r} is {describe_shape(saved.shape)} in {where}, "
+                f"{describe_shape(current.shape)} in the model ({why})"
+            )
+        _shrink(model, name, current, saved)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        _keys_error(own, state, missing, unexpected, where)
     return model
+
+
+def _shrink(model: nn.Module, name: str, current: torch.Tensor, saved: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name) if module_name else model
+    fresh = torch.empty(saved.shape, dtype=current.dtype)
+    if isinstance(current, nn.Parameter):
+        setattr(module, attr, nn.Parameter(fresh, requires_grad=current.requires_grad))
+    else:
+        module.register_buffer(attr, fresh)
+    if attr == "weight" and type(module) in _SHAPE_ATTRS:
+        _SHAPE_ATTRS[type(module)](module, saved)
+
+
+def _keys_error(own: dict, state: dict, missing: list[str], unexpected: list[str], where: str):
+    """Name the first tensor the model lacks in `state`, and the first `state` holds that it does not."""
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[0]!r} ({describe_shape(own[missing[0]].shape)} in the model) in {where}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[0]!r} ({describe_shape(state[unexpected[0]].shape)}) in {where}, not in the model")
+    raise GencompressError(
+        f"weights do not fit the architecture: {'; '.join(parts)} ({len(missing)} missing, {len(unexpected)} unexpected)"
+    )
 
 
 # --- building models ------------------------------------------------------------------
@@ -189,7 +217,7 @@ def model_from_bundle(bundle: Bundle) -> nn.Module:
     model = build_architecture(bundle.manifest["architecture"])
     state = check_finite_weights(bundle.state_dict(), f"bundle {bundle.path}")
     plain = {k: v for k, v in state.items() if "_quantizer." not in k}
-    return load_weights(model, plain).eval()
+    return load_weights(model, plain, shrink=was_pruned(bundle.manifest), where=f"bundle {bundle.path}").eval()
 
 
 def is_torchscript(path: Path) -> bool:
@@ -249,11 +277,31 @@ def load_spec(
         if input_shape is None:
             raise GencompressError(f"--input-shape is required with an import spec ({spec})")
         model = call_import_spec(spec)
+        step = {"step": "load", "weights": RANDOM_WEIGHTS}
         if checkpoint:
-            load_weights(model, load_checkpoint(checkpoint, trust_pickle))
+            load_weights(model, load_checkpoint(checkpoint, trust_pickle), where=f"checkpoint {checkpoint}")
+            step = {"step": "load", "weights": "checkpoint", "checkpoint": Path(checkpoint).name,
+                    "checkpoint_sha256": sha256(Path(checkpoint))}
         arch = {"kind": "import", "spec": spec}
-        return Bundle(new_manifest(arch, _input_spec(input_shape, distribution), _output_spec()), model.eval())
+        bundle = Bundle(new_manifest(arch, _input_spec(input_shape, distribution), _output_spec()), model.eval())
+        bundle.manifest["recipe"].append(step)
+        return bundle
     raise GencompressError(f"model {spec!r} is not a bundle folder, a file, an import spec or a zoo name ({', '.join(zoo.names())})")
+
+
+RANDOM_WEIGHTS = "random"  # a "load" step's weights: the model's own initialisation, no checkpoint
+
+
+def weight_warnings(manifest: dict) -> list[str]:
+    """What a report must say about where the weights came from: random ones measure an
+    untrained model, which is rarely what was meant."""
+    step = next((s for s in manifest["recipe"] if s.get("step") == "load"), None)
+    if step is None or step.get("weights") != RANDOM_WEIGHTS:
+        return []
+    arch = manifest["architecture"]
+    what = arch.get("spec") or arch.get("name", "the model")
+    how = "no --checkpoint was given" if arch["kind"] == "import" else "--random-init"
+    return [f"random weights: {what} was built with its own initialisation ({how}), so this measures an untrained model"]
 
 
 def _input_spec(shape: tuple[int, ...], distribution: str) -> dict:
@@ -295,18 +343,32 @@ def _file_bundle(path: Path, input_shape, distribution: str) -> Bundle:
     return Bundle(new_manifest(arch, _input_spec(input_shape, distribution), _output_spec()), model.eval())
 
 
-def check_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2) -> tuple[int, ...]:
-    """Run the model once; it must return a finite N x C x H x W float image tensor.
+def check_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1) -> tuple[int, ...]:
+    """Run the model; it must return a finite N x C x H x W float image tensor.
 
-    Returns the per-sample output shape. Bad shapes and NaN outputs fail here, with a
-    message naming the problem, before any stage spends minutes on the model.
+    `batch` is the user's (the first dimension of --input-shape), so an error quotes the
+    shape they gave. A second run at another batch checks that the output batch follows
+    the input's (the exported graph has a dynamic batch axis). Returns the per-sample
+    output shape. Bad shapes and NaN outputs fail here, before any stage spends minutes.
     """
+    out = _run_generator(model, input_shape, batch)
+    other = 2 if batch != 2 else 1
+    if _run_generator(model, input_shape, other, first_batch=batch) != out:
+        raise GencompressError(f"model output shape changes with the batch size: {batch} gives Nx{describe_shape(out)}")
+    return out
+
+
+def _run_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int, first_batch: int | None = None) -> tuple[int, ...]:
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
     try:
         with torch.no_grad():
             y = model(x)
     except Exception as exc:
         first = first_line(exc)
+        if first_batch is not None:  # it ran at the user's batch: only the batch size is at fault
+            raise GencompressError(
+                f"the model runs at batch {first_batch} but not at batch {batch} ({first}); the exported graph needs any batch size"
+            ) from None
         raise GencompressError(f"input shape {describe_shape((batch, *input_shape))} does not fit the model: {first}") from None
     if not isinstance(y, torch.Tensor) or y.dim() != 4 or not y.is_floating_point():
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__

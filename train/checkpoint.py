@@ -10,22 +10,53 @@
 Each checkpoint folder is written under a temporary name and renamed into place, then
 LATEST is replaced atomically; a crash at any instant leaves the previous checkpoint whole.
 Loading verifies every hash and falls back to the newest complete checkpoint.
+
+A run owns its checkpoint folder (`claim_root`): one that does not resume never writes into
+a folder that already holds another run's checkpoints or logs, and two processes never
+write one folder at once.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
 
-from gencompress.atomic import atomic_dir, atomic_write_text
+from gencompress.atomic import atomic_dir, atomic_write_text, exclusive
 from gencompress.bundle import sha256
 from gencompress.errors import GencompressError
 
 KEEP = 2  # checkpoints kept on disk: the newest and one before it
+
+
+def check_root(root: Path, resume: bool) -> None:
+    """A fresh run (no --resume) starts only in an empty or missing checkpoint folder: the
+    files of the run that left them (its checkpoints, losses.csv, samples) are never
+    overwritten, whether that run finished, failed or is still going."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise GencompressError(f"checkpoint folder {root} exists and is not a folder")
+    if not resume and root.is_dir() and any(root.iterdir()):
+        raise GencompressError(
+            f"checkpoint folder {root} holds another run's checkpoints and logs; pass --resume to continue that run, "
+            "or move the folder away (or name another with --checkpoint-dir) to start afresh"
+        )
+
+
+@contextlib.contextmanager
+def claim_root(root: Path, resume: bool) -> Iterator[Path]:
+    """`check_root`, then hold the folder's lock for the run: a second process naming it is refused."""
+    root = Path(root)
+    check_root(root, resume)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(root, what="checkpoint folder"):
+        check_root(root, resume)  # again, under the lock
+        yield root
 
 
 def save(root: Path, step: int, modules: dict[str, nn.Module], optimizers: dict, meta: dict) -> Path:

@@ -7,6 +7,7 @@ checkpoint repeats the uninterrupted run bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -363,15 +364,18 @@ def train_loop(run: Run, evaluator: Evaluator | None) -> None:
 
 def fit(cfg: TrainConfig) -> Bundle:
     """Train `cfg.model` with `cfg.objective` on `cfg.data`; write the bundle to `cfg.out` (rank 0)."""
+    # Every rank checks before the rendezvous in setup(), so no rank has written anything yet.
+    checkpoint.check_root(cfg.ckpt_root, cfg.resume)
     ctx = distributed.setup()
     try:
-        run = build_run(cfg, ctx)
-        maybe_resume(run)
-        if ctx.is_main:
-            run.log = Logs(cfg.ckpt_root, run.step if cfg.resume else None)
-        evaluator = Evaluator(run) if ctx.is_main and cfg.evaluate else None
-        train_loop(run, evaluator)
-        return finish(run, evaluator)
+        with checkpoint.claim_root(cfg.ckpt_root, cfg.resume) if ctx.is_main else contextlib.nullcontext():
+            run = build_run(cfg, ctx)
+            maybe_resume(run)
+            if ctx.is_main:
+                run.log = Logs(cfg.ckpt_root, run.step if cfg.resume else None)
+            evaluator = Evaluator(run) if ctx.is_main and cfg.evaluate else None
+            train_loop(run, evaluator)
+            return finish(run, evaluator)
     finally:
         distributed.teardown(ctx)
 

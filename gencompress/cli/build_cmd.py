@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import calib_from_option, emit_json, model_options, precision_option
+from gencompress.cli.options import calib_from_option, emit_json, fraction, model_options, precision_option, writes_output
 from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 
 
@@ -15,7 +15,7 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @click.option("--target", type=click.Choice(TARGETS), default="gpu", show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
-@click.option("--prune", "prune_ratio", type=float, default=None, help="Prune this fraction of channels (Torch-Pruning), then distil.")
+@click.option("--prune", "prune_ratio", type=float, default=None, callback=fraction, metavar="FRACTION", help="Prune this fraction of channels (Torch-Pruning), then distil.")
 @click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
 @click.option("--calibrator", type=click.Choice(["auto", "max", "entropy", "percentile", "mse"]), default="auto", show_default=True,
               help="INT8 range calibration (auto: the best on held-out inputs; mse is modelopt-only, not --target cpu).")
@@ -25,6 +25,7 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
+@writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
           prune_ratio, distill_steps, calibrator, min_psnr, no_floor, qat_steps, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
@@ -48,8 +49,9 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         if fast and target != "cpu":
             speed += " (this Q/DQ graph is TensorRT's form; its speed is the engine's)"
         how = _how_line(summary)
+        warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
         click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}{speed}{how}, "
-                   f"report in {summary['out']}/report/report.md")
+                   f"report in {summary['out']}/report/report.md{warn}")
 
 
 def _how_line(summary: dict) -> str:

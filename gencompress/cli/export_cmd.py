@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import emit_json
+from gencompress.cli.options import emit_json, writes_output
 from gencompress.errors import GencompressError
 
 
@@ -34,6 +34,7 @@ def _profile(ctx, param, value):
 @click.option("--workspace-mib", default=1024, show_default=True, type=click.IntRange(min=64), help="TensorRT builder workspace.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest's export results as JSON on stdout.")
+@writes_output
 def export(bundle, fmt, precision, opset, batch, target, min_psnr, verify_samples, no_slim, workspace_mib, out, as_json):
     """Export BUNDLE (a bundle folder or an .onnx file) to ONNX or a TensorRT engine."""
     from gencompress.export import ExportConfig

@@ -20,8 +20,8 @@ from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, MissingDependencyError
-from gencompress.loading import check_generator, load_spec
 from gencompress.floor import quality_floor
+from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.compress import PruneConfig, prune
@@ -73,7 +73,9 @@ class BuildConfig:
             raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
         if self.calib_samples < 1 or self.eval_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
-        if self.prune is not None:  # refuse a bad ratio before any model is trained or loaded
+        if self.prune is not None and not 0.0 < self.prune < 1.0:  # before any model is trained or loaded
+            raise GencompressError(f"--prune {self.prune:g} is not a fraction in (0, 1); 0.5 removes half of each layer's channels")
+        if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         self.precision_config().validate()
 
@@ -100,7 +102,9 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
             from gencompress.train.pretrained import zoo_bundle
 
             torch.manual_seed(0)
-            return zoo_bundle(spec, zoo.build(spec)), f"{spec} (random init)"
+            bundle = zoo_bundle(spec, zoo.build(spec))
+            bundle.manifest["recipe"].append({"step": "load", "weights": RANDOM_WEIGHTS})
+            return bundle, f"{spec} (random init)"
         from gencompress.train.pretrained import get_or_train
 
         bundle = get_or_train(spec, progress=cfg.progress)
@@ -125,7 +129,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.input_distribution, cfg.eval_seed).numpy()
 
     if source.model is not None:
-        source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape))
+        user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
+        source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
         reference = run_batches(TorchRunner(source.model), inputs)
         fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
         reference_name = "FP32 PyTorch"
@@ -170,6 +175,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "engine": _engine(final_onnx, cfg),
         "export_checks": export_checks,
         "prune": source.manifest["metrics"].get("prune"),
+        "warnings": weight_warnings(source.manifest),  # random weights: said in the CLI line and the report
     }
     _write_report(summary, reference, compressed, final, work)
     final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}

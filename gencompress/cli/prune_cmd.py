@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gencompress.benchmarks.report import prune_markdown
-from gencompress.cli.options import emit_json
+from gencompress.cli.options import emit_json, writes_output
 from gencompress.errors import GencompressError
 
 
@@ -46,6 +46,7 @@ def load_source(spec: str, out: str):
 @click.option("--resume", is_flag=True, help="Continue the distillation from the newest complete checkpoint.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
+@writes_output
 def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, fid_samples, gan_weight, seed,
           checkpoint_dir, checkpoint_every, resume, out, as_json):
     """Prune BUNDLE's channels by --ratio and distil it from the original."""
@@ -61,8 +62,9 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
     checkpoints = Checkpoints(Path(checkpoint_dir or f"{Path(out)}.ckpt"), checkpoint_every, resume)
     if resume and checkpoint.latest(checkpoints.root) is None:  # before any model is loaded or trained
         raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")
-    source = load_source(bundle, out)
-    pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples)
+    with checkpoint.claim_root(checkpoints.root, resume):  # a fresh run never writes into another run's checkpoints
+        source = load_source(bundle, out)
+        pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples)
     stats = pruned.manifest["metrics"]["prune"]
     with tempfile.TemporaryDirectory(prefix="gencompress-prune-") as work:
         report = Path(work) / "prune.md"

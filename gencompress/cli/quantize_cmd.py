@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import calib_from_option, emit_json
+from gencompress.cli.options import calib_from_option, emit_json, writes_output
 from gencompress.cli.prune_cmd import load_source
 
 
@@ -26,6 +26,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--seed", default=1234, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print layer precisions and the search as JSON on stdout.")
+@writes_output
 def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_from, deconv_weight_axis, keep_float, min_psnr, no_floor,
              qat_steps, qat_lr, seed, out, as_json):
     """INT8-quantise BUNDLE (fake-quant, TensorRT's Q/DQ form on export)."""

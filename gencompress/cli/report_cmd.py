@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import click
 
+from gencompress.cli.options import writes_output
+
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, metavar="RUN...")
 @click.option("--out", default="gencompress-report", show_default=True, metavar="DIR",
               help="Folder for report.md, report.html and the figures (replaced atomically).")
 @click.option("--title", default="gencompress benchmark report", show_default=True)
+@writes_output
 def report(runs, out, title):
     """Write report.md and report.html from result JSONs (or folders of them)."""
     from gencompress.benchmarks.report_html import load_runs, write_report

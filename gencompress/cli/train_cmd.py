@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gencompress.cli.options import writes_output
 from gencompress.train.config import TrainConfig
 from gencompress.train.objectives import OBJECTIVES
 
@@ -28,6 +29,7 @@ from gencompress.train.objectives import OBJECTIVES
 @click.option("--eval-samples", default=1000, show_default=True, type=click.IntRange(min=2))
 @click.option("--inception-weights", default=None, type=click.Path(dir_okay=False), help="Local TorchScript Inception feature extractor for FID/KID.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@writes_output
 def train(model, objective, data, out, epochs, max_steps, batch_size, lr, beta, ema_decay, seed, resume,
           checkpoint_every, checkpoint_dir, no_eval, eval_every, eval_samples, inception_weights, no_progress):
     """Train MODEL (a zoo name) on DATA; writes a bundle to --out.
