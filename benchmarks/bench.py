@@ -48,6 +48,7 @@ class BenchConfig:
     compile_backend: str = "inductor"
     iters: int = 50
     warmup: int = 10
+    seconds: float = 10.0  # time cap per latency row (--bench-seconds; benchmarks/latency.py)
     threads: int = 2
     quality_samples: int = 64
     seed: int = 0
@@ -66,6 +67,8 @@ class BenchConfig:
             raise GencompressError("--batch needs positive batch sizes")
         if self.iters < 1 or self.warmup < 0:
             raise GencompressError("--iters must be at least 1 and --warmup at least 0")
+        if not self.seconds > 0:
+            raise GencompressError(f"--bench-seconds must be positive (got {self.seconds})")
         if self.fps is not None and self.fps <= 0 or self.budget_ms is not None and self.budget_ms <= 0:
             raise GencompressError("--fps and --budget-ms must be positive")
         if self.quality_samples < 1:
@@ -154,10 +157,10 @@ def time_runner(runner: Runner, inputs: np.ndarray, cfg: BenchConfig, label: str
 def _measure_with_power(runner: Runner, x: np.ndarray, cfg: BenchConfig, label: str):
     """measure(), with tegrastats sampling power around it on a Jetson (None elsewhere)."""
     if not tegrastats.available():
-        return measure(runner, x, cfg.iters, cfg.warmup, label=label), {"power_w": None, "energy_per_image_j": None}
+        return measure(runner, x, cfg.iters, cfg.warmup, label=label, seconds=cfg.seconds), {"power_w": None, "energy_per_image_j": None}
     with tegrastats.Sampler() as sampler:
-        stats = measure(runner, x, cfg.iters, cfg.warmup, label=label)
-    images = len(x) * (cfg.iters + cfg.warmup)
+        stats = measure(runner, x, cfg.iters, cfg.warmup, label=label, seconds=cfg.seconds)
+    images = len(x) * (stats.iters + stats.warmup)
     return stats, {"power_w": tegrastats.mean_power_w(sampler.samples),
                    "energy_per_image_j": tegrastats.energy_per_image_j(sampler.samples, sampler.seconds, images)}
 
@@ -184,7 +187,7 @@ def conditions(cfg: BenchConfig) -> dict:
     """gencompress.conditions.describe() plus what makes timings on a shared machine noisy."""
     info = describe(cfg.threads, cfg.device)
     info["loadavg_1_5_15"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    info["iters"], info["warmup"] = cfg.iters, cfg.warmup
+    info["iters"], info["warmup"], info["bench_seconds"] = cfg.iters, cfg.warmup, cfg.seconds
     info["timer"] = "CUDA synchronize + perf_counter_ns" if cfg.device.startswith("cuda") else "perf_counter_ns"
     info["nvpmodel"] = tegrastats.nvpmodel_mode()  # None off a Jetson
     info["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

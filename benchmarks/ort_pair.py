@@ -15,6 +15,11 @@ times every graph for `inner` calls, and the speed ratio is taken per round, so 
 affects both sides of each ratio alike. Reported: the median of the per-round medians
 and the median of the per-round ratios against the first graph.
 
+With `seconds`, the whole measurement is bounded in time as well as by count (see
+benchmarks/latency.py): the warm-up calls tell each graph's cost, and the calls per round
+and then the rounds shrink (to no fewer than MIN_ROUNDS rounds of one call) so that the
+timed rounds fit in `seconds`; a 1 ms graph keeps its `rounds` x `inner`.
+
     python -m gencompress.benchmarks.ort_pair SPEC.json   (written by `time_graphs`)
 """
 from __future__ import annotations
@@ -32,8 +37,12 @@ import numpy as np
 from gencompress.errors import GencompressError, first_line
 
 
+MIN_ROUNDS = 3  # per-round ratios need a few rounds for their median
+WARMUP_SHARE = 0.25
+
+
 def time_graphs(graphs: dict[str, Path], batch_input: np.ndarray, threads: int = 2, rounds: int = 15,
-                inner: int = 20, warmup: int = 10) -> dict:
+                inner: int = 20, warmup: int = 10, seconds: float | None = None) -> dict:
     """Time each graph on `batch_input` in a child process (see the module docstring).
 
     Returns {"median_ms": {name: ms}, "ratio_to_first": {name: x}, "rounds": {name: [ms, ...]},
@@ -43,7 +52,7 @@ def time_graphs(graphs: dict[str, Path], batch_input: np.ndarray, threads: int =
         spec = Path(tmp) / "spec.json"
         np.save(Path(tmp) / "input.npy", np.ascontiguousarray(batch_input, dtype=np.float32))
         spec.write_text(json.dumps({"graphs": {k: str(v) for k, v in graphs.items()}, "input": str(Path(tmp) / "input.npy"),
-                                    "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup}))
+                                    "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup, "seconds": seconds}))
         # The child must not inherit a thread-count override that differs from `threads`.
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
         done = subprocess.run([sys.executable, "-m", "gencompress.benchmarks.ort_pair", str(spec)],
@@ -71,14 +80,13 @@ def _run(spec: dict) -> dict:
     sessions = {name: _session(path) for name, path in spec["graphs"].items()}
     x = np.load(spec["input"])
     feeds = {name: {s.get_inputs()[0].name: x} for name, s in sessions.items()}
-    for name, s in sessions.items():
-        for _ in range(spec["warmup"]):
-            s.run(None, feeds[name])
+    per_call = {name: _warm_up(s, feeds[name], spec) for name, s in sessions.items()}
+    n_rounds, inner = _plan(spec, sum(per_call.values()))
     rounds: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(spec["rounds"]):
+    for _ in range(n_rounds):
         for name, s in sessions.items():
             times = []
-            for _ in range(spec["inner"]):
+            for _ in range(inner):
                 start = time.perf_counter_ns()
                 s.run(None, feeds[name])
                 times.append((time.perf_counter_ns() - start) / 1e6)
@@ -88,9 +96,35 @@ def _run(spec: dict) -> dict:
         "median_ms": {k: float(np.median(v)) for k, v in rounds.items()},
         "ratio_to_first": {k: float(np.median(np.asarray(first) / np.asarray(v))) for k, v in rounds.items()},
         "rounds": rounds,
-        "method": (f"child process, one shared {spec['threads']}-thread ONNX Runtime pool, {spec['rounds']} interleaved rounds "
-                   f"x {spec['inner']} calls after {spec['warmup']} warm-up calls; median of round medians, median of per-round ratios"),
+        "method": (f"child process, one shared {spec['threads']}-thread ONNX Runtime pool, {n_rounds} interleaved rounds "
+                   f"x {inner} calls after up to {spec['warmup']} warm-up calls; median of round medians, median of per-round ratios"
+                   + (f"; bounded to about {spec['seconds']:g} s" if spec.get("seconds") else "")),
+        "rounds_run": n_rounds,
+        "calls_per_round": inner,
     }
+
+
+def _warm_up(session, feed: dict, spec: dict) -> float:
+    """Warm-up calls (cut short after a share of the time bound); returns seconds per call."""
+    limit = WARMUP_SHARE * spec["seconds"] / len(spec["graphs"]) if spec.get("seconds") else float("inf")
+    calls, start = 0, time.perf_counter()
+    while calls < max(spec["warmup"], 1):  # one call at least: it tells the cost of a call
+        session.run(None, feed)
+        calls += 1
+        if time.perf_counter() - start >= limit:
+            break
+    return (time.perf_counter() - start) / calls
+
+
+def _plan(spec: dict, round_call_s: float) -> tuple[int, int]:
+    """(rounds, calls per round) within spec["seconds"]; `round_call_s`: one call of every graph."""
+    rounds, inner = spec["rounds"], spec["inner"]
+    if not spec.get("seconds") or round_call_s <= 0:
+        return rounds, inner
+    inner = max(1, min(inner, int(spec["seconds"] / (rounds * round_call_s))))
+    if inner == 1:
+        rounds = max(min(MIN_ROUNDS, rounds), min(rounds, int(spec["seconds"] / round_call_s)))
+    return rounds, inner
 
 
 def main(argv=None) -> int:

@@ -133,6 +133,24 @@ def floor_markdown(quality: dict, calibrators: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _calls_line(rows: list[dict]) -> list[str]:
+    """Which rows the time cap cut short, with the calls they got."""
+    capped = [f"{r['backend']} {r['precision']} b{r['batch']}: {r['iters']} calls in {r.get('seconds', 0):.1f} s"
+              for r in rows if r.get("stopped_by") == "time"]
+    return [f"Stopped by the time cap: {'; '.join(capped)}.", ""] if capped else []
+
+
+def _time_section(took: dict | None) -> list[str]:
+    """Where the build's wall time went, per stage (up to the report itself)."""
+    if not took:
+        return []
+    total = took["wall_seconds"] or 1.0
+    rows = [[k, f"{v:.1f}", f"{100 * v / total:.0f}%"] for k, v in sorted(took["stages"].items(), key=lambda kv: -kv[1])]
+    rows.append(["other", f"{took['other_seconds']:.1f}", f"{100 * took['other_seconds'] / total:.0f}%"])
+    return ["## Where the time went", "", f"{took['wall_seconds']:.1f} s wall in all (before writing this report).", "",
+            markdown_table(["stage", "seconds", "share"], rows), ""]
+
+
 def build_report_markdown(summary: dict) -> str:
     """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
     q, cond = summary["quality"], summary["conditions"]
@@ -145,7 +163,8 @@ def build_report_markdown(summary: dict) -> str:
         *[f"**Warning: {w}.**\n" for w in summary.get("warnings", [])],
         "## Quality against the original FP32 model",
         "",
-        f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}.",
+        f"On {q['samples']} fixed inputs (seed {q['seed']}), output range [-1, 1]; reference: {q['reference']}"
+        + (f"; compressed graph run on {q['runtime']}." if q.get("runtime") else "."),
         "",
         markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
         "",
@@ -157,8 +176,9 @@ def build_report_markdown(summary: dict) -> str:
         "",
         "## Latency",
         "",
-        f"{cond['threads']} threads, {summary['latency_warmup']} warm-up and {summary['latency_iters']} timed iterations per row, "
-        f"on {cond['device_name']}.",
+        f"{cond['threads']} threads, up to {summary['latency_warmup']} warm-up and {summary['latency_iters']} timed iterations per row"
+        + (f", each row capped at {summary['bench_seconds']:g} s (at least 3 calls)" if summary.get("bench_seconds") else "")
+        + f", on {cond['device_name']}.",
         "",
         markdown_table(
             ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s", "speed vs FP32 ONNX"],
@@ -166,6 +186,7 @@ def build_report_markdown(summary: dict) -> str:
              for r in summary["latency"]],
         ),
         "",
+        *_calls_line(summary["latency"]),
         *_paired_line(summary.get("paired_speedup"), summary["precision"]),
         "## Size",
         "",
@@ -180,6 +201,7 @@ def build_report_markdown(summary: dict) -> str:
         "",
         summary["engine"]["message"],
         "",
+        *_time_section(summary.get("time")),
         "## Conditions",
         "",
         markdown_table(["", "value"], [["device", cond["device_name"]], ["threads", cond["threads"]], ["cpus", cond["cpu_count"]], ["platform", cond["platform"]], ["commit", cond["commit"]]]

@@ -37,6 +37,7 @@ class SweepConfig:
     batches: tuple[int, ...] = (1, 8, 32)
     iters: int = 50
     warmup: int = 10
+    seconds: float = 10.0  # time cap per latency row (--bench-seconds)
     threads: int = 2
     quality_samples: int = 64
     distill_steps: int = 300
@@ -63,7 +64,7 @@ class SweepConfig:
 
     def bench_config(self, **overrides) -> BenchConfig:
         return BenchConfig(backends=(self.backend,), batches=self.batches, iters=self.iters, warmup=self.warmup,
-                           threads=self.threads, quality_samples=self.quality_samples, progress=self.progress,
+                           seconds=self.seconds, threads=self.threads, quality_samples=self.quality_samples, progress=self.progress,
                            compile_backend=self.compile_backend, **overrides)
 
 

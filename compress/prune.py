@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
@@ -237,6 +238,12 @@ def prune_module(model: nn.Module, input_shape, distribution: str, cfg: PruneCon
     order = execution_order(student, x)
     if not order:
         raise GencompressError("the model has no Conv/ConvTranspose/Linear layer to prune")
+    computed = computed_weight_convs(student, x[:2])
+    if computed:  # refused before tracing: Torch-Pruning's graph of a batch-grouped conv grows without end
+        name, cls = computed[0]
+        raise GencompressError(
+            f"cannot prune {name} ({cls}): it convolves with weights computed per sample (a modulated convolution), "
+            "which Torch-Pruning cannot slice; compress this model with `build --int8` without --prune (such layers stay float)")
     protected = {order[-1], *cfg.protect}
     unknown = set(cfg.protect) - set(names.values())
     if unknown:
@@ -259,6 +266,44 @@ def prune_module(model: nn.Module, input_shape, distribution: str, cfg: PruneCon
         run_naming_failure(student, x, "Torch-Pruning could not trace this architecture: the pruned model fails")
     record = {"protected": sorted(protected), "round_to": round_to, "history": _history(pruner.DG)}
     return student.eval(), record
+
+
+CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
+
+
+def computed_weight_convs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
+    """(name, class) of each module that runs a convolution whose weight is not a conv layer's own
+    parameter but computed in forward (StyleGAN2's modulated convolutions, per-sample weights)."""
+    from torch.overrides import TorchFunctionMode
+
+    own = {id(m.weight) for m in model.modules() if isinstance(m, PRUNABLE)}
+    stack: list[nn.Module] = []
+    found: dict[nn.Module, None] = {}
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in CONV_FUNCTIONS and stack:
+                weight = args[1] if len(args) > 1 else kwargs.get("weight")
+                if id(weight) not in own:
+                    found.setdefault(stack[-1])
+            return func(*args, **kwargs)
+
+    def enter(module, _inputs):
+        stack.append(module)
+
+    def leave(_module, _inputs, _output):  # returns None: the output stays as it is
+        stack.pop()
+
+    hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    try:
+        with torch.no_grad(), Watch():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    names = {m: n for n, m in model.named_modules()}
+    return [(names[m], type(m).__name__) for m in found]
 
 
 def _make_pruner(tp, model, x, cfg, ignored, round_to, names):

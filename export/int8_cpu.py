@@ -31,7 +31,7 @@ from gencompress.metrics import psnr
 from gencompress.progress import bar
 
 from .onnx_quant import CPU_CALIBRATORS, CPU_FORMATS, FUSED_ACTIVATIONS, MOVE_OPS, quantize_prepared
-from .runners import OrtRunner
+from .runners import OrtRunner, run_batches
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 PROFILE_RUNS = 20
@@ -67,11 +67,12 @@ def layer_groups(prepared: Path) -> dict[str, list[str]]:
 class _Search:
     """Quantise the prepared float graph with given choices and score it on held-out inputs."""
 
-    def __init__(self, prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor, fmt: str, threads: int):
-        self.prepared, self.work, self.calib, self.held = prepared, work, calib, held
+    def __init__(self, prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor, fmt: str, threads: int,
+                 batch: int = 32):
+        self.prepared, self.work, self.calib, self.held, self.batch = prepared, work, calib, held, batch
         self.floor, self.fmt, self.threads = floor, fmt, threads
         runner = OrtRunner(prepared, threads)
-        self.reference = runner.infer(held)  # the float graph itself: the search's FP32
+        self.reference = run_batches(runner, held, batch)  # the float graph itself: the search's FP32
         runner.close()
         self.count = 0
 
@@ -80,13 +81,13 @@ class _Search:
         dst = self.work / f"cpu-int8-{self.count}.onnx"
         return quantize_prepared(self.prepared, dst, self.calib, fmt=self.fmt, calibrator=calibrator, nodes_to_exclude=list(exclude),
                                  nodes_to_quantize=list(only) if only is not None else None,
-                                 cache=self.work / f"ranges-{calibrator}.json")
+                                 cache=self.work / f"ranges-{calibrator}.json", batch=self.batch)
 
     def score(self, path: Path, psnr_only: bool = False) -> dict:
         """The floor's scores (PSNR, SSIM, meets_floor); PSNR alone where only the order counts."""
         runner = OrtRunner(path, self.threads)
         try:
-            out = runner.infer(self.held)
+            out = run_batches(runner, self.held, self.batch)
         finally:
             runner.close()
         return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
@@ -170,14 +171,14 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
 
 def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor | None,
                     calibrator: str = "auto", fmt: str = "qoperator", threads: int = 2, progress: bool = True,
-                    speed_aware: bool = False) -> tuple[Path, dict]:
+                    speed_aware: bool = False, batch: int = 32) -> tuple[Path, dict]:
     """The integer graph that meets `floor` with the fewest float nodes; returns its path and
     the record for the recipe and report (calibrators' scores, sensitivity, float nodes)."""
     if fmt not in CPU_FORMATS:
         raise GencompressError(f"unknown CPU INT8 format {fmt!r}; known: {', '.join(CPU_FORMATS)}")
     if calibrator != "auto" and calibrator not in CPU_CALIBRATORS:
         raise GencompressError(f"calibrator {calibrator!r} is not available for --target cpu; known: auto, {', '.join(CPU_CALIBRATORS)}")
-    search = _Search(prepared, work, calib, held, floor or QualityFloor(1.0), fmt, threads)
+    search = _Search(prepared, work, calib, held, floor or QualityFloor(1.0), fmt, threads, batch)
     names = tuple(CPU_CALIBRATORS) if calibrator == "auto" else (calibrator,)
     paths, scores = {}, {}
     for name in bar(list(names), "calibrators", progress, leave=False):

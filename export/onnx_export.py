@@ -58,6 +58,7 @@ def export_module(model: nn.Module, input_shape, path: Path, cfg: OnnxConfig) ->
                 do_constant_folding=True,
             )
         except Exception as exc:
+            _refuse_computed_weights(model, dummy)
             first = first_line(exc)
             raise GencompressError(f"ONNX export failed: {first[:300]}") from None
     if cfg.slim:
@@ -89,3 +90,20 @@ def to_onnx(bundle: Bundle, cfg: OnnxConfig | None, workdir: Path) -> Bundle:
     out.manifest["input"]["name"] = cfg.input_name
     out.manifest["output"]["name"] = cfg.output_name
     return out
+
+
+def _refuse_computed_weights(model, dummy) -> None:
+    """A failed export of a convolution whose kernel is computed per sample (StyleGAN2's modulated
+    convs: batch-grouped, so its shape follows the dynamic batch) gets a message naming the layer."""
+    from gencompress.compress.prune import computed_weight_convs
+
+    try:
+        found = computed_weight_convs(model, dummy)
+    except Exception:  # the model's own failure is reported by the caller
+        return
+    if found:
+        name, cls = found[0]
+        raise GencompressError(
+            f"cannot export {name} ({cls}) to ONNX: it convolves with weights computed per sample, whose shape follows "
+            "the dynamic batch; write it as StyleGAN2's fused_modconv=False form (scale the input by the style, convolve "
+            "with the shared weight, scale the output by the demodulation coefficients)")

@@ -25,14 +25,16 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over drawn inputs, in batches."""
 
     def __init__(self, input_name: str, inputs: np.ndarray, batch: int):
-        self.chunks = iter([{input_name: inputs[i : i + batch]} for i in range(0, len(inputs), batch)])
+        from gencompress.progress import bar
+
+        self.chunks = iter(bar([{input_name: inputs[i : i + batch]} for i in range(0, len(inputs), batch)], "calibrate", leave=False))
 
     def get_next(self):
         return next(self.chunks, None)
 
 
 def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
-                           inputs: np.ndarray | None = None) -> Path:
+                           inputs: np.ndarray | None = None, batch: int = 32) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
     options = dict(
@@ -44,7 +46,7 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
         calibrate_method=CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
-    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs)
+    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs, batch)
 
 
 CPU_FORMATS = ("qdq", "qoperator")
@@ -97,7 +99,7 @@ def cpu_options(fmt: str = "qdq", calibrator: str = "max") -> dict:
 
 
 def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
-                 fmt: str = "qdq", calibrator: str = "max", inputs: np.ndarray | None = None) -> Path:
+                 fmt: str = "qdq", calibrator: str = "max", inputs: np.ndarray | None = None, batch: int = 32) -> Path:
     """INT8 in the form ONNX Runtime's CPU provider runs fast (see module docstring).
 
     With `qdq`, ONNX Runtime fuses each DequantizeLinear -> Conv -> QuantizeLinear into a
@@ -105,7 +107,7 @@ def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: 
     """
     options = cpu_options(fmt, calibrator)
     _register_move_ops()
-    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs)
+    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs, batch)
 
 
 def prepare_for_quantization(src: Path, dst: Path) -> Path:
@@ -124,7 +126,7 @@ def prepare_for_quantization(src: Path, dst: Path) -> Path:
 
 
 def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray, fmt: str = "qoperator", calibrator: str = "max",
-                      nodes_to_exclude=(), nodes_to_quantize=None, cache: Path | None = None) -> Path:
+                      nodes_to_exclude=(), nodes_to_quantize=None, cache: Path | None = None, batch: int = 32) -> Path:
     """The CPU integer form of a prepared graph, some nodes left float. With `cache`, the
     calibrator's tensor ranges are computed on the first call and read back on later ones."""
     from onnxruntime.quantization import quantize_static
@@ -137,7 +139,7 @@ def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray, fmt: str = 
     logging.getLogger().setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(prepared), str(dst), _Reader(input_name, inputs, 32), nodes_to_exclude=list(nodes_to_exclude),
+            quantize_static(str(prepared), str(dst), _Reader(input_name, inputs, batch), nodes_to_exclude=list(nodes_to_exclude),
                             nodes_to_quantize=nodes_to_quantize, calibration_cache_path=cache, **options)
     except Exception as exc:
         raise GencompressError(f"ONNX INT8 quantisation of {prepared.name} failed: {first_line(exc)[:300]}") from None
@@ -145,7 +147,9 @@ def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray, fmt: str = 
 
 
 def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, samples: int, seed: int, options: dict,
-                     inputs: np.ndarray | None = None) -> Path:
+                     inputs: np.ndarray | None = None, batch: int = 32) -> Path:
+    """quantize_static over `inputs` in batches of `batch` (ONNX Runtime's arena holds one batch's
+    activations: a batch of 32 at 256x256 is gigabytes)."""
     from onnxruntime.quantization import quantize_static
 
     import onnxruntime as ort
@@ -157,7 +161,7 @@ def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, sampl
     logging.getLogger().setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, 32), **options)
+            quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, batch), **options)
     except Exception as exc:
         first = first_line(exc)
         raise GencompressError(f"ONNX INT8 quantisation of {src.name} failed: {first[:300]}") from None
@@ -209,7 +213,7 @@ def convert_fp16(src: Path, dst: Path) -> Path:
 
 
 def cpu_int8(model, fp32_onnx: Path, work: Path, input_shape, distribution: str, samples: int = 256,
-             fmt: str = "qoperator", deconv_form: str = "sub-pixel", inputs: np.ndarray | None = None) -> tuple[Path, dict]:
+             fmt: str = "qoperator", deconv_form: str = "sub-pixel", inputs: np.ndarray | None = None, batch: int = 32) -> tuple[Path, dict]:
     """`--target cpu` INT8: fold BatchNorm and rewrite ConvTranspose into convolutions
     (exact, verified in FP32) so every layer is a QLinearConv, then quantise for ORT CPU.
 
@@ -225,5 +229,5 @@ def cpu_int8(model, fp32_onnx: Path, work: Path, input_shape, distribution: str,
         rewritten, info = cpu_integer_ready(model, input_shape, form=deconv_form)
         src = export_module(rewritten, input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
         step.update(info)
-    path = quantize_cpu(src, work / "model.onnx", input_shape, distribution, samples, fmt=fmt, inputs=inputs)
+    path = quantize_cpu(src, work / "model.onnx", input_shape, distribution, samples, fmt=fmt, inputs=inputs, batch=batch)
     return path, step

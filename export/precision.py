@@ -37,6 +37,7 @@ class PrecisionConfig:
     target: str = "gpu"
     calibrator: str = "auto"  # auto: the best on held-out inputs (see compress/quantize.py, int8_cpu.py)
     calib_samples: int = 256
+    calib_batch: int = 32  # mini-batches: ONNX Runtime's arena holds one batch's activations
     calib_from: str = "auto"
     deconv_weight_axis: int = 1
     min_psnr: float | None = None  # None: the default floor (gencompress/floor.py)
@@ -62,7 +63,7 @@ class PrecisionConfig:
 
     def quant_config(self) -> QuantConfig:
         return QuantConfig(calibrator=self.calibrator if self.calibrator in CALIBRATOR_CHOICES else "auto", calib_samples=self.calib_samples,
-                           calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
+                           calib_batch=self.calib_batch, calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
                            no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, seed=CALIB_SEED)
 
 
@@ -79,7 +80,7 @@ def apply_precision(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work:
         # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
         inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
         path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.input_distribution, cfg.calib_samples,
-                                      inputs=inputs.numpy())
+                                      inputs=inputs.numpy(), batch=cfg.calib_batch)
         out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
                              "calibration_data": how})
         return _holding(out, source, path), "TensorRT explicit Q/DQ (ONNX Runtime quantize_static): symmetric INT8, per-channel weights"
@@ -107,7 +108,7 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
         step.update(info)
     prepared = prepare_for_quantization(src, work / "fp32-prepared.onnx")
     path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress,
-                                   speed_aware=cfg.speed_aware)
+                                   speed_aware=cfg.speed_aware, batch=cfg.calib_batch)
     step["calibrator"] = record["calibrators"]["chosen"]
     step["calibrators"] = record.pop("calibrators")
     step["floor"] = record["floor"]

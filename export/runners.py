@@ -115,7 +115,10 @@ def register_backend(name: str, factory: Callable[..., Runner]) -> None:
     BACKENDS[name] = factory
 
 
-def run_batches(runner: Runner, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Run `inputs` through `runner` in batches (memory stays flat as N grows)."""
-    outs = [runner.infer(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]
+def run_batches(runner: Runner, inputs: np.ndarray, batch: int = 32, label: str = "") -> np.ndarray:
+    """Run `inputs` through `runner` in batches (memory stays flat as N grows); a bar with an ETA when labelled."""
+    from gencompress.progress import bar
+
+    starts = range(0, len(inputs), batch)
+    outs = [runner.infer(inputs[i : i + batch]) for i in bar(starts, label, bool(label), leave=False)]
     return np.concatenate(outs, axis=0)

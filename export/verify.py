@@ -29,20 +29,26 @@ class VerifyConfig:
     seed: int = 0
     batch: int = 8  # run in batches: exercises the dynamic batch axis too
     threads: int = 2
+    # "disable": ONNX Runtime runs each Q/DQ pair as written (the arithmetic TensorRT's explicit
+    # quantisation promises). With its CPU fusions on, ORT swaps in its own integer kernels, which
+    # on the SD-VAE decoder layout (GroupNorm, SiLU, attention) lost 8 dB against the very graph
+    # run as written (27 vs 35 dB): a CPU-runtime matter, not an export error.
+    optimization: str = "disable"
 
 
 def compare(model: nn.Module, onnx_path, input_shape, distribution: str, cfg: VerifyConfig) -> tuple[dict, np.ndarray]:
     """Fidelity of ONNX Runtime's output to PyTorch's on fixed latents; (result, inputs)."""
     inputs = draw_inputs(tuple(input_shape), cfg.samples, distribution, cfg.seed).numpy()
     reference = run_batches(TorchRunner(model), inputs, cfg.batch)
-    runner = OrtRunner(onnx_path, cfg.threads)
+    runner = OrtRunner(onnx_path, cfg.threads, cfg.optimization)
     try:
         got = run_batches(runner, inputs, cfg.batch)
     finally:
         runner.close()
     result = fidelity(reference, got)
     result.update({"samples": cfg.samples, "seed": cfg.seed, "min_psnr": cfg.min_psnr,
-                   "passed": bool(result["psnr_db"] >= cfg.min_psnr), "reference": "PyTorch", "test": "ONNX Runtime (CPU)"})
+                   "passed": bool(result["psnr_db"] >= cfg.min_psnr), "reference": "PyTorch",
+                   "test": "ONNX Runtime (CPU)" + (", graph optimisations off" if cfg.optimization == "disable" else "")})
     return result, inputs
 
 

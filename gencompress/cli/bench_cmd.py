@@ -42,6 +42,8 @@ def load_bundle(spec: str, progress: bool = True):
 @click.option("--channels-last", is_flag=True, help="PyTorch backends: channels_last memory format.")
 @click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
+@click.option("--bench-seconds", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Time cap of each latency timing: at least --iters calls, but stop after this many seconds (at least 3 calls).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--quality-samples", default=64, show_default=True, type=click.IntRange(min=1),
               help="Fixed latents for PSNR/SSIM against the original model.")
@@ -51,14 +53,14 @@ def load_bundle(spec: str, progress: bool = True):
 @click.option("--fps", type=float, default=None, help="Real-time verdict against this frame rate.")
 @click.option("--budget-ms", type=float, default=None, help="Real-time verdict against this per-frame budget.")
 @click.option("--json", "json_out", default=None, metavar="FILE", help="Write the results JSON here (else to stdout).")
-def bench(bundles, backends, batches, device, precision, channels_last, iters, warmup, threads, quality_samples,
+def bench(bundles, backends, batches, device, precision, channels_last, iters, warmup, bench_seconds, threads, quality_samples,
           data_samples, reference, fps, budget_ms, json_out):
     """Time BUNDLE(s) on each backend and batch; judge quality against the original."""
     from gencompress.benchmarks.bench import BenchConfig, run
     from gencompress.benchmarks.results_io import merge, write_json
 
     cfg = BenchConfig(backends=backends, batches=batches, device=device, precision=precision, channels_last=channels_last,
-                      iters=iters, warmup=warmup, threads=threads, quality_samples=quality_samples, data_samples=data_samples,
+                      iters=iters, warmup=warmup, seconds=bench_seconds, threads=threads, quality_samples=quality_samples, data_samples=data_samples,
                       fps=fps, budget_ms=budget_ms)
     ref = load_bundle(reference) if reference else None
     result = merge([run(load_bundle(spec), cfg, ref) for spec in bundles])

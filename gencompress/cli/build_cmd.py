@@ -5,6 +5,7 @@ import click
 
 from gencompress.cli.options import calib_from_option, emit_json, fraction, model_options, precision_option, writes_output
 from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
+from gencompress.progress import top_stages
 
 
 @click.command()
@@ -23,11 +24,13 @@ from gencompress.cli.pipeline import TARGETS, BuildConfig, build as run_build
               help="Quality floor in dB vs FP32, replacing the default (PSNR >= 35 dB and SSIM >= 0.97): the most sensitive layers stay float.")
 @click.option("--no-quality-floor", "no_floor", is_flag=True, help="Keep every layer INT8, whatever the quality (no floor, no search).")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
+@click.option("--bench-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Time cap of each latency row (the paired INT8/FP32 ratio gets 4x): 30 calls or this long, whichever ends first.")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 @writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
-          prune_ratio, distill_steps, calibrator, min_psnr, no_floor, qat_steps, out, as_json):
+          prune_ratio, distill_steps, calibrator, min_psnr, no_floor, qat_steps, bench_seconds, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
     With no --model, uses the zoo DCGAN trained on scikit-learn's digits (trained on
@@ -38,6 +41,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
         prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, qat_steps=qat_steps,
+        bench_seconds=bench_seconds,
     )
     summary = run_build(cfg)
     if as_json:
@@ -49,9 +53,11 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         if fast and target != "cpu":
             speed += " (this Q/DQ graph is TensorRT's form; its speed is the engine's)"
         how = _how_line(summary)
+        took = summary["time"]
         warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
         click.echo(f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}{speed}{how}, "
                    f"report in {summary['out']}/report/report.md{warn}")
+        click.echo(f"took {took['wall_seconds']:.0f} s: {top_stages(took)}")
 
 
 def _how_line(summary: dict) -> str:

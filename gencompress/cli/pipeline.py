@@ -16,6 +16,7 @@ import torch
 
 from gencompress import zoo
 from gencompress.atomic import check_output_dir
+from gencompress.batching import mini_batch
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
@@ -24,6 +25,7 @@ from gencompress.floor import quality_floor
 from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
+from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, prune
 from gencompress.export import OnnxConfig
 from gencompress.export.onnx_export import export_module
@@ -58,6 +60,7 @@ class BuildConfig:
     latency_batches: tuple[int, ...] = (1, 8)
     latency_iters: int = 30
     latency_warmup: int = 5
+    bench_seconds: float = 3.0  # time cap of each latency row (the paired ratio gets PAIRED_SECONDS_FACTOR x this)
     progress: bool = True
     prune: float | None = None  # channel ratio pruned (Torch-Pruning), then distilled
     distill_steps: int = 1500
@@ -73,14 +76,17 @@ class BuildConfig:
             raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
         if self.calib_samples < 1 or self.eval_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
+        if not self.bench_seconds > 0:
+            raise GencompressError(f"--bench-seconds must be positive (got {self.bench_seconds})")
         if self.prune is not None and not 0.0 < self.prune < 1.0:  # before any model is trained or loaded
             raise GencompressError(f"--prune {self.prune:g} is not a fraction in (0, 1); 0.5 removes half of each layer's channels")
         if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         self.precision_config().validate()
 
-    def precision_config(self) -> PrecisionConfig:
+    def precision_config(self, calib_batch: int = 32) -> PrecisionConfig:
         return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator, calib_samples=self.calib_samples,
+                               calib_batch=calib_batch,
                                calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
                                no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, threads=self.threads)
 
@@ -123,32 +129,46 @@ def build(cfg: BuildConfig) -> dict:
 
 def _build_in(cfg: BuildConfig, work: Path) -> dict:
     torch.set_num_threads(cfg.threads)
-    source, name = resolve_model(cfg)
+    timer = StageTimer(cfg.progress)
+    with timer.stage("load"):
+        source, name = resolve_model(cfg)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
-        source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress)
+        with timer.stage("prune + distill", f"{cfg.distill_steps} steps"):
+            source = prune(source, PruneConfig(ratio=cfg.prune, distill_steps=cfg.distill_steps), progress=cfg.progress)
     inputs = draw_inputs(source.input_shape, cfg.eval_samples, source.input_distribution, cfg.eval_seed).numpy()
 
-    if source.model is not None:
-        user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
-        source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
-        reference = run_batches(TorchRunner(source.model), inputs)
-        fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
-        reference_name = "FP32 PyTorch"
-    else:
-        fp32_onnx = source.file("source.onnx")
-        reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs)
-        reference_name = "FP32 ONNX (ONNX Runtime)"
+    with timer.stage("reference"):
+        if source.model is not None:
+            user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
+        batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
+        if source.model is not None:
+            reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
+            fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
+            reference_name = "FP32 PyTorch"
+        else:
+            fp32_onnx = source.file("source.onnx")
+            reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs, batch, _label(cfg, "FP32 reference"))
+            reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
     floor = quality_floor(cfg.min_psnr, cfg.no_floor)
     if floor is not None and cfg.precision == "int8":
-        _check_reachable(floor, reference, fp32_onnx, inputs, cfg.threads)
+        _check_reachable(floor, reference, fp32_onnx, inputs, cfg.threads, batch)
 
-    final, quant_form = apply_precision(source, cfg.precision_config(), fp32_onnx, work, cfg.progress)
+    with timer.stage(f"compress ({cfg.precision})", f"{cfg.calib_samples} calibration inputs in batches of {batch}"):
+        final, quant_form = apply_precision(source, cfg.precision_config(batch), fp32_onnx, work, cfg.progress)
     final_onnx = final.file(ONNX)
-    # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
-    export_checks = check_export(final, cfg.target, work)
-    compressed = run_batches(OrtRunner(final_onnx, cfg.threads), inputs)
-    quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name}
+    with timer.stage("export checks"):
+        # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
+        export_checks = check_export(final, cfg.target, work)
+    with timer.stage("evaluate"):
+        # --target cpu: ONNX Runtime is the deployment runtime, fusions and all. Other targets: the
+        # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
+        # integer fusions lost 8 dB on the SD-VAE layout (export/verify.py).
+        optimization = "all" if cfg.target == "cpu" else "disable"
+        compressed = run_batches(OrtRunner(final_onnx, cfg.threads, optimization), inputs, batch, _label(cfg, "evaluate"))
+        quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name,
+                   "runtime": f"ONNX Runtime CPU, graph optimisation {optimization}"}
     if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
         quality.update(floor.measure(reference, compressed), floor=floor.describe())
         if not quality["meets_floor"]:
@@ -156,32 +176,50 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                                    f"{cfg.eval_samples} evaluation inputs, under {floor.describe()}; nothing written")
     quant_step = final.last_step("quantize") or {}
 
+    with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
+        latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs)
+    with timer.stage("paired speed"):
+        paired = _paired_speedup(fp32_onnx, final_onnx, cfg, inputs)
+    with timer.stage("model stats"):
+        params = count_params(source.model) if source.model is not None else None
+        macs = count_macs(source.model, source.input_shape) if source.model is not None else None
+    with timer.stage("engine"):
+        engine = _engine(final_onnx, cfg)
     summary = {
         "model": name,
         "precision": cfg.precision,
         "target": cfg.target,
         "quant_form": quant_form,
         "quality": quality,
-        "latency": _latencies(source, fp32_onnx, final_onnx, cfg, inputs),
-        "paired_speedup": _paired_speedup(fp32_onnx, final_onnx, cfg, inputs),
+        "latency": latency,
+        "paired_speedup": paired,
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
-        "params": count_params(source.model) if source.model is not None else None,
-        "macs": count_macs(source.model, source.input_shape) if source.model is not None else None,
+        "bench_seconds": cfg.bench_seconds,
+        "mini_batch": batch,
+        "params": params,
+        "macs": macs,
         "layer_precision": final.manifest.get("precision", {}),
         "sensitivity": quant_step.get("sensitivity"),
         "calibrators": quant_step.get("calibrators"),
         "conditions": describe(cfg.threads),
-        "engine": _engine(final_onnx, cfg),
+        "engine": engine,
         "export_checks": export_checks,
         "prune": source.manifest["metrics"].get("prune"),
         "warnings": weight_warnings(source.manifest),  # random weights: said in the CLI line and the report
     }
-    _write_report(summary, reference, compressed, final, work)
-    final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
-    saved = final.save(cfg.out)
+    with timer.stage("report + save"):
+        summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
+        _write_report(summary, reference, compressed, final, work)
+        final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
+        saved = final.save(cfg.out)
+    summary["time"] = timer.as_dict()
     summary["out"] = str(saved.path)
     return summary
+
+
+def _label(cfg: BuildConfig, what: str) -> str:
+    return what if cfg.progress else ""
 
 
 def _check_finite(reference: np.ndarray) -> None:
@@ -189,10 +227,10 @@ def _check_finite(reference: np.ndarray) -> None:
         raise GencompressError("model output contains NaN or Inf")
 
 
-def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.ndarray, threads: int) -> None:
+def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.ndarray, threads: int, batch: int = 32) -> None:
     """A floor above what the FP32 graph itself reaches (ONNX Runtime against PyTorch) cannot
     be met by any INT8 mix: say so before any calibration."""
-    ceiling = floor.measure(reference, run_batches(OrtRunner(fp32_onnx, threads), inputs))
+    ceiling = floor.measure(reference, run_batches(OrtRunner(fp32_onnx, threads), inputs, batch))
     if not ceiling["meets_floor"]:
         raise GencompressError(f"{floor.describe()} is above what the FP32 model itself reaches on ONNX Runtime "
                                f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
@@ -209,7 +247,8 @@ def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConf
     for backend, precision, runner in runners:
         for batch in cfg.latency_batches:
             x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
-            stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "")
+            stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "",
+                            seconds=cfg.bench_seconds)
             rows.append({"backend": backend, "precision": precision, **stats.as_dict()})
         runner.close()
     return with_speedups(rows)
@@ -225,6 +264,7 @@ def with_speedups(rows: list[dict]) -> list[dict]:
 
 
 PAIRED_ROUNDS = 9
+PAIRED_SECONDS_FACTOR = 4  # the quoted ratio gets more time than one table row
 
 
 def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> dict | None:
@@ -235,7 +275,8 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
         return None
     batch = max(cfg.latency_batches)
     x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
-    timing = time_graphs({"fp32": fp32_onnx, cfg.precision: final_onnx}, x, cfg.threads, rounds=PAIRED_ROUNDS, inner=10, warmup=5)
+    timing = time_graphs({"fp32": fp32_onnx, cfg.precision: final_onnx}, x, cfg.threads, rounds=PAIRED_ROUNDS, inner=10, warmup=5,
+                         seconds=PAIRED_SECONDS_FACTOR * cfg.bench_seconds)
     return {"batch": batch, "speedup_vs_fp32_onnx": timing["ratio_to_first"][cfg.precision], "median_ms": timing["median_ms"],
             "method": timing["method"]}
 

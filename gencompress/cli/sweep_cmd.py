@@ -22,6 +22,8 @@ def float_list(ctx, param, value):
 @click.option("--batch", "batches", default="1,8,32", show_default=True, callback=int_list)
 @click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
+@click.option("--bench-seconds", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Time cap of each latency timing: at least --iters calls, but stop after this many seconds (at least 3 calls).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--distill-steps", default=300, show_default=True, type=click.IntRange(min=0), help="Distillation after each pruning.")
 @click.option("--baselines", default="torch,torch-channels-last,torch-compile", show_default=True, callback=str_list,
@@ -32,13 +34,13 @@ def float_list(ctx, param, value):
 @click.option("--budget-ms", type=float, default=None)
 @click.option("--data-samples", default=0, show_default=True, type=click.IntRange(min=0), help="FID/KID/IS samples per variant (0: skip).")
 @click.option("--json", "json_out", required=True, metavar="FILE", help="Where to write the sweep's results JSON.")
-def sweep(bundle, ratios, precisions, backend, batches, iters, warmup, threads, distill_steps, baselines, profiles,
+def sweep(bundle, ratios, precisions, backend, batches, iters, warmup, bench_seconds, threads, distill_steps, baselines, profiles,
           fps, budget_ms, data_samples, json_out):
     """Build every (prune ratio x precision) variant of BUNDLE, measure each, mark the Pareto front."""
     from gencompress.benchmarks.results_io import write_json
     from gencompress.benchmarks.sweep import SweepConfig, sweep as run_sweep
 
-    cfg = SweepConfig(prune=ratios, precisions=precisions, backend=backend, batches=batches, iters=iters, warmup=warmup,
+    cfg = SweepConfig(prune=ratios, precisions=precisions, backend=backend, batches=batches, iters=iters, warmup=warmup, seconds=bench_seconds,
                       threads=threads, distill_steps=distill_steps, baselines=baselines, estimate_profiles=profiles,
                       fps=fps, budget_ms=budget_ms, data_samples=data_samples)
     result = run_sweep(load_bundle(bundle), cfg)

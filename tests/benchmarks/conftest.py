@@ -11,4 +11,4 @@ def tiny_bundle(tmp_path_factory):
     from gencompress.train.pretrained import zoo_bundle
 
     torch.manual_seed(0)
-    return zoo_bundle("dcgan", zoo.build("dcgan", ngf=16)).save(tmp_path_factory.mktemp("b") / "tiny")
+    return zoo_bundle("dcgan", zoo.build("dcgan", ngf=16), ngf=16).save(tmp_path_factory.mktemp("b") / "tiny")

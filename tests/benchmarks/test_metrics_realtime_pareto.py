@@ -73,7 +73,7 @@ def test_quality_vs_data_says_why_without_known_data():
     from gencompress import zoo
     from gencompress.train.pretrained import zoo_bundle
 
-    bundle = zoo_bundle("dcgan", zoo.build("dcgan", ngf=8))  # never trained: no data to compare with
+    bundle = zoo_bundle("dcgan", zoo.build("dcgan", ngf=8), ngf=8)  # never trained: no data to compare with
     out = quality_vs_data(np.zeros((10, 1, 32, 32), np.float32), bundle)
     assert out["available"] is False and "no real data" in out["message"] and out["samples"] == 10
     assert math.isfinite(out["samples"])

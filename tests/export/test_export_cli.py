@@ -106,7 +106,7 @@ def test_int8_of_float_bundle_exits_2(tmp_path, capsys):
     from gencompress.train.pretrained import zoo_bundle
 
     torch.manual_seed(0)
-    zoo_bundle("dcgan", zoo.build("dcgan", ngf=8)).save(tmp_path / "fp32")
+    zoo_bundle("dcgan", zoo.build("dcgan", ngf=8), ngf=8).save(tmp_path / "fp32")
     code, err = main_exit(["export", str(tmp_path / "fp32"), "--precision", "int8", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "not INT8-quantised" in err
 
