@@ -55,6 +55,11 @@ setup(
         # gencompress.benchmarks.architectures builds the SD-VAE and TAESD decoders from a config
         # (random weights, nothing downloaded); diffusers 0.42 pulls no torch of its own
         "diffusers>=0.30",
+        # OpenVINO as a CPU runtime and NNCF's INT8 (export/openvino.py): CPU-only wheels that pull no torch
+        # and no CUDA (openvino: numpy + telemetry, 59 MB; nncf: pure Python, with networkx, scipy, rich,
+        # pydot, ninja); `build --target cpu` measures them against ONNX Runtime and uses them only where
+        # they win. Optional: without them the build keeps ONNX Runtime and says so.
+        "openvino>=2025.0", "nncf>=2.16",
     ]},
     entry_points={"console_scripts": ["gencompress=gencompress.cli:main"]},
 )

@@ -105,7 +105,7 @@ def bundle_name(bundle: Bundle) -> str:
     return f"{base} ({Path(bundle.path).name})" if bundle.path else str(base)
 
 
-ONNX_BACKENDS = ("ort", "trt")
+ONNX_BACKENDS = ("ort", "trt", "openvino")
 
 
 def target_from_bundle(bundle: Bundle, workdir: Path, need_onnx: bool = True) -> Target:
@@ -127,6 +127,11 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
             raise GencompressError(f"backend {backend} needs an ONNX graph and the bundle has none")
         if backend == "ort":
             return OrtRunner(target.onnx, cfg.threads), target.onnx_precision, "nchw"
+        if backend == "openvino":  # the IR a --target cpu build chose OpenVINO for, else the ONNX
+            from gencompress.export.openvino import BUNDLE_XML
+
+            ir = target.bundle.files.get(BUNDLE_XML) if target.bundle is not None else None
+            return factory(ir or target.onnx, cfg.threads), target.onnx_precision, "nchw"
         if backend in ("trt", "tensorrt"):  # the engine built from the bundle's ONNX
             return runners_extra.tensorrt_runner(target.bundle), target.onnx_precision, "nchw"
         return factory(target.onnx), target.onnx_precision, "nchw"

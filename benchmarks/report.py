@@ -89,6 +89,21 @@ def _paired_line(paired: dict | None, precision: str) -> list[str]:
             f"({paired['method']}).", ""]
 
 
+def _runtime_section(choice: dict | None) -> list[str]:
+    """`--target cpu` INT8: the runtime chosen by measurement, each candidate's speed and quality."""
+    if not choice:
+        return []
+    from gencompress.export.cpu_runtime import summary_line
+
+    rows = [[c["name"], c["graph"]["runtime"], c["psnr_db"], c["median_ms"], _times(c["speedup_vs_fp32_ort"]), "yes" if c["eligible"] else "no"]
+            for c in choice["candidates"]]
+    return ["## CPU runtime", "", f"**{summary_line(choice)}**.", "",
+            markdown_table(["candidate", "runtime", "PSNR (dB)", f"median ms (batch {choice['batch']})", "speed vs FP32 ONNX Runtime",
+                            "meets the quality bar"], rows), "",
+            f"Quality bar: {choice['quality_bar']}. Timing: {choice['method']}; load average {choice['loadavg_1_5_15']}.",
+            *[f"- {note}" for note in choice["notes"]], ""]
+
+
 def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
     """Each layer's precision and, after a --min-psnr search, its sensitivity: the PSNR of
     the model with only that layer in INT8 (lower: more fragile)."""
@@ -188,6 +203,7 @@ def build_report_markdown(summary: dict) -> str:
         "",
         *_calls_line(summary["latency"]),
         *_paired_line(summary.get("paired_speedup"), summary["precision"]),
+        *_runtime_section(summary.get("cpu_runtime")),
         "## Size",
         "",
         markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),

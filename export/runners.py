@@ -106,7 +106,15 @@ def _tensorrt_runner(*args, **kwargs) -> Runner:
     return TrtRunner(*args, **kwargs)
 
 
-BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "tensorrt": _tensorrt_runner}
+def _openvino_runner(*args, **kwargs) -> Runner:
+    """OpenVinoRunner, imported only when asked for: a missing OpenVINO says what to install."""
+    from .openvino import OpenVinoRunner
+
+    return OpenVinoRunner(*args, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "tensorrt": _tensorrt_runner,
+                                              "openvino": _openvino_runner}
 
 
 def register_backend(name: str, factory: Callable[..., Runner]) -> None:

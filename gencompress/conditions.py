@@ -7,7 +7,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("torch", "onnx", "onnxruntime", "nvidia-modelopt", "torch-pruning", "onnxslim", "tensorrt")
+PACKAGES = ("torch", "onnx", "onnxruntime", "nvidia-modelopt", "torch-pruning", "onnxslim", "tensorrt", "openvino", "nncf")
 
 
 def versions() -> dict[str, str]:

@@ -34,7 +34,7 @@ def load_bundle(spec: str, progress: bool = True):
 @click.command()
 @click.argument("bundles", nargs=-1, required=True, metavar="BUNDLE...")
 @click.option("--backend", "backends", default="ort", show_default=True, callback=str_list,
-              help="Comma-separated: torch, torch-compile, cuda-graph, ort, trt.")
+              help="Comma-separated: torch, torch-compile, cuda-graph, ort, trt, openvino.")
 @click.option("--batch", "batches", default="1,8,32", show_default=True, callback=int_list, help="Comma-separated batch sizes.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,

@@ -29,8 +29,10 @@ from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, prune
 from gencompress.export import OnnxConfig
 from gencompress.export.onnx_export import export_module
-from gencompress.export.precision import PRECISIONS, PrecisionConfig, apply_precision
+from gencompress.export.precision import CALIB_SEED, PRECISIONS, PrecisionConfig, apply_precision
 from gencompress.export.stage import check_export
+from gencompress.export.onnx_quant import cpu_int8
+from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
 from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
 from gencompress.benchmarks.latency import measure
@@ -39,6 +41,7 @@ from gencompress.benchmarks.report import build_report_markdown, sample_grid
 
 DEFAULT_MODEL = "dcgan"
 TARGETS = ("gpu", "cpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
+CPU_RUNTIME_CHOICES = ("auto", "onnxruntime")
 
 
 @dataclass
@@ -68,6 +71,7 @@ class BuildConfig:
     no_floor: bool = False  # --no-quality-floor
     calibrator: str = "auto"  # auto: the best on held-out inputs
     qat_steps: int = 0
+    cpu_runtime: str = "auto"  # --target cpu INT8: auto (measure ONNX Runtime vs OpenVINO) | onnxruntime
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -83,6 +87,8 @@ class BuildConfig:
         if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         self.precision_config().validate()
+        if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
+            raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
     def precision_config(self, calib_batch: int = 32) -> PrecisionConfig:
         return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator, calib_samples=self.calib_samples,
@@ -161,14 +167,19 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     with timer.stage("export checks"):
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
         export_checks = check_export(final, cfg.target, work)
+    with timer.stage("cpu runtime choice"):
+        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work)
+    if runtime and runtime["runtime"] == "openvino":
+        quant_form = f"{runtime['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {quant_form})"
     with timer.stage("evaluate"):
         # --target cpu: ONNX Runtime is the deployment runtime, fusions and all. Other targets: the
         # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
         # integer fusions lost 8 dB on the SD-VAE layout (export/verify.py).
         optimization = "all" if cfg.target == "cpu" else "disable"
-        compressed = run_batches(OrtRunner(final_onnx, cfg.threads, optimization), inputs, batch, _label(cfg, "evaluate"))
+        compressed = run_batches(_final_runner(final, cfg, optimization), inputs, batch, _label(cfg, "evaluate"))
         quality = {**fidelity(reference, compressed), "samples": cfg.eval_samples, "seed": cfg.eval_seed, "reference": reference_name,
-                   "runtime": f"ONNX Runtime CPU, graph optimisation {optimization}"}
+                   "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
+                               else f"ONNX Runtime CPU, graph optimisation {optimization}")}
     if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
         quality.update(floor.measure(reference, compressed), floor=floor.describe())
         if not quality["meets_floor"]:
@@ -177,9 +188,9 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     quant_step = final.last_step("quantize") or {}
 
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
-        latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs)
+        latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs, final)
     with timer.stage("paired speed"):
-        paired = _paired_speedup(fp32_onnx, final_onnx, cfg, inputs)
+        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs)
     with timer.stage("model stats"):
         params = count_params(source.model) if source.model is not None else None
         macs = count_macs(source.model, source.input_shape) if source.model is not None else None
@@ -193,6 +204,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "quality": quality,
         "latency": latency,
         "paired_speedup": paired,
+        "cpu_runtime": runtime,
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
         "bench_seconds": cfg.bench_seconds,
@@ -236,13 +248,71 @@ def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.n
                                f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
 
 
-def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> list[dict]:
+def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference: np.ndarray, inputs: np.ndarray,
+                    work: Path) -> dict | None:
+    """`--target cpu` INT8: measure ONNX Runtime's integer form against OpenVINO's INT8 forms
+    (export/cpu_runtime.py) and record the winner in the bundle: the runtime in a recipe step,
+    and, where OpenVINO won, its IR under openvino/ (model.onnx stays ONNX Runtime's form)."""
+    if cfg.precision != "int8" or cfg.target != "cpu" or cfg.cpu_runtime == "onnxruntime":
+        return None
+    floor = quality_floor(cfg.min_psnr, cfg.no_floor)
+    from gencompress.compress.calibration import calibration_inputs
+    from gencompress.export import cpu_runtime, openvino
+
+    if not openvino.available():
+        log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
+        return None
+    source_model = final.model if final.model is not None and not isinstance(final.model, torch.jit.ScriptModule) else None
+    calib, _ = calibration_inputs(final, cfg.calib_samples, CALIB_SEED, cfg.calib_from)
+    calib = calib.numpy()
+    qdq_dir = work / "openvino-qdq"
+    qdq_dir.mkdir()
+    qdq, _ = cpu_int8(source_model, fp32_onnx, qdq_dir, final.input_shape, final.input_distribution, cfg.calib_samples,
+                      fmt="qdq", inputs=calib)
+    choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, final.file(ONNX), qdq, calib, inputs, reference, work / "runtime",
+                                            cfg.threads, max(cfg.latency_batches), floor.min_psnr if floor else None)
+    log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
+    step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
+            "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
+    if choice["runtime"] == "openvino":
+        winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
+        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / winner["name"] / openvino.IR_XML
+        xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
+        final.files[OPENVINO_XML], final.files[OPENVINO_BIN] = xml, xml.with_suffix(".bin")
+        step["files"] = [OPENVINO_XML, OPENVINO_BIN]
+    final.manifest["recipe"].append(step)
+    return choice
+
+
+def _final_runner(final: Bundle, cfg: BuildConfig, optimization: str = "all"):
+    """The runner of the runtime the bundle was built for (OpenVINO's IR where it won)."""
+    step = final.last_step("runtime")
+    if step and step["runtime"] == "openvino":
+        from gencompress.export.openvino import OpenVinoRunner
+
+        return OpenVinoRunner(final.file(OPENVINO_XML), cfg.threads)
+    return OrtRunner(final.file(ONNX), cfg.threads, optimization)
+
+
+def _runtime_speedup(choice: dict | None) -> dict | None:
+    """The winner's paired speed against FP32 ONNX Runtime, where a runtime was chosen."""
+    if not choice:
+        return None
+    winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
+    return {"batch": choice["batch"], "speedup_vs_fp32_onnx": choice["speedup_vs_fp32_ort"], "runtime": choice["candidate"],
+            "median_ms": {"fp32": choice["fp32_ms"], "int8": winner["median_ms"]}, "method": choice["method"]}
+
+
+def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray,
+               final: Bundle | None = None) -> list[dict]:
     runners = []
     if source.model is not None:
         runners.append(("torch eager", "fp32", TorchRunner(source.model)))
     runners.append(("onnxruntime", "fp32", OrtRunner(fp32_onnx, cfg.threads)))
     if final_onnx != fp32_onnx:
         runners.append(("onnxruntime", cfg.precision, OrtRunner(final_onnx, cfg.threads)))
+    if final is not None and OPENVINO_XML in final.files:  # the runtime the build chose
+        runners.append(("openvino", cfg.precision, _final_runner(final, cfg)))
     rows = []
     for backend, precision, runner in runners:
         for batch in cfg.latency_batches:

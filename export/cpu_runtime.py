@@ -1,0 +1,276 @@
+"""Which CPU runtime runs a model's INT8 form fastest at equal-or-better quality.
+
+ONNX Runtime's integer kernels and OpenVINO's CPU plugin win on different generators
+(InstanceNorm ResNets and wide decoders went to OpenVINO, the digits DCGAN to ONNX Runtime),
+so `build --int8 --target cpu` does not guess: `choose_cpu_runtime` measures each candidate's
+PSNR against the FP32 outputs, times every candidate and the FP32 ONNX in one clean child
+process, interleaved, and returns the fastest candidate whose quality is good enough.
+
+The candidates:
+- `onnxruntime`: the toolkit's INT8 graph in ONNX Runtime's integer form (QLinearConv);
+- `openvino`: OpenVINO compiling the toolkit's own Q/DQ graph (same scales);
+- `openvino-nncf`, `openvino-nncf-mixed`: NNCF post-training INT8 on the OpenVINO model, same
+  calibration inputs, symmetric (NNCF's default) or asymmetric activations.
+
+Timing (`time_runtimes`): a child process that has run no PyTorch (its OpenMP workers spin and
+steal cores), every runtime on `threads` threads, R rounds; each round times every graph for
+`inner` calls after `settle` untimed calls (so a runtime's threads spinning down after the
+previous graph do not land on the next one's clock), and ratios are taken per round, so a
+drifting shared machine affects both sides of each ratio alike.
+
+    python -m gencompress.export.cpu_runtime SPEC.json   (written by `time_runtimes`)
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gencompress.errors import GencompressError, first_line
+from gencompress.metrics import fidelity
+
+RUNTIMES = ("onnxruntime", "openvino")
+# Quality within this of the reference counts as equal: the PSNR of two INT8 forms on 64
+# inputs moves by a few hundredths of a dB with the inputs drawn, not by tenths.
+EQUAL_QUALITY_DB = 0.1
+# Speeds within this fraction of the fastest count as equal (a shared CPU's round-to-round noise);
+# among those, the best quality wins.
+SAME_SPEED = 0.05
+# NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
+NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
+MIN_ROUNDS = 3  # fewer interleaved rounds than this give no median worth quoting
+BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (rounds cut, never below MIN_ROUNDS)
+
+
+@dataclass
+class Graph:
+    """One runnable form: a runtime and the file it loads (ONNX, or OpenVINO IR .xml)."""
+
+    runtime: str
+    path: Path
+    precision: str = "f32"  # OpenVINO's float precision hint ("f32" or "default"); ignored by ONNX Runtime
+
+    def runner(self, threads: int):
+        if self.runtime == "onnxruntime":
+            from .runners import OrtRunner
+
+            return OrtRunner(self.path, threads)
+        if self.runtime == "openvino":
+            from .openvino import OpenVinoRunner
+
+            return OpenVinoRunner(self.path, threads, self.precision)
+        raise GencompressError(f"unknown CPU runtime {self.runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+@dataclass
+class Candidate:
+    name: str
+    graph: Graph
+    psnr_db: float | None = None
+    quality: dict = field(default_factory=dict)
+    median_ms: float | None = None
+    speedup_vs_fp32_ort: float | None = None
+    eligible: bool = False
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["graph"] = {"runtime": self.graph.runtime, "file": self.graph.path.name, "precision": self.graph.precision}
+        return d
+
+
+# -- timing in a clean child process --------------------------------------------------
+
+
+def time_runtimes(graphs: dict[str, Graph], batch_input: np.ndarray, threads: int = 2, rounds: int = 7, inner: int = 10,
+                  warmup: int = 5, settle: int = 2, max_seconds: float | None = None) -> dict:
+    """Time each graph on `batch_input` in a child process (module docstring); the first graph
+    is the reference of the ratios. Returns {"median_ms", "ratio_to_first", "rounds", "method"}.
+
+    `max_seconds`: after the first round, run only as many rounds (at least MIN_ROUNDS) as fit
+    in this time, so a large model on a small CPU does not hold the build for minutes."""
+    with tempfile.TemporaryDirectory(prefix="gencompress-cpu-runtime-") as tmp:
+        spec = Path(tmp) / "spec.json"
+        np.save(Path(tmp) / "input.npy", np.ascontiguousarray(batch_input, dtype=np.float32))
+        spec.write_text(json.dumps({
+            "graphs": {k: {"runtime": g.runtime, "path": str(g.path), "precision": g.precision} for k, g in graphs.items()},
+            "input": str(Path(tmp) / "input.npy"), "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup,
+            "settle": settle, "max_seconds": max_seconds}))
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        done = subprocess.run([sys.executable, "-m", "gencompress.export.cpu_runtime", str(spec)], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise GencompressError(f"CPU runtime timing process failed: {lines[-1][:300]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _time_in_child(spec: dict) -> dict:
+    runners = {name: Graph(g["runtime"], Path(g["path"]), g["precision"]).runner(spec["threads"]) for name, g in spec["graphs"].items()}
+    x = np.load(spec["input"])
+    for runner in runners.values():
+        for _ in range(spec["warmup"]):
+            runner.infer(x)
+    rounds: dict[str, list[float]] = {name: [] for name in runners}
+    planned, inner, start_all = spec["rounds"], spec["inner"], time.perf_counter()
+    for r in range(spec["rounds"]):
+        if r == 1 and spec.get("max_seconds"):  # bounded by time as well as by count: fewer rounds, then fewer calls
+            budget, per_round = spec["max_seconds"], time.perf_counter() - start_all
+            planned = max(MIN_ROUNDS, min(planned, int(budget / per_round)))
+            inner = max(MIN_ROUNDS, min(inner, int(inner * budget / (planned * per_round))))
+        if r == planned:
+            break
+        for name, runner in runners.items():
+            for _ in range(spec["settle"]):
+                runner.infer(x)
+            times = []
+            for _ in range(inner if r else spec["inner"]):
+                start = time.perf_counter_ns()
+                runner.infer(x)
+                times.append((time.perf_counter_ns() - start) / 1e6)
+            rounds[name].append(float(np.median(times)))
+    first = np.asarray(next(iter(rounds.values())))
+    done = len(first)
+    return {
+        "median_ms": {k: float(np.median(v)) for k, v in rounds.items()},
+        "ratio_to_first": {k: float(np.median(first / np.asarray(v))) for k, v in rounds.items()},
+        "rounds": rounds,
+        "method": (f"child process without PyTorch work, {spec['threads']} threads per runtime, {done} interleaved rounds x "
+                   f"{inner}{'' if inner == spec['inner'] else ' (first round ' + str(spec['inner']) + ')'} calls (after {spec['settle']} untimed) per graph, {spec['warmup']} warm-up calls; batch {len(x)}; "
+                   "median of round medians, median of per-round ratios"),
+    }
+
+
+# -- the choice -----------------------------------------------------------------------
+
+
+def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.ndarray, work: Path) -> tuple[list[Candidate], list[str]]:
+    """OpenVINO's two INT8 forms, or none (with the reason) where OpenVINO/NNCF are absent or fail."""
+    from gencompress.errors import MissingDependencyError
+
+    from . import openvino as ov
+
+    found, notes = [], []
+    try:
+        ov.import_openvino()
+    except MissingDependencyError as exc:
+        return [], [f"OpenVINO not tried: {exc}"]
+    if qdq_onnx is not None:
+        found.append(Candidate("openvino", Graph("openvino", qdq_onnx), note="OpenVINO CPU plugin compiling the toolkit's Q/DQ graph"))
+    for preset, name in NNCF_PRESETS.items():
+        try:
+            model = ov.nncf_int8(fp32_onnx, calibration, preset=preset)
+            xml = ov.save_ir(model, work / name / ov.IR_XML)
+            found.append(Candidate(name, Graph("openvino", xml), note=f"NNCF post-training INT8 ({preset} preset), OpenVINO IR"))
+        except GencompressError as exc:  # MissingDependencyError included: NNCF absent
+            notes.append(f"{name} not tried: {exc}")
+            break
+    return found, notes
+
+
+def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, calibration: np.ndarray, eval_inputs: np.ndarray,
+                       reference: np.ndarray, work: Path, threads: int = 2, batch: int = 8, min_psnr: float | None = None,
+                       rounds: int = 7, inner: int = 10, max_seconds: float | None = BUILD_TIMING_S) -> dict:
+    """Measure the INT8 candidates and return the choice (a JSON-ready dict).
+
+    `ort_int8`: the toolkit's INT8 graph in ONNX Runtime's integer form; `qdq_int8`: the same
+    quantisation as Q/DQ for OpenVINO to compile (None: skip); NNCF quantises `fp32_onnx` on
+    `calibration`. Quality: PSNR of each candidate on `eval_inputs` against `reference`.
+
+    Eligible: PSNR >= `min_psnr` when given, else >= the ONNX Runtime form's PSNR less
+    EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those
+    within SAME_SPEED of the fastest, the best quality); where none is eligible (only possible
+    with `min_psnr`), the best quality wins and `meets_budget` is False.
+    """
+    work = Path(work)
+    candidates = [Candidate("onnxruntime", Graph("onnxruntime", ort_int8), note="ONNX Runtime integer form (QLinearConv)")]
+    more, notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work)
+    candidates += more
+    for c in list(candidates):
+        try:
+            out = _run_all(c.graph.runner(threads), eval_inputs, batch)
+        except GencompressError as exc:  # a form this runtime cannot load is dropped, and said so
+            notes.append(f"{c.name} dropped: {exc}")
+            candidates.remove(c)
+            continue
+        c.quality = fidelity(reference, out) if np.isfinite(out).all() else {"psnr_db": None}
+        c.psnr_db = c.quality["psnr_db"]
+    ort_psnr = candidates[0].psnr_db if candidates[0].psnr_db is not None else float("-inf")  # NaN output: any finite one beats it
+    bar = min_psnr if min_psnr is not None else ort_psnr - EQUAL_QUALITY_DB
+    for c in candidates:
+        c.eligible = c.psnr_db is not None and c.psnr_db >= bar
+
+    x = np.resize(eval_inputs, (batch, *eval_inputs.shape[1:])).astype(np.float32)
+    timing = time_runtimes({"fp32": Graph("onnxruntime", fp32_onnx), **{c.name: c.graph for c in candidates}}, x, threads, rounds, inner,
+                           max_seconds=max_seconds)
+    for c in candidates:
+        c.median_ms, c.speedup_vs_fp32_ort = timing["median_ms"][c.name], timing["ratio_to_first"][c.name]
+    return {**_decide(candidates, bar, min_psnr, timing, notes), "batch": batch, "threads": threads}
+
+
+def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, timing: dict, notes: list[str]) -> dict:
+    eligible = [c for c in candidates if c.eligible]
+    pool = eligible or [max(candidates, key=lambda c: c.psnr_db if c.psnr_db is not None else float("-inf"))]
+    fastest = max(c.speedup_vs_fp32_ort for c in pool)
+    winner = max((c for c in pool if c.speedup_vs_fp32_ort >= (1 - SAME_SPEED) * fastest), key=lambda c: c.psnr_db or float("-inf"))
+    # the comparison to quote: the next fastest candidate that also meets the bar (else the next fastest)
+    others = [c for c in candidates if c is not winner and c.eligible] or [c for c in candidates if c is not winner]
+    runner_up = max(others, key=lambda c: c.speedup_vs_fp32_ort) if others else None
+    ort = candidates[0]
+    return {
+        "runtime": winner.graph.runtime,
+        "candidate": winner.name,
+        "psnr_db": winner.psnr_db,
+        "speedup_vs_fp32_ort": winner.speedup_vs_fp32_ort,
+        # how much faster than the ONNX Runtime form (1.0 when that is the winner), and than the next fastest
+        "vs_onnxruntime_int8": winner.speedup_vs_fp32_ort / ort.speedup_vs_fp32_ort,
+        "vs_runner_up": winner.speedup_vs_fp32_ort / runner_up.speedup_vs_fp32_ort if runner_up else None,
+        "runner_up": runner_up.name if runner_up else None,
+        "quality_bar_db": bar,
+        "quality_bar": f"--min-psnr {min_psnr:g} dB" if min_psnr is not None else "equal or better than the ONNX Runtime form "
+                       f"(its PSNR less {EQUAL_QUALITY_DB} dB)",
+        "meets_budget": bool(eligible),
+        "candidates": [c.as_dict() for c in candidates],
+        "fp32_ms": timing["median_ms"]["fp32"],
+        "method": timing["method"],
+        "notes": notes,
+        "loadavg_1_5_15": list(os.getloadavg()),
+    }
+
+
+def summary_line(choice: dict) -> str:
+    """One sentence for the report and the log: which runtime won and by how much."""
+    rows = ", ".join(f"{c['name']} {c['speedup_vs_fp32_ort']:.2f}x at {c['psnr_db']:.1f} dB" for c in choice["candidates"]
+                     if c["psnr_db"] is not None)
+    if choice["runner_up"] is None:
+        return f"{choice['candidate']} (the only candidate): {rows}"
+    return (f"{choice['candidate']} won, {choice['vs_runner_up']:.2f}x the speed of {choice['runner_up']} "
+            f"(vs FP32 ONNX Runtime: {rows}; quality bar {choice['quality_bar_db']:.1f} dB)")
+
+
+def _run_all(runner, inputs: np.ndarray, batch: int) -> np.ndarray:
+    try:
+        return np.concatenate([runner.infer(inputs[i : i + batch]) for i in range(0, len(inputs), batch)], axis=0)
+    finally:
+        runner.close()
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        result = _time_in_child(json.loads(Path(argv[0]).read_text()))
+    except Exception as exc:
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

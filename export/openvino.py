@@ -1,0 +1,166 @@
+"""OpenVINO as a CPU runtime: loader, runner, and INT8 through NNCF.
+
+OpenVINO's CPU plugin runs the same ONNX graphs ONNX Runtime runs, from FP32 and from
+Q/DQ INT8 (its low-precision transformations turn each DequantizeLinear -> Conv into an
+integer convolution), and NNCF quantises an OpenVINO model post-training from the same
+calibration inputs. On some generators (InstanceNorm ResNets, wide decoders) it is faster
+than ONNX Runtime's integer kernels at equal quality, on others slower, so `build --int8
+--target cpu` measures both (export/cpu_runtime.py).
+
+`openvino` and `nncf` are optional (the `dev` extra), imported only when used: a missing
+one says what to install and breaks nothing else. A bundle built for OpenVINO carries the
+IR (`model.xml` + `model.bin`, no pickle); the runner also reads ONNX directly.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gencompress.errors import GencompressError, MissingDependencyError, first_line
+
+from .runners import Runner
+
+IR_XML = "model.xml"
+IR_BIN = "model.bin"
+# Where a bundle built for OpenVINO keeps its IR (model.onnx stays ONNX Runtime's form).
+BUNDLE_XML, BUNDLE_BIN = f"openvino/{IR_XML}", f"openvino/{IR_BIN}"
+# "f32": every float op in FP32 (the exact peer of ONNX Runtime FP32). "default": what the
+# plugin picks by itself (bf16 on CPUs with AMX/AVX512-BF16, f32 elsewhere): a user's first try.
+PRECISIONS = ("f32", "default")
+
+
+def import_openvino():
+    """Return the `openvino` module, or explain what to install."""
+    try:
+        import openvino  # noqa: PLC0415
+    except Exception as exc:  # ImportError, or a broken install raising OSError
+        raise MissingDependencyError(
+            f"OpenVINO is not importable here ({type(exc).__name__}: {first_line(exc)[:120]}); "
+            "install it with `pip install openvino` (CPU wheel, no CUDA), or `pip install -e .[dev]`"
+        ) from None
+    return openvino
+
+
+def import_nncf():
+    """Return the `nncf` module, or explain what to install."""
+    try:
+        import nncf  # noqa: PLC0415
+    except Exception as exc:
+        raise MissingDependencyError(
+            f"NNCF is not importable here ({type(exc).__name__}: {first_line(exc)[:120]}); "
+            "install it with `pip install nncf openvino`, or `pip install -e .[dev]`"
+        ) from None
+    return nncf
+
+
+def available() -> bool:
+    try:
+        import_openvino()
+        import_nncf()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+def read_model(path: str | Path):
+    """An OpenVINO model from an ONNX file or an IR (.xml beside its .bin)."""
+    ov = import_openvino()
+    try:
+        return ov.Core().read_model(str(path))
+    except Exception as exc:
+        raise GencompressError(f"OpenVINO cannot read {path}: {first_line(exc)[:300]}") from None
+
+
+def save_ir(model, xml: Path) -> Path:
+    """Write `model` as IR. compress_to_fp16=False: keep FP32 weights as they are (the
+    default halves them, which changes an FP32 or NNCF model's numbers)."""
+    ov = import_openvino()
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return xml
+
+
+def compile_config(threads: int, precision: str) -> dict:
+    """The CPU plugin's settings for one latency-oriented stream on `threads` cores."""
+    if precision not in PRECISIONS:
+        raise GencompressError(f"unknown OpenVINO precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    if precision == "f32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return config
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO on the CPU, one compiled model per batch size.
+
+    The graph's batch axis is dynamic; the CPU plugin runs a static shape faster, so the
+    model is reshaped and compiled for each batch size it meets (once, then cached).
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, threads: int = 2, precision: str = "f32"):
+        self.config = compile_config(threads, precision)
+        self.ov = import_openvino()
+        self.core = self.ov.Core()
+        self.model = read_model(path)
+        self.threads, self.precision, self.path = threads, precision, Path(path)
+        self._compiled: dict[int, object] = {}
+
+    def _request(self, batch: int):
+        if batch not in self._compiled:
+            model = self.model.clone()
+            shape = list(model.input(0).get_partial_shape())
+            shape[0] = batch
+            try:
+                model.reshape({model.input(0).get_any_name(): self.ov.PartialShape(shape)})
+                compiled = self.core.compile_model(model, "CPU", self.config)
+            except Exception as exc:
+                raise GencompressError(f"OpenVINO cannot compile {self.path.name}: {first_line(exc)[:300]}") from None
+            self._compiled[batch] = compiled.create_infer_request()
+        return self._compiled[batch]
+
+    def conditions(self) -> dict:
+        """What a timing taken with this runner depends on."""
+        return {"backend": "openvino", "version": self.ov.get_version(), "device": "CPU", **self.config}
+
+    def execution_precision(self, batch: int = 1) -> str:
+        """The float precision the plugin really runs (bf16 where the CPU has it and no hint forbids it)."""
+        compiled = self._request(batch).get_compiled_model()
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", "f16"
+        return hint.to_string() if hasattr(hint, "to_string") else str(hint)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        request = self._request(len(batch))
+        try:
+            request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        except Exception as exc:
+            raise GencompressError(f"OpenVINO failed to run the model: {first_line(exc)[:300]}") from None
+        return request.get_output_tensor(0).data.copy()
+
+    def close(self) -> None:
+        self._compiled.clear()
+
+
+def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: str = "mixed", fast_bias_correction: bool = True):
+    """NNCF post-training INT8 of the FP32 ONNX, read by OpenVINO, calibrated on `calibration`
+    (all of it: subset_size = its length). Returns the quantised OpenVINO model.
+
+    `preset`: "performance" (symmetric activations, NNCF's default) or "mixed" (asymmetric
+    activations: a generator's activations are rarely centred on zero). Weights per channel.
+    """
+    nncf = import_nncf()
+    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    if preset not in presets:
+        raise GencompressError(f"unknown NNCF preset {preset!r}; known: {', '.join(presets)}")
+    model = read_model(onnx_path)
+    batches = [np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32) for i in range(0, len(calibration), batch)]
+    try:
+        # NNCF draws its progress bars on stdout, where `--json` writes the results: send them to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
+                                 fast_bias_correction=fast_bias_correction)
+    except Exception as exc:
+        raise GencompressError(f"NNCF INT8 quantisation of {Path(onnx_path).name} failed: {first_line(exc)[:300]}") from None

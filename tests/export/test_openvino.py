@@ -1,0 +1,183 @@
+"""OpenVINO as a CPU runtime: runner parity with ONNX Runtime, NNCF INT8 quality, the
+runtime choice of `build --int8 --target cpu` recorded in the bundle and run by `bench`."""
+from __future__ import annotations
+
+import builtins
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gencompress.bundle import Bundle
+from gencompress.errors import GencompressError, MissingDependencyError
+from gencompress.export.cpu_runtime import Candidate, Graph, _decide
+from gencompress.export.onnx_export import OnnxConfig, export_module
+from gencompress.export.runners import BACKENDS, OrtRunner
+from gencompress.metrics import psnr
+from tests.helpers import run_cli
+
+SHAPE = (4, 8, 8)
+
+
+def _decoder() -> nn.Module:
+    """A latent decoder in miniature: conv + ReLU + nearest upsampling (TAESD's pattern)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(4, 16, 3, 1, 1), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(16, 16, 3, 1, 1), nn.ReLU(),
+                         nn.Conv2d(16, 3, 3, 1, 1)).eval()
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory):
+    return export_module(_decoder(), SHAPE, tmp_path_factory.mktemp("ov") / "fp32.onnx", OnnxConfig())
+
+
+def _inputs(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, *SHAPE)).astype(np.float32)
+
+
+def test_missing_openvino_says_what_to_install(monkeypatch):
+    from gencompress.export import openvino
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name.split(".")[0] in ("openvino", "nncf"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(MissingDependencyError, match="pip install openvino"):
+        BACKENDS["openvino"]("model.onnx")
+    with pytest.raises(MissingDependencyError, match="pip install nncf"):
+        openvino.import_nncf()
+    assert not openvino.available()
+
+
+def _fake(name: str, runtime: str, psnr_db: float, speed: float) -> Candidate:
+    return Candidate(name, Graph(runtime, Path(f"{name}.onnx")), psnr_db=psnr_db, speedup_vs_fp32_ort=speed)
+
+
+def _choose(candidates, min_psnr=None):
+    bar = min_psnr if min_psnr is not None else candidates[0].psnr_db - 0.1
+    for c in candidates:
+        c.eligible = c.psnr_db >= bar
+    timing = {"median_ms": {"fp32": 10.0}, "method": "test"}
+    return _decide(candidates, bar, min_psnr, timing, [])
+
+
+def test_choice_is_the_fastest_at_equal_or_better_quality():
+    # OpenVINO faster but worse than ONNX Runtime: ONNX Runtime stays
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 40.0, 2.0), _fake("openvino-nncf", "openvino", 35.0, 4.0)])
+    assert choice["candidate"] == "onnxruntime" and choice["vs_onnxruntime_int8"] == 1.0
+    assert choice["vs_runner_up"] == pytest.approx(0.5) and choice["meets_budget"]
+    # faster and as good (within 0.1 dB): OpenVINO wins, by 4/2
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 40.0, 2.0), _fake("openvino-nncf", "openvino", 39.95, 4.0)])
+    assert choice["runtime"] == "openvino" and choice["vs_onnxruntime_int8"] == pytest.approx(2.0)
+    # a budget: the fastest that meets it, however the ONNX Runtime form does
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 8.0, 3.0), _fake("openvino", "openvino", 36.0, 1.5),
+                      _fake("openvino-nncf", "openvino", 35.5, 2.5)], min_psnr=35.0)
+    assert choice["candidate"] == "openvino-nncf" and choice["quality_bar_db"] == 35.0
+    # "by how much" is against the next fastest that also meets the bar, not a faster one that does not
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 40.0, 2.0), _fake("openvino", "openvino", 40.0, 3.0),
+                      _fake("openvino-nncf", "openvino", 30.0, 5.0)])
+    assert choice["candidate"] == "openvino" and choice["runner_up"] == "onnxruntime" and choice["vs_runner_up"] == pytest.approx(1.5)
+    # speeds within 5% are equal: the better quality of the two wins
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 25.0, 1.0), _fake("openvino-nncf", "openvino", 28.3, 2.30),
+                      _fake("openvino-nncf-mixed", "openvino", 26.2, 2.35)])
+    assert choice["candidate"] == "openvino-nncf"
+    # none meets it: the best quality, flagged
+    choice = _choose([_fake("onnxruntime", "onnxruntime", 20.0, 3.0), _fake("openvino", "openvino", 30.0, 1.5)], min_psnr=35.0)
+    assert choice["candidate"] == "openvino" and not choice["meets_budget"]
+
+
+def test_openvino_fp32_matches_onnxruntime(fp32_onnx):
+    pytest.importorskip("openvino", reason="OpenVINO is optional (pip install openvino)")
+    from gencompress.export.openvino import OpenVinoRunner
+
+    x = _inputs(5, 0)  # an odd batch: the runner compiles per batch size
+    ref = OrtRunner(fp32_onnx, threads=2).infer(x)
+    runner = OpenVinoRunner(fp32_onnx, threads=2, precision="f32")
+    out = runner.infer(x)
+    assert out.shape == ref.shape and np.max(np.abs(out - ref)) < 1e-4
+    assert np.max(np.abs(runner.infer(x[:2]) - ref[:2])) < 1e-4
+    assert runner.conditions()["INFERENCE_NUM_THREADS"] == 2 and runner.execution_precision(2) == "f32"
+    with pytest.raises(GencompressError, match="unknown OpenVINO precision"):
+        OpenVinoRunner(fp32_onnx, precision="int4")
+
+
+def test_openvino_reads_a_bad_file_as_one_line_error(tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is optional (pip install openvino)")
+    from gencompress.export.openvino import OpenVinoRunner
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(GencompressError, match="OpenVINO cannot read"):
+        OpenVinoRunner(bad)
+
+
+def test_nncf_int8_meets_a_psnr_bound_and_saves_as_ir(fp32_onnx, tmp_path):
+    pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
+    from gencompress.export import openvino
+
+    model = openvino.nncf_int8(fp32_onnx, _inputs(64, 1))
+    xml = openvino.save_ir(model, tmp_path / "ir" / openvino.IR_XML)
+    assert xml.with_suffix(".bin").is_file()
+    x = _inputs(32, 2)  # held out from calibration
+    ref = OrtRunner(fp32_onnx).infer(x)
+    out = openvino.OpenVinoRunner(xml).infer(x)
+    assert psnr(ref, out) >= 30.0  # measured 40 dB; INT8 of a random-init decoder
+    assert psnr(ref, out) < 90.0  # and it really is quantised, not the FP32 graph passed through
+    with pytest.raises(GencompressError, match="unknown NNCF preset"):
+        openvino.nncf_int8(fp32_onnx, _inputs(8, 1), preset="fast")
+
+
+@pytest.mark.slow
+def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path):
+    pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
+    out = tmp_path / "cpu"
+    result = run_cli("build", "--int8", "--target", "cpu", "--model", "upsample_conv", "--random-init", "--calib-samples", "32",
+                     "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    choice = summary["cpu_runtime"]
+    names = [c["name"] for c in choice["candidates"]]
+    assert names == ["onnxruntime", "openvino", "openvino-nncf", "openvino-nncf-mixed"]
+    winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
+    fastest = max(c["speedup_vs_fp32_ort"] for c in choice["candidates"] if c["eligible"])
+    assert winner["eligible"] and winner["speedup_vs_fp32_ort"] >= 0.95 * fastest
+    bundle = Bundle.load(out)
+    step = bundle.last_step("runtime")
+    assert step["runtime"] == choice["runtime"] and step["candidate"] == choice["candidate"]
+    # the build's quality is the chosen runtime's own
+    assert summary["quality"]["psnr_db"] == pytest.approx(winner["psnr_db"], abs=0.5)
+    assert summary["paired_speedup"]["speedup_vs_fp32_onnx"] == pytest.approx(winner["speedup_vs_fp32_ort"])
+    report = (out / "report" / "report.md").read_text()
+    assert "## CPU runtime" in report and f"{choice['candidate']} won" in report
+    if choice["runtime"] == "openvino":
+        assert {"openvino/model.xml", "openvino/model.bin"} <= set(bundle.manifest["files"])
+    bench = run_cli("bench", out, "--backend", "openvino", "--batch", "8", "--iters", "3", "--warmup", "1", "--quality-samples", "16")
+    assert bench.exit_code == 0, bench.output
+    row = json.loads(bench.stdout)["rows"][0]
+    assert row["backend"] == "openvino" and row["psnr_db"] >= 25.0
+
+
+@pytest.mark.parametrize("how", ["--cpu-runtime onnxruntime", "openvino absent"])
+def test_cpu_build_keeps_onnxruntime_without_measuring_when_asked_or_without_openvino(how, tmp_path, monkeypatch):
+    from gencompress.export import openvino
+
+    if how == "openvino absent":
+        monkeypatch.setattr(openvino, "available", lambda: False)
+    out = tmp_path / "ort"
+    result = run_cli("build", "--int8", "--target", "cpu", "--model", "vae_decoder", "--random-init", "--calib-samples", "16",
+                     *how.split()[:2 if how.startswith("--") else 0], "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cpu_runtime"] is None and Bundle.load(out).last_step("runtime") is None
+    assert ("pip install openvino nncf" in result.stderr) == (how == "openvino absent")
+
+
+def test_bad_cpu_runtime_is_refused_before_any_work(tmp_path):
+    bad = run_cli("build", "--int8", "--target", "cpu", "--cpu-runtime", "tvm", "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
