@@ -18,7 +18,12 @@ Calibrators: `max` is modelopt's max calibration; `mse` is modelopt's MSE algori
 and `percentile` give activation quantisers modelopt's histogram calibrator and pick amax
 from the histogram (KL divergence, a percentile), weights keep per-channel max.
 (modelopt's histogram `mse` method collapsed the trained DCGAN to 10 dB: not used.)
-Mixed precision (`min_psnr`) and QAT live in `compress.sensitivity`.
+`auto` (the default) calibrates with each of the four and keeps the one whose model is
+closest to FP32 on held-out latents (another seed than the calibration draw): which one wins
+depends on the model (max on the trained DCGAN, percentile where a few outliers stretch a
+range). Then the quality floor (gencompress/floor.py; default PSNR >= 35 dB and SSIM >= 0.97)
+decides how many of the most sensitive layers stay float; if none does, nothing is returned.
+Mixed precision and QAT live in `compress.sensitivity`.
 """
 from __future__ import annotations
 
@@ -35,19 +40,21 @@ from gencompress import defaults
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
+from gencompress.floor import QualityFloor, best_of, quality_floor
 from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights, was_pruned
 
 from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 
 CALIBRATORS = defaults.CALIBRATORS
+CALIBRATOR_CHOICES = defaults.CALIBRATOR_CHOICES  # auto: the best of CALIBRATORS on held-out latents
 HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 @dataclass
 class QuantConfig:
-    calibrator: str = "max"
+    calibrator: str = "auto"
     calib_samples: int = 256
     calib_batch: int = 32
     calib_from: str = "auto"  # auto | latents | encoder (see compress/calibration.py)
@@ -56,15 +63,16 @@ class QuantConfig:
     percentile: float = 99.99  # for calibrator "percentile"
     # Module names (fnmatch patterns) kept in FP32/FP16, e.g. from a sensitivity search.
     keep_float: tuple[str, ...] = ()
-    min_psnr: float | None = None  # quality budget vs FP32: keep the most sensitive layers float
+    min_psnr: float | None = None  # quality budget vs FP32 (None: the default floor, gencompress/floor.py)
+    no_floor: bool = False  # --no-quality-floor: keep every layer INT8, whatever the quality
     eval_samples: int = 64  # latents for sensitivity and budget checks
     qat_steps: int = 0  # quantisation-aware fine-tuning steps, distilled from the FP32 model
     qat_lr: float = 1e-5
     qat_batch: int = 32
 
     def validate(self) -> None:
-        if self.calibrator not in CALIBRATORS:
-            raise GencompressError(f"unknown calibrator {self.calibrator!r}; known: {', '.join(CALIBRATORS)}")
+        if self.calibrator not in CALIBRATOR_CHOICES:
+            raise GencompressError(f"unknown calibrator {self.calibrator!r}; known: {', '.join(CALIBRATOR_CHOICES)}")
         if self.calib_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
         if self.calib_from not in CALIB_SOURCES:
@@ -73,10 +81,12 @@ class QuantConfig:
             raise GencompressError("--deconv-weight-axis must be 0 or 1")
         if not 0 < self.percentile <= 100:
             raise GencompressError("--percentile must be in (0, 100]")
-        if self.min_psnr is not None and not self.min_psnr > 0:
-            raise GencompressError("--min-psnr must be a positive number of dB")
+        self.floor()  # refuses a bad --min-psnr, or one given with --no-quality-floor
         if self.qat_steps < 0 or self.eval_samples < 1:
             raise GencompressError("--qat-steps must be 0 or more and --eval-samples at least 1")
+
+    def floor(self) -> QualityFloor | None:
+        return quality_floor(self.min_psnr, self.no_floor)
 
 
 def _mtq():
@@ -166,24 +176,33 @@ def layer_precisions(qmodel: nn.Module) -> dict[str, str]:
 def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
     """Stage function: a bundle with a PyTorch model -> the same, INT8 fake-quantised.
 
-    With `min_psnr`, the most sensitive layers stay FP32 until the budget holds; with
-    `qat_steps`, the quantised model is then fine-tuned against the FP32 model.
+    The calibrator (`auto`: the best on held-out latents), then under the quality floor the
+    fewest most sensitive layers in float; with `qat_steps`, the quantised model is then
+    fine-tuned against the FP32 model. Raises (nothing returned) when no mix meets the floor.
     """
     from .sensitivity import choose_mix, qat
 
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("quantize needs a PyTorch model; for an ONNX model use export's ONNX quantisation")
+    floor = cfg.floor()
     inputs, calibration_data = calibration_inputs(bundle, cfg.calib_samples, cfg.seed, cfg.calib_from)
-    qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress, inputs)
+    # Held out: another seed than the calibration draw, so choices are judged on unseen inputs.
+    held = draw_inputs(tuple(bundle.input_shape), cfg.eval_samples, bundle.input_distribution, cfg.seed + 1)
+    with torch.no_grad():
+        reference = bundle.model.eval()(held)
+    qmodel, calibrators = choose_calibrator(bundle, cfg, inputs, held, reference, floor or QualityFloor(1.0), progress)
+    cfg = replace(cfg, calibrator=calibrators["chosen"])
     search = None
-    if cfg.min_psnr is not None:
-        search = choose_mix(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress)
-        cfg = replace(cfg, keep_float=tuple(search["keep_float"]))
+    if floor is not None:
+        search = choose_mix(qmodel, held, reference, floor, progress)
+        cfg = replace(cfg, keep_float=tuple(dict.fromkeys((*cfg.keep_float, *search["keep_float"]))))
     qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.input_distribution, cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
     step["keep_float"] = list(cfg.keep_float)
     step["calibration_data"] = calibration_data
+    step["calibrators"] = calibrators
+    step["floor"] = floor.as_dict() if floor else None
     if search:
         step["sensitivity"] = search
     if qat_log:
@@ -191,6 +210,22 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True) -> Bundle:
     out = bundle.derive(step, qmodel)
     out.manifest["precision"] = layer_precisions(qmodel)
     return out
+
+
+def choose_calibrator(bundle: Bundle, cfg: QuantConfig, inputs: torch.Tensor, held: torch.Tensor, reference: torch.Tensor,
+                      floor: QualityFloor, progress: bool) -> tuple[nn.Module, dict]:
+    """Calibrate with each candidate (all four for `auto`) and keep the model closest to FP32
+    on the held-out latents. Returns it and {"chosen", "scores": {calibrator: PSNR, SSIM}}."""
+    names = CALIBRATORS if cfg.calibrator == "auto" else (cfg.calibrator,)
+    models, scores = {}, {}
+    for name in names:
+        qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, replace(cfg, calibrator=name),
+                                 progress, inputs)
+        with torch.no_grad():
+            scores[name] = floor.measure(reference, qmodel(held))
+        models[name] = qmodel
+    chosen = best_of(scores)
+    return models[chosen], {"asked": cfg.calibrator, "chosen": chosen, "scores": scores}
 
 
 def restore_quantized(bundle: Bundle) -> nn.Module:
@@ -205,7 +240,7 @@ def restore_quantized(bundle: Bundle) -> nn.Module:
     fields = {k: v for k, v in step.items() if k in QuantConfig.__dataclass_fields__}
     fields["keep_float"] = tuple(fields.get("keep_float", ()))
     # Every amax comes from the saved state: replay the quantiser layout, not the calibration.
-    cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, qat_steps=0)
+    cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, no_floor=True, qat_steps=0)
     state = bundle.state_dict()
     model = build_architecture(bundle.manifest["architecture"])
     load_weights(model, {k: v for k, v in state.items() if "_quantizer." not in k}, shrink=was_pruned(bundle.manifest),

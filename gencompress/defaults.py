@@ -14,7 +14,8 @@ DEFAULT_TARGET = "gpu"
 
 # INT8 calibrators (compress/quantize.py documents each); the ONNX-level CPU quantiser takes a subset.
 CALIBRATORS = ("max", "entropy", "percentile", "mse")
-DEFAULT_CALIBRATOR = "max"
+CALIBRATOR_CHOICES = ("auto", *CALIBRATORS)  # auto: each is tried, the best on held-out inputs kept
+DEFAULT_CALIBRATOR = "auto"
 
 # Distillation after pruning: enough for the digits DCGAN at 50% to match its original's FID
 # (benchmarks/results/compress_quality.json).

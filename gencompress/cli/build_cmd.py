@@ -19,7 +19,11 @@ from gencompress.progress import top_stages
               help="Per-channel axis of ConvTranspose weight scales (1: output channels).")
 @click.option("--prune", "prune_ratio", type=float, default=None, callback=fraction, metavar="FRACTION", help="Prune this fraction of channels (Torch-Pruning), then distil.")
 @click.option("--distill-steps", default=defaults.DISTILL_STEPS, show_default=True, type=click.IntRange(min=0), help="Distillation steps after --prune.")
-@click.option("--min-psnr", type=float, default=None, help="INT8 quality budget (dB vs FP32): the most sensitive layers stay float.")
+@click.option("--calibrator", type=click.Choice(defaults.CALIBRATOR_CHOICES), default=defaults.DEFAULT_CALIBRATOR, show_default=True,
+              help="INT8 range calibration (auto: the best on held-out inputs; mse is modelopt-only, not --target cpu).")
+@click.option("--min-psnr", type=float, default=None,
+              help="Quality floor in dB vs FP32, replacing the default (PSNR >= 35 dB and SSIM >= 0.97): the most sensitive layers stay float.")
+@click.option("--no-quality-floor", "no_floor", is_flag=True, help="Keep every layer INT8, whatever the quality (no floor, no search).")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--bench-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Time cap of each latency row (the paired INT8/FP32 ratio gets 4x): 30 calls or this long, whichever ends first.")
@@ -30,7 +34,7 @@ from gencompress.progress import top_stages
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 @writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
-          prune_ratio, distill_steps, min_psnr, qat_steps, bench_seconds, cpu_runtime, out, as_json):
+          prune_ratio, distill_steps, calibrator, min_psnr, no_floor, qat_steps, bench_seconds, cpu_runtime, out, as_json):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
     With no --model, uses the zoo DCGAN trained on scikit-learn's digits (trained on
@@ -40,8 +44,8 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
         model=model, out=out, input_shape=input_shape, checkpoint=checkpoint, trust_pickle=trust_pickle,
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
-        prune=prune_ratio, distill_steps=distill_steps, min_psnr=min_psnr, qat_steps=qat_steps, bench_seconds=bench_seconds,
-        cpu_runtime=cpu_runtime,
+        prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, qat_steps=qat_steps,
+        bench_seconds=bench_seconds, cpu_runtime=cpu_runtime,
     )
     summary = run_build(cfg)
     if as_json:
@@ -70,5 +74,19 @@ def headline(summary: dict) -> str:
                  f"(ESTIMATE from a roofline, not a measurement: time it there with run_bench.sh or `gencompress bench --backend trt`)")
         if fast:
             line += f"; measured here only on ONNX Runtime CPU, not the target: {fast['speedup_vs_fp32_onnx']:.2f}x"
+    line += _how_line(summary)
     warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
     return f"{line}; report in {summary['out']}/report/report.md{warn}"
+
+
+def _how_line(summary: dict) -> str:
+    """How the floor was met: the calibrator chosen and the layers kept float."""
+    q, cal, sens = summary["quality"], summary.get("calibrators"), summary.get("sensitivity") or {}
+    if "floor" not in q:
+        return ""
+    parts = [f"; meets {q['floor']} (SSIM {q['ssim']:.4f})"]
+    if cal:
+        parts.append(f" with the {cal['chosen']} calibrator")
+    kept = sens.get("keep_float") or []
+    parts.append(f", {len(kept)} layer(s) kept float" + (f" ({', '.join(kept)})" if kept else ""))
+    return "".join(parts)
