@@ -4,23 +4,22 @@ The stage folders (train/, compress/, export/, benchmarks/) sit at the top of th
 repository so the layout reads like the pipeline; setup.py maps them into the
 `gencompress.*` namespace so nothing generic lands in site-packages.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
-STAGES = ["train", "compress", "export", "benchmarks"]
+# Found, not listed: the core `gencompress` and its subpackages keep their names; every other
+# package at the top (a stage folder and its subpackages, e.g. export/tensorrt) is installed
+# under `gencompress.` (export.tensorrt -> gencompress.export.tensorrt). tests/ and scripts/
+# (one-off measurement scripts) are not installed.
+FOUND = find_packages(exclude=["tests", "tests.*", "scripts", "scripts.*", "build", "build.*"])
+PACKAGES = {(p if p.split(".")[0] == "gencompress" else f"gencompress.{p}"): p.replace(".", "/") for p in FOUND}
 
 setup(
     name="gencompress",
     version="0.1.0",
     description="Prune, INT8-quantise, export and benchmark image generators for GPUs and Jetsons",
     python_requires=">=3.10",
-    packages=["gencompress", "gencompress.cli", "gencompress.export.tensorrt"]
-    + [f"gencompress.{s}" for s in STAGES],
-    package_dir={
-        "gencompress": "gencompress",
-        "gencompress.cli": "gencompress/cli",
-        "gencompress.export.tensorrt": "export/tensorrt",
-        **{f"gencompress.{s}": s for s in STAGES},
-    },
+    packages=sorted(PACKAGES),
+    package_dir=PACKAGES,
     package_data={"gencompress": ["schema/*.json"], "gencompress.export": ["templates/*"]},
     install_requires=[
         # A range, not a pin: the lent GPU runs torch 2.11 and Jetsons ship their own.
@@ -60,6 +59,8 @@ setup(
         # pydot, ninja); `build --target cpu` measures them against ONNX Runtime and uses them only where
         # they win. Optional: without them the build keeps ONNX Runtime and says so.
         "openvino>=2025.0", "nncf>=2.16",
+        # .ci/run lints with it before the tests (config: ruff.toml)
+        "ruff>=0.5",
     ]},
     entry_points={"console_scripts": ["gencompress=gencompress.cli:main"]},
 )

@@ -100,14 +100,8 @@ class Target:
 
 
 def bundle_precision(bundle: Bundle) -> str:
-    """The precision of the bundle's ONNX graph, read off its recipe."""
-    precision = "fp32"
-    for step in bundle.manifest.get("recipe", []):
-        if step.get("step") == "quantize":
-            precision = "int8"
-        elif step.get("step") == "convert" and step.get("precision"):
-            precision = step["precision"]
-    return precision
+    """The precision of the bundle's ONNX graph (the bundle's form)."""
+    return bundle.form.precision
 
 
 def bundle_name(bundle: Bundle) -> str:
@@ -143,8 +137,8 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
 
             ir = target.bundle.files.get(BUNDLE_XML) if target.bundle is not None else None
             return factory(ir or target.onnx, cfg.threads), target.onnx_precision, "nchw"
-        if backend in ("trt", "tensorrt"):  # the engine built from the bundle's ONNX
-            return runners_extra.tensorrt_runner(target.bundle), target.onnx_precision, "nchw"
+        if backend == "trt":  # the engine built from the bundle's ONNX
+            return factory(target.bundle), target.onnx_precision, "nchw"
         return factory(target.onnx), target.onnx_precision, "nchw"
     if target.model is None:
         raise GencompressError(f"backend {backend} needs a PyTorch model and the bundle has none")

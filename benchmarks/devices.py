@@ -102,7 +102,7 @@ register(DeviceProfile("jetson-thor", "NVIDIA Jetson AGX Thor (T5000)", "jetson"
 
 # --- this machine's CPU ---------------------------------------------------------------------
 
-# Measured on this machine by benchmarks/calibrate_cpu.py (ONNX Runtime 1.32, 2 threads,
+# Measured on this machine by scripts/calibrate_cpu.py (ONNX Runtime 1.32, 2 threads,
 # conv-heavy graph at batch 8): effective, not peak. The datasheet peak of a Zen 4 core
 # (2 x 256-bit FMA per clock = 32 FP32 FLOPs/clk) at ~2.6 GHz would be ~166 GFLOPS for
 # 2 cores, which small-channel generator layers never approach; a roofline on that peak
@@ -112,13 +112,13 @@ CPU_CALIBRATION = {
     "effective_int8_gops": 350.0,  # the same Conv in Q/DQ form (QLinearConv, AVX-512 VNNI)
     "effective_mem_bw_gbs": 10.0,  # Add of two 64 MiB tensors
     "op_overhead_us": 0.33,  # ONNX Runtime's dispatch per node on tiny tensors
-    "how": "python benchmarks/calibrate_cpu.py, ONNX Runtime 1.32, 2 threads, 2026-11-25, load average ~11 "
+    "how": "python scripts/calibrate_cpu.py, ONNX Runtime 1.32, 2 threads, 2026-11-25, load average ~11 "
            "(other jobs running): fastest-run figures; re-run on a quiet machine to refine",
 }
 
 register(DeviceProfile("cpu-epyc-2c", "AMD EPYC (Zen 4), 2 vCPUs, ONNX Runtime", "cpu",
                        CPU_CALIBRATION["effective_fp32_gflops"] / 1000, CPU_CALIBRATION["effective_fp32_gflops"] / 1000,
                        CPU_CALIBRATION["effective_int8_gops"] / 1000, CPU_CALIBRATION["effective_mem_bw_gbs"],
-                       "measured effective throughput on this machine (benchmarks/calibrate_cpu.py); peak per AMD Zen 4 "
+                       "measured effective throughput on this machine (scripts/calibrate_cpu.py); peak per AMD Zen 4 "
                        "(Genoa) documentation: 32 FP32 FLOPs/clk/core", op_overhead_us=CPU_CALIBRATION["op_overhead_us"],
                        calibrated=True, note="FP16 runs at FP32 speed on this CPU under ONNX Runtime (no FP16 compute)"))

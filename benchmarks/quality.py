@@ -23,10 +23,8 @@ def sample_warning(n: int) -> str | None:
 
 def _data_name(bundle: Bundle) -> str | None:
     """The data set the bundle's model was trained on, from its recipe."""
-    for step in bundle.manifest.get("recipe", []):
-        if step.get("step") == "train" and step.get("data"):
-            return str(step["data"])
-    return None
+    step = bundle.last_step("train", having="data")
+    return str(step["data"]) if step else None
 
 
 def quality_vs_data(images: np.ndarray, bundle: Bundle, inception_weights: str | None = None, ref_data: str | None = None) -> dict:

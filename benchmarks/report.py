@@ -91,6 +91,15 @@ def prune_markdown(stats: dict) -> str:
     return "\n".join(parts)
 
 
+def _estimate_line(est: dict | None, precision: str) -> list[str]:
+    """For a TensorRT target: what to expect there, labelled as the estimate it is."""
+    if not est or not est.get("speedup_vs_fp32"):
+        return []
+    return [f"On the target ({est['device']}), batch {est['batch']}: {precision} about **{est['speedup_vs_fp32']:.2f}x** the FP32 "
+            f"engine's speed, {est['compressed_ms']:.3f} ms against {est['fp32_ms']:.3f} ms: an {est['label']}. "
+            "The table above is ONNX Runtime on this machine's CPU, which is not the target.", ""]
+
+
 def _paired_line(paired: dict | None, precision: str) -> list[str]:
     if not paired:
         return []
@@ -124,8 +133,37 @@ def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
     table = markdown_table(["layer", "precision", "PSNR with only this layer INT8 (dB)"],
                            [[k, v, alone.get(k)] for k, v in layer_precision.items()])
     kept = sensitivity.get("keep_float") or []
-    return (f"Budget {sensitivity['budget_db']:g} dB: {sensitivity['psnr_db']:.2f} dB on the search latents with "
+    text = (f"Budget {sensitivity['budget_db']:g} dB: {sensitivity['psnr_db']:.2f} dB on the search latents with "
             f"{len(kept)} layer(s) kept float{' (' + ', '.join(kept) + ')' if kept else ''}.\n\n{table}")
+    return text + speed_markdown(sensitivity)
+
+
+def speed_markdown(sensitivity: dict) -> str:
+    """--target cpu: each layer's time in both forms (ONNX Runtime's per-node profile) and
+    which layers were left float for quality and which for speed."""
+    speed = sensitivity.get("speed")
+    if not speed:
+        return ""
+    quality, fast = sensitivity.get("float_for_quality") or [], speed.get("float_for_speed") or []
+    rows = [[n, speed["float_us"].get(n), speed["int8_us"].get(n), "quality" if n in quality else "speed" if n in fast else ""]
+            for n in speed["int8_us"]]
+    return ("\n\n" + f"Left float for quality: {', '.join(quality) or 'none'}; for speed (INT8 not faster): {', '.join(fast) or 'none'}. "
+            f"Per-layer time, median of {speed['runs']} runs of ONNX Runtime's profiler at batch {speed['batch']}, {speed['threads']} threads, "
+            f"load average {speed['loadavg'][0]:.1f} (a shared CPU makes single-node times noisy):\n\n"
+            + markdown_table(["layer", "float us", "INT8 us (all-INT8 graph)", "left float for"], rows))
+
+
+def floor_markdown(quality: dict, calibrators: dict | None) -> str:
+    """How the quality floor was met: the floor, SSIM, and each calibrator's held-out score."""
+    if "floor" not in quality:
+        return "No quality floor (--no-quality-floor)."
+    lines = [f"Floor: {quality['floor']}. Reached PSNR {quality['psnr_db']:.2f} dB and SSIM {quality['ssim']:.4f} on the evaluation "
+             "inputs (neither calibrated on nor searched on)."]
+    if calibrators:
+        rows = [[name, s["psnr_db"], s["ssim"], "chosen" if name == calibrators["chosen"] else ""] for name, s in calibrators["scores"].items()]
+        lines += ["", f"Calibrator ({calibrators['asked']}): every layer INT8, scored on held-out search inputs.", "",
+                  markdown_table(["calibrator", "PSNR (dB)", "SSIM", ""], rows)]
+    return "\n".join(lines)
 
 
 def _inputs_line(quality: dict) -> str:
@@ -180,6 +218,10 @@ def build_report_markdown(summary: dict) -> str:
         "",
         "![samples](samples.png)",
         "",
+        "### Quality floor",
+        "",
+        floor_markdown(q, summary.get("calibrators")),
+        "",
         "## Latency",
         "",
         f"{cond['threads']} threads, up to {summary['latency_warmup']} warm-up and {summary['latency_iters']} timed iterations per row"
@@ -195,6 +237,7 @@ def build_report_markdown(summary: dict) -> str:
         *_calls_line(summary["latency"]),
         *_paired_line(summary.get("paired_speedup"), summary["precision"]),
         *_runtime_section(summary.get("cpu_runtime")),
+        *_estimate_line(summary.get("target_estimate"), summary["precision"]),
         "## Size",
         "",
         markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),

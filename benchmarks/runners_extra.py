@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gencompress.errors import GencompressError, MissingDependencyError
-from gencompress.export.runners import BACKENDS, Runner, TorchRunner
+from gencompress.errors import GencompressError
+from gencompress.export.runners import BACKENDS, TorchRunner
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -108,18 +108,9 @@ class CudaGraphRunner(TorchBestRunner):
         torch.cuda.synchronize()
 
 
-def tensorrt_runner(bundle, cuda_graph: bool = False) -> Runner:
-    """The export stage's TensorRT runner on a bundle's engine.plan, imported only when asked for."""
-    try:
-        from gencompress.export.tensorrt.runner import TrtRunner  # noqa: PLC0415
-    except ImportError as exc:
-        raise MissingDependencyError(f"the TensorRT runner is not importable here ({exc})") from None
-    return TrtRunner.from_bundle(bundle, cuda_graph=cuda_graph)
-
-
 def register() -> None:
     """Add the extra backends; names export already registered are left as they are."""
-    for name, factory in (("torch-compile", TorchCompileRunner), ("cuda-graph", CudaGraphRunner), ("trt", tensorrt_runner)):
+    for name, factory in (("torch-compile", TorchCompileRunner), ("cuda-graph", CudaGraphRunner)):
         BACKENDS.setdefault(name, factory)
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gencompress import defaults
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.progress import bar
@@ -38,7 +39,7 @@ FEATURE_LAYERS = (nn.Conv2d, nn.ConvTranspose2d)
 
 @dataclass
 class DistillConfig:
-    steps: int = 1500
+    steps: int = defaults.DISTILL_STEPS
     batch: int = 32
     lr: float = 1e-3
     feature_weight: float = 1.0  # 0: output loss only

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gencompress import defaults
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
@@ -70,7 +71,7 @@ class PruneConfig:
     round_to: int = 8  # kept channel counts are multiples of this (tensor-core friendly)
     protect: tuple[str, ...] = ()  # extra module names whose output channels are kept
     seed: int = 0
-    distill_steps: int = 1500  # 0: no distillation (quality usually collapses)
+    distill_steps: int = defaults.DISTILL_STEPS  # 0: no distillation (quality usually collapses)
     distill_batch: int = 32
     distill_lr: float = 1e-3
     feature_weight: float = 1.0
@@ -335,7 +336,7 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("prune needs a PyTorch model (a bundle, zoo name or import spec), not ONNX")
-    if any(s.get("step") == "quantize" for s in bundle.manifest["recipe"]):
+    if bundle.form.is_int8:
         raise GencompressError("prune a model before quantising it, not after")
     teacher = bundle.model.eval()
     shape = bundle.input_shape

@@ -18,7 +18,12 @@ Calibrators: `max` is modelopt's max calibration; `mse` is modelopt's MSE algori
 and `percentile` give activation quantisers modelopt's histogram calibrator and pick amax
 from the histogram (KL divergence, a percentile), weights keep per-channel max.
 (modelopt's histogram `mse` method collapsed the trained DCGAN to 10 dB: not used.)
-Mixed precision (`min_psnr`) and QAT live in `compress.sensitivity`.
+`auto` (the default) calibrates with each of the four and keeps the one whose model is
+closest to FP32 on held-out latents (another seed than the calibration draw): which one wins
+depends on the model (max on the trained DCGAN, percentile where a few outliers stretch a
+range). Then the quality floor (gencompress/floor.py; default PSNR >= 35 dB and SSIM >= 0.97)
+decides how many of the most sensitive layers stay float; if none does, nothing is returned.
+Mixed precision and QAT live in `compress.sensitivity`.
 """
 from __future__ import annotations
 
@@ -31,23 +36,26 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from gencompress import defaults
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.inputs import UserData
+from gencompress.floor import QualityFloor, best_of, quality_floor
 from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights, was_pruned
 
 from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
 
-CALIBRATORS = ("max", "entropy", "percentile", "mse")
+CALIBRATORS = defaults.CALIBRATORS
+CALIBRATOR_CHOICES = defaults.CALIBRATOR_CHOICES  # auto: the best of CALIBRATORS on held-out latents
 HISTOGRAM_METHODS = ("entropy", "percentile")
 QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 @dataclass
 class QuantConfig:
-    calibrator: str = "max"
+    calibrator: str = "auto"
     calib_samples: int = 256
     calib_batch: int = 32
     calib_from: str = "auto"  # auto | latents | encoder (see compress/calibration.py)
@@ -56,15 +64,16 @@ class QuantConfig:
     percentile: float = 99.99  # for calibrator "percentile"
     # Module names (fnmatch patterns) kept in FP32/FP16, e.g. from a sensitivity search.
     keep_float: tuple[str, ...] = ()
-    min_psnr: float | None = None  # quality budget vs FP32: keep the most sensitive layers float
+    min_psnr: float | None = None  # quality budget vs FP32 (None: the default floor, gencompress/floor.py)
+    no_floor: bool = False  # --no-quality-floor: keep every layer INT8, whatever the quality
     eval_samples: int = 64  # latents for sensitivity and budget checks
     qat_steps: int = 0  # quantisation-aware fine-tuning steps, distilled from the FP32 model
     qat_lr: float = 1e-5
     qat_batch: int = 32
 
     def validate(self) -> None:
-        if self.calibrator not in CALIBRATORS:
-            raise GencompressError(f"unknown calibrator {self.calibrator!r}; known: {', '.join(CALIBRATORS)}")
+        if self.calibrator not in CALIBRATOR_CHOICES:
+            raise GencompressError(f"unknown calibrator {self.calibrator!r}; known: {', '.join(CALIBRATOR_CHOICES)}")
         if self.calib_samples < 1:
             raise GencompressError("--calib-samples must be at least 1")
         if self.calib_from not in CALIB_SOURCES:
@@ -73,10 +82,12 @@ class QuantConfig:
             raise GencompressError("--deconv-weight-axis must be 0 or 1")
         if not 0 < self.percentile <= 100:
             raise GencompressError("--percentile must be in (0, 100]")
-        if self.min_psnr is not None and not self.min_psnr > 0:
-            raise GencompressError("--min-psnr must be a positive number of dB")
+        self.floor()  # refuses a bad --min-psnr, or one given with --no-quality-floor
         if self.qat_steps < 0 or self.eval_samples < 1:
             raise GencompressError("--qat-steps must be 0 or more and --eval-samples at least 1")
+
+    def floor(self) -> QualityFloor | None:
+        return quality_floor(self.min_psnr, self.no_floor)
 
 
 def _mtq():
@@ -163,27 +174,43 @@ def layer_precisions(qmodel: nn.Module) -> dict[str, str]:
     return result
 
 
+def held_out(bundle: Bundle, cfg: QuantConfig, data: UserData | None = None) -> torch.Tensor:
+    """What calibrator and mix choices are judged on: the user's evaluation inputs (disjoint from
+    the calibration ones), else a draw with another seed than the calibration draw."""
+    if data is not None:
+        return data.evaluation[: cfg.eval_samples]
+    return draw_inputs(tuple(bundle.input_shape), cfg.eval_samples, bundle.manifest["input"], cfg.seed + 1)
+
+
 def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: UserData | None = None) -> Bundle:
     """Stage function: a bundle with a PyTorch model -> the same, INT8 fake-quantised.
 
-    With `min_psnr`, the most sensitive layers stay FP32 until the budget holds; with
-    `qat_steps`, the quantised model is then fine-tuned against the FP32 model.
+    The calibrator (`auto`: the best on held-out latents), then under the quality floor the
+    fewest most sensitive layers in float; with `qat_steps`, the quantised model is then
+    fine-tuned against the FP32 model. Raises (nothing returned) when no mix meets the floor.
     """
     from .sensitivity import choose_mix, qat
 
     cfg.validate()
     if bundle.model is None:
         raise GencompressError("quantize needs a PyTorch model; for an ONNX model use export's ONNX quantisation")
+    floor = cfg.floor()
     inputs, calibration_data = calibration_inputs(bundle, cfg.calib_samples, cfg.seed, cfg.calib_from, data)
-    qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress, inputs)
+    held = held_out(bundle, cfg, data)  # unseen inputs judge the choices
+    with torch.no_grad():
+        reference = bundle.model.eval()(held)
+    qmodel, calibrators = choose_calibrator(bundle, cfg, inputs, held, reference, floor or QualityFloor(1.0), progress)
+    cfg = replace(cfg, calibrator=calibrators["chosen"])
     search = None
-    if cfg.min_psnr is not None:
-        search = choose_mix(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress)
-        cfg = replace(cfg, keep_float=tuple(search["keep_float"]))
+    if floor is not None:
+        search = choose_mix(qmodel, held, reference, floor, progress)
+        cfg = replace(cfg, keep_float=tuple(dict.fromkeys((*cfg.keep_float, *search["keep_float"]))))
     qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
     step["keep_float"] = list(cfg.keep_float)
     step["calibration_data"] = calibration_data
+    step["calibrators"] = calibrators
+    step["floor"] = floor.as_dict() if floor else None
     if data is not None:
         step["data"] = data.record
     if search:
@@ -195,19 +222,35 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
     return out
 
 
+def choose_calibrator(bundle: Bundle, cfg: QuantConfig, inputs: torch.Tensor, held: torch.Tensor, reference: torch.Tensor,
+                      floor: QualityFloor, progress: bool) -> tuple[nn.Module, dict]:
+    """Calibrate with each candidate (all four for `auto`) and keep the model closest to FP32
+    on the held-out latents. Returns it and {"chosen", "scores": {calibrator: PSNR, SSIM}}."""
+    names = CALIBRATORS if cfg.calibrator == "auto" else (cfg.calibrator,)
+    models, scores = {}, {}
+    for name in names:
+        qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, replace(cfg, calibrator=name),
+                                 progress, inputs)
+        with torch.no_grad():
+            scores[name] = floor.measure(reference, qmodel(held))
+        models[name] = qmodel
+    chosen = best_of(scores)
+    return models[chosen], {"asked": cfg.calibrator, "chosen": chosen, "scores": scores}
+
+
 def restore_quantized(bundle: Bundle) -> nn.Module:
     """Rebuild a saved INT8 bundle's fake-quant model from its recipe and amax values.
 
     We replay `quantize` with no calibration data (weights are calibrated from the
     weights themselves), then set each activation quantiser's saved amax.
     """
-    steps = [s for s in bundle.manifest["recipe"] if s["step"] == "quantize"]
-    if not steps:
-        raise GencompressError("bundle is not quantised")
-    fields = {k: v for k, v in steps[-1].items() if k in QuantConfig.__dataclass_fields__}
+    step = bundle.last_step("quantize")
+    if step is None or not bundle.form.fake_quant_weights:
+        raise GencompressError("bundle holds no modelopt INT8 model (not quantised, or quantised on the ONNX graph)")
+    fields = {k: v for k, v in step.items() if k in QuantConfig.__dataclass_fields__}
     fields["keep_float"] = tuple(fields.get("keep_float", ()))
     # Every amax comes from the saved state: replay the quantiser layout, not the calibration.
-    cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, qat_steps=0)
+    cfg = replace(QuantConfig(**fields), calibrator="max", min_psnr=None, no_floor=True, qat_steps=0)
     state = bundle.state_dict()
     model = build_architecture(bundle.manifest["architecture"])
     load_weights(model, {k: v for k, v in state.items() if "_quantizer." not in k}, shrink=was_pruned(bundle.manifest),

@@ -20,6 +20,6 @@ def load_model(bundle: Bundle) -> nn.Module:
         return bundle.model.eval()
     if bundle.manifest["architecture"]["kind"] not in ("zoo", "import"):
         raise GencompressError(f"a {bundle.manifest['architecture']['kind']} bundle holds no PyTorch model")
-    if any(s.get("step") == "quantize" and s.get("tool") == "nvidia-modelopt" for s in bundle.manifest["recipe"]):
+    if bundle.form.fake_quant_weights:
         return restore_quantized(bundle)
     return model_from_bundle(bundle)

@@ -12,13 +12,12 @@ it evaluates at most one candidate per layer.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
+from gencompress.floor import QualityFloor, finite_db, not_met
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 
@@ -57,15 +56,14 @@ def layer_sensitivity(qmodel, layers, x, reference, progress: bool) -> dict[str,
     return result
 
 
-def choose_mix(qmodel: nn.Module, fp32: nn.Module, input_shape, distribution: str, cfg, progress: bool = True) -> dict:
-    """Leave the fewest most-sensitive layers in float so the model meets cfg.min_psnr.
+def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floor: QualityFloor, progress: bool = True) -> dict:
+    """Leave the fewest most-sensitive layers in float so the model meets `floor` on the
+    held-out latents `x` (FP32 outputs `reference`).
 
     Modifies `qmodel`'s quantisers in place. At least one layer stays INT8; if even then
-    the budget fails, a one-line error gives the best PSNR reached.
+    the floor fails, a one-line error gives the best reached. Each layer's sensitivity is
+    measured (and reported) even when the all-INT8 model already meets the floor.
     """
-    x = draw_inputs(tuple(input_shape), cfg.eval_samples, distribution, cfg.seed + 1)
-    with torch.no_grad():
-        reference = fp32.eval()(x)
     layers = _layers(qmodel)
     if not layers:
         raise GencompressError("the quantised model has no enabled quantiser to search over")
@@ -73,22 +71,19 @@ def choose_mix(qmodel: nn.Module, fp32: nn.Module, input_shape, distribution: st
     order = sorted(sens, key=lambda n: sens[n])  # most sensitive first
     tried = []
     for k in range(len(order)):
-        keep = set(order[:k])
-        _set_quantized(layers, set(layers) - keep)
-        reached = _psnr_of(qmodel, x, reference)
-        tried.append({"float_layers": k, "psnr_db": _finite(reached)})
-        if reached >= cfg.min_psnr:
-            return {"budget_db": cfg.min_psnr, "psnr_db": _finite(reached), "keep_float": order[:k],
-                    "layer_psnr_db": {n: _finite(v) for n, v in sens.items()}, "tried": tried}
-    best = max(t["psnr_db"] for t in tried)
-    raise GencompressError(
-        f"no precision mix meets --min-psnr {cfg.min_psnr:g} dB: the best with at least one INT8 layer "
-        f"reached {best:.2f} dB (all but the least sensitive layer in float)"
-    )
+        _set_quantized(layers, set(layers) - set(order[:k]))
+        with torch.no_grad():
+            scores = floor.measure(reference, qmodel(x))
+        tried.append({"float_layers": k, **scores})
+        if scores["meets_floor"]:
+            return {"budget_db": floor.min_psnr, "floor": floor.as_dict(), "psnr_db": scores["psnr_db"], "ssim": scores["ssim"],
+                    "keep_float": order[:k], "layer_psnr_db": {n: finite_db(v) for n, v in sens.items()}, "tried": tried}
+    best = max(tried, key=lambda t: t["psnr_db"])
+    raise not_met(floor, best, f"{best['float_layers']} of {len(order)} layers float, the most sensitive first")
 
 
 def _finite(value: float) -> float:
-    return value if math.isfinite(value) else 999.0  # JSON has no inf; 999 dB means identical
+    return finite_db(value)
 
 
 def qat(qmodel: nn.Module, fp32: nn.Module, input_shape, distribution: str, cfg, progress: bool = True) -> dict:

@@ -12,6 +12,7 @@ import contextlib
 import io
 from collections import Counter
 
+from gencompress import defaults
 from gencompress.errors import GencompressError
 
 # Ops TensorRT's ONNX parser does not import (onnx-tensorrt's operator matrix): the
@@ -26,7 +27,7 @@ TENSORRT_UNSUPPORTED = frozenset({
     "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "Compress",
 })
 DEFAULT_DOMAINS = ("", "ai.onnx")
-TENSORRT_TARGETS = ("gpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
+TENSORRT_TARGETS = defaults.TENSORRT_TARGETS
 
 
 def unsupported_ops(model, target: str) -> list[str]:

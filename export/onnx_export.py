@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

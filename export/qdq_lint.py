@@ -225,11 +225,10 @@ def lint(model, deconv_weight_axis: int = 1) -> LintReport:
 
 
 def deconv_axis_from_manifest(manifest: dict, default: int = 1) -> int:
-    """The ConvTranspose weight axis the quantize step recorded (last quantize step wins)."""
-    steps = [s for s in manifest.get("recipe", []) if s.get("step") == "quantize"]
-    if steps and "deconv_weight_axis" in steps[-1]:
-        return int(steps[-1]["deconv_weight_axis"])
-    return default
+    """The ConvTranspose weight axis the quantize step recorded (the bundle's form says it)."""
+    from gencompress.bundle import form_of
+
+    return form_of(manifest).deconv_weight_axis if manifest.get("recipe") else default
 
 
 def lint_file(path, manifest: dict | None = None) -> LintReport:

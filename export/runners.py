@@ -1,11 +1,16 @@
 """Inference backends behind one small interface (after Polygraphy's runners).
 
-A runner is built from an artifact, takes a NumPy batch and returns a NumPy batch.
-`synchronize()` lets timing code wait for asynchronous devices. Backends register
-in BACKENDS; heavy imports happen only when a runner is made.
+A runner is built from an artifact, takes a NumPy batch and returns a NumPy batch, and
+reports its own inference time (`last_inference_time()`, seconds, as Polygraphy's runners
+do): host wall time around the call for CPU backends, device time around the execution
+itself where the runner can measure it (TensorRT: CUDA events, host copies excluded).
+`synchronize()` lets timing code wait for asynchronous devices. Backends register in
+BACKENDS, one name each; heavy imports happen only when a runner is made.
 """
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -16,12 +21,41 @@ from torch import nn
 from gencompress.errors import GencompressError, first_line
 
 
+def _timed(infer):
+    """Wrap a runner's `infer` so the runner knows how long its last call took."""
+
+    @functools.wraps(infer)
+    def timed(self, batch):
+        self._device_seconds = None
+        start = time.perf_counter()
+        out = infer(self, batch)
+        wall = time.perf_counter() - start
+        # a runner that timed the execution on the device (no host copies) reports that
+        self._last_inference_seconds = self._device_seconds if self._device_seconds is not None else wall
+        return out
+
+    timed._gencompress_timed = True
+    return timed
+
+
 class Runner:
     name = "runner"
     device = "cpu"
+    _last_inference_seconds: float | None = None
+    _device_seconds: float | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("infer")
+        if own is not None and not getattr(own, "_gencompress_timed", False):
+            cls.infer = _timed(own)  # every backend reports its own time, the same way
 
     def infer(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def last_inference_time(self) -> float | None:
+        """Seconds the last `infer` took (device time where the runner measures it); None before the first."""
+        return self._last_inference_seconds
 
     def synchronize(self) -> None:
         """Wait for queued work (no-op for synchronous CPU backends)."""
@@ -99,11 +133,15 @@ class OrtRunner(Runner):
         self.session = None
 
 
-def _tensorrt_runner(*args, **kwargs) -> Runner:
-    """TrtRunner, imported only when asked for: a missing TensorRT breaks nothing else."""
+def _tensorrt_runner(bundle, cuda_graph: bool = False) -> Runner:
+    """TrtRunner on a bundle's engine.plan, imported only when asked for: a missing TensorRT
+    says what to install and breaks nothing else."""
+    from .tensorrt import import_tensorrt
+
+    import_tensorrt()  # raises MissingDependencyError with what to install
     from .tensorrt.runner import TrtRunner
 
-    return TrtRunner(*args, **kwargs)
+    return TrtRunner.from_bundle(bundle, cuda_graph=cuda_graph)
 
 
 def _openvino_runner(*args, **kwargs) -> Runner:
@@ -113,7 +151,8 @@ def _openvino_runner(*args, **kwargs) -> Runner:
     return OpenVinoRunner(*args, **kwargs)
 
 
-BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "tensorrt": _tensorrt_runner,
+# One name per backend: `trt` is TensorRT everywhere (bench --backend trt, the registry, reports).
+BACKENDS: dict[str, Callable[..., Runner]] = {"torch": TorchRunner, "ort": OrtRunner, "trt": _tensorrt_runner,
                                               "openvino": _openvino_runner}
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import onnx
 from torch import nn
 
+from gencompress import defaults
 from gencompress.atomic import check_output_dir
-from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle
+from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle, Form, form_of
 from gencompress.errors import GencompressError, VerificationError
 from gencompress.inputs import peak, prepare_inputs
 from gencompress.loading import load_spec, model_from_bundle
@@ -34,8 +35,8 @@ from .onnx_export import MIN_OPSET, OnnxConfig, export_module
 from .profiles import BatchProfile
 
 FORMATS = ("onnx", "engine")
-PRECISIONS = ("fp32", "fp16", "int8")
-EXPORT_TARGETS = ("cpu", "gpu", *jetson.JETSON_TARGETS)
+PRECISIONS = defaults.PRECISIONS
+EXPORT_TARGETS = defaults.TARGETS
 
 
 @dataclass
@@ -74,20 +75,15 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def is_quantised(bundle: Bundle) -> bool:
-    return any(s.get("step") == "quantize" for s in bundle.manifest["recipe"])
-
-
 def model_for(bundle: Bundle, precision: str) -> nn.Module:
     """The PyTorch model an ONNX of `precision` is exported from (and verified against)."""
     if precision == "int8":
-        if not is_quantised(bundle):
+        if not bundle.form.is_int8:
             raise GencompressError("bundle is not INT8-quantised: run `gencompress quantize` first, or export --precision fp32/fp16")
-        from gencompress import compress
+        from gencompress.compress import load_model
 
-        loader = getattr(compress, "load_model", None) or compress.restore_quantized
         # Without the in-memory (FP32) model, the loader rebuilds the fake-quant one from disk.
-        return loader(Bundle(bundle.manifest, None, dict(bundle.files), bundle.path)).eval()
+        return load_model(Bundle(bundle.manifest, None, dict(bundle.files), bundle.path)).eval()
     return model_from_bundle(bundle)
 
 
@@ -102,6 +98,8 @@ def export(cfg: ExportConfig) -> Bundle:
     try:
         if cfg.format == "engine":
             out = build_engine(bundle, cfg, work)
+        elif _int8_lives_in_graph(bundle, cfg):
+            out = reexport_graph_int8(bundle, cfg, work)
         elif bundle.manifest["architecture"]["kind"] in ("zoo", "import"):
             out = export_onnx(bundle, cfg, work, verify_inputs)
         else:
@@ -112,9 +110,40 @@ def export(cfg: ExportConfig) -> Bundle:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _int8_lives_in_graph(bundle: Bundle, cfg: ExportConfig) -> bool:
+    """INT8 made on the ONNX graph (ONNX Runtime's quantiser): the weights are FP32, so
+    re-exporting them would write an FP32 graph; the bundle's model.onnx is the INT8."""
+    form = bundle.form
+    return form.is_int8 and not form.fake_quant_weights and (cfg.precision or "int8") == "int8"
+
+
+def reexport_graph_int8(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
+    """Check and lint the bundle's INT8 graph again for --target; verify it against the FP32
+    PyTorch model where the bundle has one (the INT8 has no fake-quant twin)."""
+    form = bundle.form
+    if form.quantisation == "ort-qlinear" and cfg.target != "cpu":
+        raise GencompressError(f"this bundle holds ONNX Runtime's CPU integer form (QLinearConv), which {cfg.target} "
+                               "cannot run: export it with --target cpu, or quantise for TensorRT (build --int8 --target gpu)")
+    src = bundle.file(ONNX)
+    final, report = check_and_lint(Path(src), bundle.manifest, cfg, work / ONNX, "int8", form)
+    step = {"step": "export", "format": "onnx", "precision": "int8", "target": cfg.target, "dynamic_batch": cfg.batch.as_dict(), **report}
+    out = bundle.derive(step)
+    if bundle.manifest["architecture"]["kind"] in ("zoo", "import") and bundle.path is not None:
+        model = model_from_bundle(bundle)  # the FP32 weights the graph was quantised from
+        result, _ = verify.compare(model, final, bundle.input_shape, bundle.manifest["input"], _verify_cfg(cfg),
+                                    data_range=peak(bundle.manifest))
+        result["reference"] = "FP32 PyTorch (the INT8 was made on the ONNX graph)"
+        log(verify.format_result(result, bundle.manifest["output"].get("name", "image")))
+        verify.require(result)
+        out.manifest["metrics"]["export_verification"] = result
+    else:
+        out.manifest["metrics"]["export_verification"] = {"skipped": "no PyTorch model in the bundle"}
+    return _with_onnx(out, bundle, final)
+
+
 def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=None) -> Bundle:
     """`verify_inputs`: the user's evaluation data (np.ndarray) to verify on; None: fixed drawn latents."""
-    precision = cfg.precision or ("int8" if is_quantised(bundle) else "fp32")
+    precision = cfg.precision or bundle.form.precision
     model = model_for(bundle, precision)
     # The batch axis stays symbolic even for a fixed --dynamic-batch N: the profile pins it
     # for TensorRT, and ONNX Runtime runs any batch.
@@ -126,7 +155,7 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
         from .onnx_quant import convert_fp16
 
         path = convert_fp16(path, work / "fp16.onnx")
-    final, report = check_and_lint(path, bundle.manifest, cfg, work / ONNX, precision)
+    final, report = check_and_lint(path, bundle.manifest, cfg, work / ONNX, precision, bundle.form)
     result, inputs = verify.compare(model, final, bundle.input_shape, bundle.manifest["input"], _verify_cfg(cfg),
                                     verify_inputs, peak(bundle.manifest))
     log(verify.format_result(result, names.output_name))
@@ -139,8 +168,9 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
     return _with_onnx(out, bundle, final)
 
 
-def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, precision: str) -> tuple[Path, dict]:
-    """Slim, full-check, target ops, batch-only dynamic dims, Q/DQ lint; write `dst`."""
+def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, precision: str, form: Form | None = None) -> tuple[Path, dict]:
+    """Slim, full-check, target ops, batch-only dynamic dims, INT8 really there, Q/DQ lint; write `dst`."""
+    form = form or form_of(manifest)
     model = checks.topological_sort(load_onnx(path, check=False))
     note = "not simplified (--no-slim)"
     if cfg.slim:
@@ -149,11 +179,28 @@ def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, pre
     model = load_onnx(dst, check=True)
     checks.check_target_ops(model, cfg.target, dst.name)
     checks.check_static_except_batch(model, dst.name)
-    lint = qdq_lint.lint(model, qdq_lint.deconv_axis_from_manifest(manifest))
+    if precision == "int8":
+        require_int8_nodes(model, dst.name)
+    if form.quantisation == "ort-qlinear":
+        # ONNX Runtime's U8 QLinearConv form is not TensorRT's explicit Q/DQ: the lint's rules do not apply.
+        return dst, {"slim": note, "io": checks.io_spec(model), "qdq_lint": {"skipped": CPU_FORM_SKIP}, "onnx_checker": "full: passed"}
+    lint = qdq_lint.lint(model, form.deconv_weight_axis)
     log(lint.summary())
     if precision == "int8" and not lint.passed:
         raise VerificationError(f"Q/DQ lint FAILED with {len(lint.violations)} violation(s); first: {lint.violations[0]}")
     return dst, {"slim": note, "io": checks.io_spec(model), "qdq_lint": lint.as_dict(), "onnx_checker": "full: passed"}
+
+
+CPU_FORM_SKIP = "skipped: ONNX Runtime CPU integer form, not TensorRT's explicit Q/DQ"
+# Nodes that carry INT8: the Q/DQ pairs, or ONNX Runtime's integer operators.
+INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})
+
+
+def require_int8_nodes(model, what: str) -> None:
+    """An INT8 export whose graph holds no quantisation is an FP32 graph under the wrong name."""
+    if not any(node.op_type in INT8_OPS for node in model.graph.node):
+        raise VerificationError(f"{what} is recorded as INT8 but holds no Q/DQ or integer nodes: the export lost the "
+                                "quantisation (refusing to record an FP32 graph as int8)")
 
 
 def recheck_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
@@ -190,23 +237,10 @@ def _verify_cfg(cfg: ExportConfig) -> verify.VerifyConfig:
 def add_target_files(out: Bundle, cfg: ExportConfig, work: Path) -> None:
     if cfg.target not in jetson.JETSON_TARGETS:
         return
-    precision = _bundle_precision(out)
-    files = jetson.write_jetson_files(work, cfg.target, precision, out.manifest["input"].get("name", "latent"),
+    files = jetson.write_jetson_files(work, cfg.target, out.form.precision, out.manifest["input"].get("name", "latent"),
                                       out.input_shape, cfg.batch)
     out.files.update(files)
     out.manifest["metrics"]["deployment"] = jetson.target_record(cfg.target)
-
-
-def _cpu_integer_form(bundle: Bundle) -> bool:
-    steps = [s for s in bundle.manifest["recipe"] if s.get("step") == "quantize"]
-    return bool(steps) and str(steps[-1].get("format", "")).startswith("cpu-")
-
-
-def _bundle_precision(bundle: Bundle) -> str:
-    for step in reversed(bundle.manifest["recipe"]):
-        if step.get("step") == "export" and step.get("precision") in PRECISIONS:
-            return step["precision"]
-    return "int8" if is_quantised(bundle) else "fp32"
 
 
 def build_engine(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
@@ -244,13 +278,15 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
     checks.check_target_ops(model, target, path.name)
     checks.check_static_except_batch(model, path.name)
     result: dict = {"onnx_checker": "full: passed", "io": checks.io_spec(model)}
-    if _cpu_integer_form(bundle):
+    form = bundle.form
+    if form.is_int8:
+        require_int8_nodes(model, path.name)
+    if form.quantisation == "ort-qlinear":
         # ONNX Runtime's QOperator u8s8 graph is not TensorRT's Q/DQ form, and there is no
         # fake-quant PyTorch twin to verify against (build's quality section compares to FP32).
-        skipped = "skipped: ONNX Runtime CPU integer form, not TensorRT's explicit Q/DQ"
-        result.update({"qdq_lint": {"skipped": skipped}, "verification": {"skipped": skipped}})
+        result.update({"qdq_lint": {"skipped": CPU_FORM_SKIP}, "verification": {"skipped": CPU_FORM_SKIP}})
         return result
-    lint = qdq_lint.lint(model, qdq_lint.deconv_axis_from_manifest(bundle.manifest))
+    lint = qdq_lint.lint(model, form.deconv_weight_axis)
     result["qdq_lint"] = lint.as_dict()
     if not lint.passed:
         log(lint.summary())
@@ -266,8 +302,7 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
     else:
         result["verification"] = {"skipped": "no PyTorch model (the graph was quantised as ONNX)"}
     if target in jetson.JETSON_TARGETS:
-        precision = _bundle_precision(bundle)
-        files = jetson.write_jetson_files(work, target, precision, bundle.manifest["input"].get("name", "latent"),
+        files = jetson.write_jetson_files(work, target, form.precision, bundle.manifest["input"].get("name", "latent"),
                                           bundle.input_shape, batch)
         bundle.files.update(files)
         result["deployment"] = jetson.target_record(target)

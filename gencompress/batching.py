@@ -44,8 +44,9 @@ def batch_for(per_sample_bytes: int, budget_mb: float = ACTIVATION_BUDGET_MB, ca
 
 def mini_batch(model: nn.Module | None, input_shape, output_shape=None, budget_mb: float = ACTIVATION_BUDGET_MB) -> int:
     """The mini-batch for `model` (measured), or, with no PyTorch model, from its output size
-    (an ONNX graph's activations are taken as 16 times its image, a 48-channel full-resolution layer)."""
-    if model is not None:
+    (an ONNX graph's activations are taken as 16 times its image, a 48-channel full-resolution layer).
+    TorchScript modules take no forward hooks, so they are sized like a graph."""
+    if model is not None and not isinstance(model, torch.jit.ScriptModule):
         return batch_for(largest_activation_bytes(model, input_shape), budget_mb)
     if output_shape:
         return batch_for(16 * 4 * int(torch.tensor(output_shape).prod()), budget_mb)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from . import defaults as _defaults
 from .atomic import atomic_dir
 from .errors import GencompressError
 
@@ -40,6 +41,78 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
 ENGINE = "engine.plan"
+
+# What a bundle can be.
+PRECISIONS = _defaults.PRECISIONS
+# modelopt-qdq: fake-quant PyTorch model whose export is TensorRT's explicit Q/DQ (symmetric INT8);
+# ort-qdq: the same symmetric Q/DQ form, written by ONNX Runtime's quantize_static on the graph;
+# ort-qlinear: ONNX Runtime's CPU integer form (U8 activations, QLinearConv; --target cpu);
+# none: no INT8 in the graph.
+QUANT_FORMS = ("modelopt-qdq", "ort-qdq", "ort-qlinear", "none")
+
+
+@dataclass(frozen=True)
+class Form:
+    """What a bundle is: the one answer every reader (export, bench, Jetson, lint, restore) uses."""
+
+    precision: str  # of the deployable graph: fp32 | fp16 | int8
+    quantisation: str  # one of QUANT_FORMS
+    target: str | None  # where the graph was made to run (None: not said yet)
+    has_qdq: bool  # the graph holds QuantizeLinear/DequantizeLinear pairs (TensorRT builds from them)
+    float_layers: tuple[str, ...] = ()  # quantisable layers left in float by the quantize step
+    deconv_weight_axis: int = 1  # per-channel axis of ConvTranspose weight scales in the Q/DQ graph
+
+    @property
+    def is_int8(self) -> bool:
+        return self.precision == "int8"
+
+    @property
+    def tensorrt_qdq(self) -> bool:
+        """The graph is TensorRT's explicit-quantisation form (what the Q/DQ lint checks)."""
+        return self.quantisation in ("modelopt-qdq", "ort-qdq")
+
+    @property
+    def fake_quant_weights(self) -> bool:
+        """weights.safetensors holds modelopt quantisers: the model is rebuilt by replaying them."""
+        return self.quantisation == "modelopt-qdq"
+
+
+def last_step(manifest: dict, name: str, having: str | None = None) -> dict | None:
+    """The newest recipe step called `name` (with the key `having`, if given), or None: the one
+    place besides `form_of` that reads the recipe (for code that holds a manifest, not a Bundle)."""
+    steps = [s for s in manifest.get("recipe", []) if s.get("step") == name and (having is None or s.get(having) is not None)]
+    return steps[-1] if steps else None
+
+
+def _quant_form(step: dict) -> str:
+    """The quantisation form a `quantize` recipe step wrote."""
+    if step.get("tool") == "nvidia-modelopt":
+        return "modelopt-qdq"
+    if str(step.get("format", "")).startswith("cpu-"):
+        return "ort-qlinear"  # cpu-u8s8-qoperator, or its QDQ spelling that ORT fuses into QLinearConv
+    return "ort-qdq"
+
+
+def form_of(manifest: dict) -> Form:
+    """Read the recipe once, in order: the last step that changed precision or target wins."""
+    precision, quant, target, axis, has_qdq = "fp32", "none", None, 1, False
+    for step in manifest.get("recipe", []):
+        kind = step.get("step")
+        if kind == "quantize":
+            precision, quant = "int8", _quant_form(step)
+            axis = int(step.get("deconv_weight_axis", axis))
+            has_qdq = quant != "ort-qlinear" or str(step.get("format", "")).endswith("-qdq")
+            target = "cpu" if quant == "ort-qlinear" else target
+        elif kind in ("convert", "export") and step.get("precision") in PRECISIONS:
+            precision = step["precision"]
+            if precision != "int8":
+                quant, has_qdq = "none", False
+        if kind in ("export", "build") and step.get("target"):
+            target = step["target"]
+    build_target = manifest.get("metrics", {}).get("build", {}).get("target")
+    target = target or build_target
+    float_layers = tuple(sorted(n for n, p in manifest.get("precision", {}).items() if p != "int8"))  # weight-only INT8 computes in float
+    return Form(precision, quant, target, has_qdq, float_layers if precision == "int8" else (), axis)
 
 
 def new_manifest(architecture: dict, input_spec: dict, output_spec: dict) -> dict:
@@ -77,6 +150,11 @@ class Bundle:
     def input_distribution(self) -> str:
         return self.manifest["input"]["distribution"]
 
+    @property
+    def form(self) -> Form:
+        """Precision, quantisation form, target, Q/DQ, float layers: read off the recipe here only."""
+        return form_of(self.manifest)
+
     def file(self, name: str) -> Path:
         if name not in self.files:
             raise GencompressError(f"bundle has no {name}")
@@ -84,8 +162,7 @@ class Bundle:
 
     def last_step(self, name: str, having: str | None = None) -> dict | None:
         """The newest recipe step called `name` (that has the key `having`, if given), or None."""
-        steps = [s for s in self.manifest["recipe"] if s.get("step") == name and (having is None or s.get(having) is not None)]
-        return steps[-1] if steps else None
+        return last_step(self.manifest, name, having)
 
     def derive(self, step: dict, model: nn.Module | None = None) -> "Bundle":
         """A new in-memory bundle one step further along the recipe."""
@@ -259,6 +336,9 @@ def _validator():
     import jsonschema
 
     schema = json.loads(resources.files("gencompress").joinpath("schema/manifest.schema.json").read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    # JSON Schema counts 1.0 as an "integer"; a shape of [1.0, 32, 32] then reaches torch and
+    # numpy as floats. Here an integer is a JSON integer literal (and never true/false).
+    checker = base.TYPE_CHECKER.redefine("integer", lambda _, value: type(value) is int)
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)

@@ -241,11 +241,14 @@ def quality(extractor: Extractor, real_feats: torch.Tensor, fake_images: torch.T
     warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
     fake_feats, fake_logits = extractor.extract(fake_images)
     dim = int(real_feats.shape[1])
-    fid = FrechetInceptionDistance(feature=_Identity(dim))
+    # Every sample is here, in this process: no cross-process sync. torchmetrics would otherwise
+    # all-gather on compute() under torchrun, and rank 0 (which alone evaluates) would wait forever.
+    local = {"sync_on_compute": False}
+    fid = FrechetInceptionDistance(feature=_Identity(dim), **local)
     fid.update(real_feats, real=True)
     fid.update(fake_feats, real=False)
     subset = min(1000, len(real_feats), len(fake_feats))
-    kid = KernelInceptionDistance(feature=_Identity(dim), subsets=50, subset_size=subset)
+    kid = KernelInceptionDistance(feature=_Identity(dim), subsets=50, subset_size=subset, **local)
     kid.update(real_feats, real=True)
     kid.update(fake_feats, real=False)
     with torch.random.fork_rng():  # KID draws random subsets; keep the caller's stream intact
@@ -253,7 +256,7 @@ def quality(extractor: Extractor, real_feats: torch.Tensor, fake_images: torch.T
         kid_mean, kid_std = kid.compute()
         result = {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
         if fake_logits is not None:
-            iscore = InceptionScore(feature=_Identity(int(fake_logits.shape[1])), splits=10)
+            iscore = InceptionScore(feature=_Identity(int(fake_logits.shape[1])), splits=10, **local)
             iscore.update(fake_logits.float())
             is_mean, is_std = iscore.compute()
             result.update({"is_mean": float(is_mean), "is_std": float(is_std)})

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import zoo
-from .bundle import Bundle, load_safetensors, new_manifest, sha256
+from .bundle import Bundle, last_step, load_safetensors, new_manifest, sha256
 from .errors import GencompressError, first_line
 
 IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -110,7 +110,7 @@ def _set(module: nn.Module, **attrs) -> None:
 
 def was_pruned(manifest: dict) -> bool:
     """Only a bundle whose recipe records pruning may hold layers narrower than its code builds."""
-    return any(step.get("step") == "prune" for step in manifest["recipe"])
+    return last_step(manifest, "prune") is not None
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True, shrink: bool = False,
@@ -301,7 +301,7 @@ RANDOM_WEIGHTS = "random"  # a "load" step's weights: the model's own initialisa
 def weight_warnings(manifest: dict) -> list[str]:
     """What a report must say about where the weights came from: random ones measure an
     untrained model, which is rarely what was meant."""
-    step = next((s for s in manifest["recipe"] if s.get("step") == "load"), None)
+    step = last_step(manifest, "load")
     if step is None or step.get("weights") != RANDOM_WEIGHTS:
         return []
     arch = manifest["architecture"]

@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# CI never depends on the draw: derandomized, no example database (examples a run found are
+# pinned with @example in the test). HYPOTHESIS_PROFILE=explore draws fresh ones locally.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SESSION_CACHE: Path | None = None
 

@@ -23,7 +23,7 @@ def _torch_dtype(trt, trt_dtype):
 
 
 class TrtRunner(Runner):
-    name = "tensorrt"
+    name = "trt"
     device = "cuda"
 
     def __init__(self, engine_bytes: bytes, cuda_graph: bool = False):
@@ -77,13 +77,22 @@ class TrtRunner(Runner):
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
+        # CUDA events around the execution only: the reported time excludes the host copies,
+        # as trtexec --noDataTransfers (run_bench.sh) does.
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         if self.cuda_graph:
-            return self._replay(x).float().cpu().numpy()
-        out = self._bind(x)
-        self._enqueue(torch.cuda.current_stream())
-        return out.float().cpu().numpy()  # .cpu() waits on the same stream
+            out = self._replay(x, start, end)
+        else:
+            out = self._bind(x)
+            stream = torch.cuda.current_stream()
+            start.record(stream)
+            self._enqueue(stream)
+            end.record(stream)
+        result = out.float().cpu().numpy()  # .cpu() waits on the same stream
+        self._device_seconds = start.elapsed_time(end) / 1e3
+        return result
 
-    def _replay(self, x):
+    def _replay(self, x, start, end):
         import torch
 
         if self._graph_shape != tuple(x.shape):
@@ -96,7 +105,9 @@ class TrtRunner(Runner):
                 self._enqueue(torch.cuda.current_stream())
             self._graph, self._graph_shape = graph, tuple(x.shape)
         self._static_in.copy_(x)
+        start.record(torch.cuda.current_stream())
         self._graph.replay()
+        end.record(torch.cuda.current_stream())
         return self._static_out
 
     def synchronize(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from gencompress import defaults
 from gencompress.cli.options import data_options, emit_json, writes_output
 from gencompress.errors import GencompressError
 
@@ -20,13 +21,12 @@ def _profile(ctx, param, value):
 @click.argument("bundle", metavar="BUNDLE")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "engine"]), default="onnx", show_default=True,
               help="onnx: checked and verified ONNX; engine: TensorRT engine.plan from the bundle's ONNX (needs TensorRT).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+@click.option("--precision", type=click.Choice(defaults.PRECISIONS), default=None,
               help="Default: int8 for a quantised bundle, else fp32.")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (17 or later).")
 @click.option("--dynamic-batch", "batch", default="1:8:32", show_default=True, callback=_profile, metavar="MIN:OPT:MAX",
               help="Batch range (a single N for a fixed batch).")
-@click.option("--target", default="gpu", show_default=True,
-              type=click.Choice(["cpu", "gpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor"]),
+@click.option("--target", default=defaults.DEFAULT_TARGET, show_default=True, type=click.Choice(defaults.TARGETS),
               help="Where it will run: ops are checked for it; Jetson targets add build_engine.sh, run_bench.sh, README.md.")
 @click.option("--min-psnr", default=40.0, show_default=True, type=float, help="Fail (exit 1) when ORT vs PyTorch falls under this PSNR.")
 @click.option("--verify-samples", default=16, show_default=True, type=click.IntRange(min=1),

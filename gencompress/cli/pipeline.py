@@ -1,11 +1,11 @@
 """`gencompress build`: the stages chained end to end, as a plain Python function.
 
-load -> (INT8 PTQ with modelopt | FP16 | FP32) -> ONNX -> ONNX Runtime -> measure ->
+load -> (prune) -> ONNX -> precision stage (export/precision.py: INT8 for the target under
+the quality floor, FP16 or FP32) -> checks -> ONNX Runtime -> measure -> quality gate ->
 bundle + report. This is the only module besides the CLI that knows every stage.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -14,23 +14,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gencompress import zoo
+from gencompress import defaults, zoo
 from gencompress.atomic import check_output_dir
 from gencompress.batching import mini_batch
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError, MissingDependencyError
 from gencompress.inputs import UserData, evaluation_inputs, input_range, output_range, peak, prepare_inputs, settle_output_range
+from gencompress.floor import quality_floor
 from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.progress import StageTimer
-from gencompress.compress import PruneConfig, QuantConfig, prune, quantize
-from gencompress.compress.calibration import calibration_inputs
-from gencompress.export import OnnxConfig, to_onnx
+from gencompress.compress import PruneConfig, prune
+from gencompress.export import OnnxConfig
 from gencompress.export.onnx_export import export_module
+from gencompress.export.precision import CALIB_SEED, PRECISIONS, PrecisionConfig, apply_precision
 from gencompress.export.stage import check_export
-from gencompress.export.onnx_quant import convert_fp16, cpu_int8, quantize_qdq_symmetric
+from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
 from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
@@ -39,8 +40,7 @@ from gencompress.benchmarks.ort_pair import time_graphs
 from gencompress.benchmarks.report import build_report_markdown, sample_grid
 
 DEFAULT_MODEL = "dcgan"
-TARGETS = ("gpu", "cpu", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "jetson-thor")
-PRECISIONS = ("int8", "fp16", "fp32")
+TARGETS = defaults.TARGETS
 CPU_RUNTIME_CHOICES = ("auto", "onnxruntime")
 
 
@@ -66,8 +66,10 @@ class BuildConfig:
     bench_seconds: float = 3.0  # time cap of each latency row (the paired ratio gets PAIRED_SECONDS_FACTOR x this)
     progress: bool = True
     prune: float | None = None  # channel ratio pruned (Torch-Pruning), then distilled
-    distill_steps: int = 1500
-    min_psnr: float | None = None  # INT8 quality budget: sensitive layers stay float
+    distill_steps: int = defaults.DISTILL_STEPS
+    min_psnr: float | None = None  # quality floor vs FP32 (None: the default, gencompress/floor.py)
+    no_floor: bool = False  # --no-quality-floor
+    calibrator: str = defaults.DEFAULT_CALIBRATOR  # auto: the best on held-out inputs
     qat_steps: int = 0
     cpu_runtime: str = "auto"  # --target cpu INT8: auto (measure ONNX Runtime vs OpenVINO) | onnxruntime
     data: str | None = None  # --data SPEC (gencompress/inputs.py); None: inputs drawn from the input spec
@@ -86,12 +88,15 @@ class BuildConfig:
             raise GencompressError(f"--prune {self.prune:g} is not a fraction in (0, 1); 0.5 removes half of each layer's channels")
         if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
-        QuantConfig(min_psnr=self.min_psnr, qat_steps=self.qat_steps, calib_from=self.calib_from).validate()
+        self.precision_config().validate()
         if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
             raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
-
-CALIB_SEED = 1234  # the calibration draw, apart from the evaluation latents (seed 0)
+    def precision_config(self, calib_batch: int = 32) -> PrecisionConfig:
+        return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator, calib_samples=self.calib_samples,
+                               calib_batch=calib_batch,
+                               calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
+                               no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, threads=self.threads)
 
 
 def log(msg: str) -> None:
@@ -156,9 +161,12 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
             reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
     settle_output_range(source.manifest, reference)
+    floor = quality_floor(cfg.min_psnr, cfg.no_floor)
+    if floor is not None and cfg.precision == "int8":
+        _check_reachable(floor, reference, fp32_onnx, inputs, cfg.threads, batch)
 
     with timer.stage(f"compress ({cfg.precision})", f"{cfg.calib_samples} calibration inputs in batches of {batch}"):
-        final, quant_form = _compress(source, cfg, fp32_onnx, work, batch, data)
+        final, quant_form = apply_precision(source, cfg.precision_config(batch), fp32_onnx, work, cfg.progress, data)
     final_onnx = final.file(ONNX)
     with timer.stage("export checks"):
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
@@ -178,6 +186,12 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                    "reference": reference_name, "inputs": inputs_record,
                    "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
                                else f"ONNX Runtime CPU, graph optimisation {optimization}")}
+    if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
+        quality.update(floor.measure(reference, compressed), floor=floor.describe())
+        if not quality["meets_floor"]:
+            raise GencompressError(f"the {cfg.precision} model measured {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} on the "
+                                   f"{cfg.eval_samples} evaluation inputs, under {floor.describe()}; nothing written")
+    quant_step = final.last_step("quantize") or {}
 
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
         latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs, final)
@@ -197,6 +211,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "latency": latency,
         "paired_speedup": paired,
         "cpu_runtime": runtime,
+        "target_estimate": _target_estimate(fp32_onnx, final_onnx, cfg),
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
         "bench_seconds": cfg.bench_seconds,
@@ -204,7 +219,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "params": params,
         "macs": macs,
         "layer_precision": final.manifest.get("precision", {}),
-        "sensitivity": (final.last_step("quantize") or {}).get("sensitivity"),
+        "sensitivity": quant_step.get("sensitivity"),
+        "calibrators": quant_step.get("calibrators"),
         "conditions": describe(cfg.threads),
         "engine": engine,
         "export_checks": export_checks,
@@ -230,46 +246,13 @@ def _check_finite(reference: np.ndarray) -> None:
         raise GencompressError("model output contains NaN or Inf")
 
 
-def _compress(source: Bundle, cfg: BuildConfig, fp32_onnx: Path, work: Path, batch: int = 32,
-              data: UserData | None = None) -> tuple[Bundle, str]:
-    """Apply the requested precision (calibrating in mini-batches of `batch`, on the user's `data`
-    where given); return a bundle holding model.onnx, and its form."""
-    if cfg.precision == "int8" and cfg.target == "cpu":
-        if cfg.min_psnr is not None or cfg.qat_steps:
-            log("--min-psnr and --qat-steps shape modelopt INT8 (gpu targets); --target cpu quantises the graph with ONNX Runtime and ignores them")
-        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
-        path, step = cpu_int8(source.model, fp32_onnx, work, source.input_shape, source.manifest["input"], cfg.calib_samples,
-                              inputs=inputs.numpy(), batch=batch)
-        out = source.derive({**step, "calibration_data": how})
-        if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
-            out.model = None  # the bundle carries the graph, not PyTorch weights
-        out.files.pop("source.onnx", None)
-        out.files[ONNX] = path
-        return out, step["form"]
-    if cfg.precision == "int8" and source.model is not None and source.manifest["architecture"]["kind"] != "torchscript":
-        qcfg = QuantConfig(calib_samples=cfg.calib_samples, calib_from=cfg.calib_from, deconv_weight_axis=cfg.deconv_weight_axis,
-                           min_psnr=cfg.min_psnr, qat_steps=cfg.qat_steps, calib_batch=batch)
-        quantized = quantize(source, qcfg, progress=cfg.progress, data=data)
-        return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
-    if cfg.precision == "int8":
-        # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
-        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
-        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.manifest["input"], cfg.calib_samples,
-                                      inputs=inputs.numpy(), batch=batch)
-        out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
-                             "calibration_data": how})
-        form = "TensorRT explicit Q/DQ (ONNX Runtime quantize_static): symmetric INT8, per-channel weights"
-    elif cfg.precision == "fp16":
-        path = convert_fp16(fp32_onnx, work / ONNX)
-        out, form = source.derive({"step": "convert", "precision": "fp16"}), "FP16 weights and compute, FP32 I/O"
-    else:
-        path = Path(shutil.copyfile(fp32_onnx, work / ONNX))
-        out, form = source.derive({"step": "export", "format": "onnx", "precision": "fp32"}), "none (FP32)"
-    if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
-        out.model = None  # the bundle carries the graph, not PyTorch weights
-    out.files.pop("source.onnx", None)
-    out.files[ONNX] = path
-    return out, form
+def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.ndarray, threads: int, batch: int = 32) -> None:
+    """A floor above what the FP32 graph itself reaches (ONNX Runtime against PyTorch) cannot
+    be met by any INT8 mix: say so before any calibration."""
+    ceiling = floor.measure(reference, run_batches(OrtRunner(fp32_onnx, threads), inputs, batch))
+    if not ceiling["meets_floor"]:
+        raise GencompressError(f"{floor.describe()} is above what the FP32 model itself reaches on ONNX Runtime "
+                               f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
 
 
 def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference: np.ndarray, inputs: np.ndarray,
@@ -279,6 +262,7 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
     and, where OpenVINO won, its IR under openvino/ (model.onnx stays ONNX Runtime's form)."""
     if cfg.precision != "int8" or cfg.target != "cpu" or cfg.cpu_runtime == "onnxruntime":
         return None
+    floor = quality_floor(cfg.min_psnr, cfg.no_floor)
     from gencompress.compress.calibration import calibration_inputs
     from gencompress.export import cpu_runtime, openvino
 
@@ -293,7 +277,7 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
     qdq, _ = cpu_int8(source_model, fp32_onnx, qdq_dir, final.input_shape, final.input_distribution, cfg.calib_samples,
                       fmt="qdq", inputs=calib)
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, final.file(ONNX), qdq, calib, inputs, reference, work / "runtime",
-                                            cfg.threads, max(cfg.latency_batches), cfg.min_psnr)
+                                            cfg.threads, max(cfg.latency_batches), floor.min_psnr if floor else None)
     log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
     step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
             "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
@@ -376,11 +360,33 @@ def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs:
 
 
 
+# The roofline profile that stands for each TensorRT target (`--target gpu` names no GPU:
+# an H100 stands for it, and the line says so).
+ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in defaults.JETSON_TARGETS}}
+
+
+def _target_estimate(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig) -> dict | None:
+    """What a user deploying to a GPU or Jetson should expect: the roofline ESTIMATE of the
+    compressed graph against the FP32 graph on the target's profile (this machine's CPU
+    cannot time a TensorRT engine, and ONNX Runtime's CPU speed of a Q/DQ graph says little
+    about TensorRT's)."""
+    profile_name = ESTIMATE_PROFILES.get(cfg.target)
+    if profile_name is None or final_onnx == fp32_onnx:
+        return None
+    from gencompress.benchmarks import devices, roofline
+
+    profile, batch = devices.get(profile_name), max(cfg.latency_batches)
+    fp32_ms = roofline.estimate(fp32_onnx, profile, batch)["estimated_ms"]
+    ms = roofline.estimate(final_onnx, profile, batch)["estimated_ms"]
+    return {"label": "ESTIMATE (roofline), not a measurement", "profile": profile.key, "device": profile.name,
+            "batch": batch, "fp32_ms": fp32_ms, "compressed_ms": ms, "speedup_vs_fp32": fp32_ms / ms if ms > 0 else None}
+
+
 def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
     """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
     if cfg.target == "cpu":
         return {"built": False, "message": "no TensorRT engine for --target cpu (ONNX Runtime runs the ONNX)"}
-    if cfg.target.startswith("jetson-"):
+    if cfg.target in defaults.JETSON_TARGETS:
         msg = f"engine not built here: run build_engine.sh on the {cfg.target} (engines are specific to its GPU and TensorRT)"
         log(msg)
         return {"built": False, "message": msg}

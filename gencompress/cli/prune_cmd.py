@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gencompress import defaults
 from gencompress.benchmarks.report import prune_markdown
 from gencompress.cli.options import data_options, emit_json, writes_output
 from gencompress.errors import GencompressError
@@ -33,7 +34,7 @@ def load_source(spec: str, out: str):
 @click.option("--importance", type=click.Choice(["l1", "l2", "taylor"]), default="l1", show_default=True, help="Channel importance.")
 @click.option("--round-to", default=8, show_default=True, type=int, help="Kept channel counts are multiples of this.")
 @click.option("--protect", multiple=True, metavar="LAYER", help="Keep this layer's output channels (repeatable).")
-@click.option("--distill-steps", default=1500, show_default=True, type=click.IntRange(min=0), help="Distillation steps (0: none).")
+@click.option("--distill-steps", default=defaults.DISTILL_STEPS, show_default=True, type=click.IntRange(min=0), help="Distillation steps (0: none).")
 @click.option("--distill-lr", default=1e-3, show_default=True, type=float, help="Distillation learning rate.")
 @click.option("--feature-weight", default=1.0, show_default=True, type=float, help="Weight of the feature-matching loss.")
 @click.option("--fid-samples", default=1000, show_default=True, type=click.IntRange(min=0),

@@ -49,4 +49,4 @@ def train(model, objective, data, out, epochs, max_steps, batch_size, lr, beta, 
     if bundle.path is not None:
         m = bundle.manifest["metrics"]["train"]
         quality = f"FID {m['ema']['fid']:.2f} ({m['ema']['extractor']})" if "ema" in m else ""
-        click.echo(f"wrote {bundle.path}: {bundle.manifest['recipe'][-1]['steps']} steps, {quality}")
+        click.echo(f"wrote {bundle.path}: {bundle.last_step('train')['steps']} steps, {quality}")

@@ -3,7 +3,6 @@ prune + a few distillation steps, and the export checks; plus the scale mechanic
 (mini-batches, the rewrite check's tolerance). Full sizes live in scripts/real_architectures.py."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch

@@ -10,7 +10,6 @@ from gencompress.compress import PruneConfig, load_model, prune
 from gencompress.compress.distill import DistillConfig, distill
 from gencompress.compress.prune import prune_module
 from gencompress.errors import GencompressError
-from gencompress.train.pretrained import zoo_bundle
 
 NO_DISTILL = dict(distill_steps=0)
 

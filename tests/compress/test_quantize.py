@@ -33,7 +33,7 @@ def test_max_calibration_is_faithful(tiny_dcgan):
 
 def test_percentile_calibrator_clips_below_max(tiny_dcgan):
     """A histogram percentile picks amax at or under the observed max, for some layer strictly."""
-    by_max = _input_amax(quantize(tiny_dcgan, QuantConfig(**FAST), progress=False))
+    by_max = _input_amax(quantize(tiny_dcgan, QuantConfig(calibrator="max", **FAST), progress=False))
     q = quantize(tiny_dcgan, QuantConfig(calibrator="percentile", percentile=99.0, **FAST), progress=False)
     amax = _input_amax(q)
     assert set(amax) == set(by_max) and len(amax) == 4
@@ -44,7 +44,7 @@ def test_percentile_calibrator_clips_below_max(tiny_dcgan):
 
 def test_mse_calibrator_searches_weight_ranges(tiny_dcgan):
     q = quantize(tiny_dcgan, QuantConfig(calibrator="mse", **FAST), progress=False)
-    by_max = quantize(tiny_dcgan, QuantConfig(**FAST), progress=False)
+    by_max = quantize(tiny_dcgan, QuantConfig(calibrator="max", **FAST), progress=False)
     amax = {n: m.weight_quantizer.amax for n, m in q.model.named_modules() if n in q.manifest["precision"]}
     ref = {n: m.weight_quantizer.amax for n, m in by_max.model.named_modules() if n in amax}
     assert any(not torch.equal(amax[n], ref[n]) for n in amax)  # the search moved some weight ranges
@@ -58,7 +58,7 @@ def test_unknown_calibrator_is_refused():
 
 
 def test_min_psnr_keeps_the_most_sensitive_layers_float(tiny_dcgan):
-    plain = _psnr(tiny_dcgan, quantize(tiny_dcgan, QuantConfig(**FAST), progress=False))
+    plain = _psnr(tiny_dcgan, quantize(tiny_dcgan, QuantConfig(no_floor=True, **FAST), progress=False))
     budget = plain + 3.0  # unreachable with every layer INT8
     q = quantize(tiny_dcgan, QuantConfig(min_psnr=budget, **FAST), progress=False)
     search = q.manifest["recipe"][-1]["sensitivity"]
@@ -73,7 +73,7 @@ def test_min_psnr_keeps_the_most_sensitive_layers_float(tiny_dcgan):
 
 
 def test_impossible_budget_says_the_best_reached(tiny_dcgan):
-    with pytest.raises(GencompressError, match=r"no precision mix meets --min-psnr 900 dB: the best .* reached \d+\.\d+ dB"):
+    with pytest.raises(GencompressError, match=r"no INT8 mix meets PSNR >= 900 dB vs FP32: the best reached \d+\.\d+ dB"):
         quantize(tiny_dcgan, QuantConfig(min_psnr=900, **FAST), progress=False)
 
 

@@ -1,7 +1,6 @@
 """Every zoo generator through pruning and the CPU integer form, and the attention trap."""
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
 import torch

@@ -81,7 +81,9 @@ def test_failed_verification_exits_1_and_keeps_old_output(int8_bundle, tmp_path,
     out = tmp_path / "keep"
     out.mkdir()
     (out / "sentinel").write_text("old")
-    (out / ".gencompress").write_text("an earlier gencompress output: replaceable\n")
+    from gencompress.atomic import _write_marker
+
+    _write_marker(out)  # an earlier gencompress output that lists its sentinel: replaceable
     code, err = main_exit(["export", str(src), "--min-psnr", "500", "--verify-samples", "4", "--out", str(out)], capsys)
     assert code == 1
     assert "FAILED" in err and "tolerance needed: --min-psnr" in err

@@ -40,7 +40,7 @@ def test_bad_level_and_bad_file(model_path, tmp_path):
 def test_tensorrt_backend_registered_lazily():
     from gencompress.export.tensorrt import available
 
-    assert "tensorrt" in BACKENDS
+    assert "trt" in BACKENDS and "tensorrt" not in BACKENDS  # one name per backend
     if not available():
         with pytest.raises(GencompressError, match="TensorRT is not importable"):
-            BACKENDS["tensorrt"](b"")
+            BACKENDS["trt"](None)

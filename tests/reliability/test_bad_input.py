@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from safetensors.torch import save_file
 
 from gencompress import zoo

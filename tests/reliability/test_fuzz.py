@@ -1,7 +1,9 @@
 """Fuzzing: whatever the input, the answer is a result or a clean GencompressError.
 
-Hypothesis runs derandomized (the same examples every run) and without its example
-database, so a failure reproduces and nothing is written to the working tree.
+Hypothesis runs derandomized (the same examples every run; tests/conftest.py's "ci" profile
+and FUZZ below) and without its example database, so a failure reproduces, CI's outcome never
+depends on the draw, and nothing is written to the working tree. Inputs hypothesis once found
+are pinned with @example. `HYPOTHESIS_PROFILE=explore` draws fresh examples locally.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gencompress.bundle import SCHEMA_VERSION, parse_manifest
@@ -22,8 +24,8 @@ from gencompress.errors import GencompressError
 from gencompress.loading import describe_shape, load_spec, parse_shape
 from tests.reliability.util import run_main
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# derandomize, database and deadline come from the loaded profile (tests/conftest.py: "ci").
+FUZZ = settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -60,6 +62,15 @@ def test_the_valid_manifest_parses():
     assert _parse_or_clean_error(json.dumps(VALID)) == VALID
 
 
+@pytest.mark.parametrize("where, value", [(("input", "shape"), [1.0, 32, 32]), (("input", "shape"), [100, True, 1]),
+                                          (("output", "shape"), [1, 32.0, 32])])
+def test_manifest_refuses_non_integer_dimensions(where, value):
+    manifest = copy.deepcopy(VALID)
+    manifest[where[0]][where[1]] = value
+    with pytest.raises(GencompressError, match=f"invalid manifest at {where[0]}/{where[1]}/"):
+        parse_manifest(json.dumps(manifest))
+
+
 @FUZZ
 @given(JSON)
 def test_manifest_parsing_any_json(value):
@@ -87,6 +98,9 @@ ALL_PATHS = [p for p in _paths(VALID) if p]
 
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(ALL_PATHS), JSON | st.just("__delete__")), min_size=1, max_size=3))
+@example([(("input", "shape", 0), 1.0)])  # found by hypothesis on a fresh clone: a float dimension parsed
+@example([(("input", "shape", 1), True)])  # bool is an int subclass in Python, not in a shape
+@example([(("output", "shape"), [2.5])])
 def test_manifest_parsing_mutated_valid_manifests(edits):
     """A valid manifest with parts replaced or deleted: the near misses a schema must catch."""
     manifest = copy.deepcopy(VALID)
@@ -103,7 +117,8 @@ def test_manifest_parsing_mutated_valid_manifests(edits):
             continue  # an earlier edit removed this path
     result = _parse_or_clean_error(json.dumps(manifest))
     if result is not None:  # whatever got through is well formed where code relies on it
-        assert all(isinstance(d, int) and d >= 1 for d in result["input"]["shape"])
+        assert all(type(d) is int and d >= 1 for d in result["input"]["shape"])
+        assert all(type(d) is int and d >= 1 for d in result["output"].get("shape", []))
         assert result["architecture"]["kind"] in ("zoo", "import", "torchscript", "onnx")
         assert all(".." not in name.split("/") and not name.startswith("/") for name in result["files"])
 

@@ -62,7 +62,7 @@ def test_a_user_folder_with_a_manifest_is_never_replaced(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     started = time.monotonic()
     outcome = run_main(*args)
-    assert_one_line_error(outcome, f"output folder myproject exists and was not written by gencompress")
+    assert_one_line_error(outcome, "output folder myproject exists and was not written by gencompress")
     assert tree_digest(tmp_path) == before  # notes.txt, the manifest, the source: all as they were
     assert sorted(p.name for p in tmp_path.iterdir()) == ["myproject", "src"]  # no lock file, no temp folder
     assert time.monotonic() - started < 60  # refused before the work (a build or training takes minutes)

@@ -3,7 +3,6 @@ with --trust-pickle, and option errors speak of the option the user typed."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,6 +1,6 @@
 """INT8 on ONNX Runtime's CPU provider (`--target cpu`) against FP32 ONNX of the same model.
 
-    python benchmarks/cpu_int8.py [--models dcgan-pruned,upsample_conv,vae_decoder] [--reps 15]
+    python scripts/cpu_int8.py [--models dcgan-pruned,upsample_conv,vae_decoder] [--reps 15]
 
 For each model: FP32 ONNX (as exported, ConvTranspose included) and the `--target cpu`
 INT8 ONNX (BatchNorm folded, deconvolutions rewritten exactly, quantize_static U8/S8
@@ -31,9 +31,7 @@ from gencompress.compress import PruneConfig, prune
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ort_pair import time_graphs  # noqa: E402
+from gencompress.benchmarks.ort_pair import time_graphs
 
 
 def source_bundle(name: str, distill_steps: int, trained: bool):

@@ -1,7 +1,7 @@
 """GPU latency of the zoo generators in PyTorch: original vs pruned 50%, FP32 vs FP16,
 eager vs CUDA graph, timed with CUDA events.
 
-    python benchmarks/gpu_latency.py [--batches 1,8,64] [--iters 300] [--out benchmarks/results/gpu_latency.json]
+    python scripts/gpu_latency.py [--batches 1,8,64] [--iters 300] [--out benchmarks/results/gpu_latency.json]
 
 What pruning buys on a GPU before any TensorRT engine: each configuration is warmed up
 (cuDNN autotuning on), then timed per call with a pair of CUDA events; the JSON keeps the

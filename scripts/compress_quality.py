@@ -1,6 +1,6 @@
 """What pruning, distillation and INT8 cost in quality on the trained digits DCGAN.
 
-    python benchmarks/compress_quality.py [--distill-steps 1500] [--out benchmarks/results/compress_quality.json]
+    python scripts/compress_quality.py [--distill-steps 1500] [--out benchmarks/results/compress_quality.json]
 
 Records: MACs/params before and after 50% channel pruning; digits-classifier FID of the
 original, of the pruned model without distillation and after the default distillation
@@ -45,7 +45,7 @@ def quant_numbers(bundle, calibrators) -> dict:
         with torch.no_grad():
             result[cal] = {"psnr_db": psnr(ref, q.model(x)), "seconds": time.time() - start}
     q = quantize(bundle, QuantConfig(min_psnr=35.0), progress=False)
-    search = q.manifest["recipe"][-1]["sensitivity"]
+    search = q.last_step("quantize")["sensitivity"]
     with torch.no_grad():
         result["min_psnr_35"] = {**search, "psnr_heldout_db": psnr(ref, q.model(x))}
     return result
@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
     result["fid_pruned_no_distill"] = fid_of(raw.model, shape, extractor, real, args.fid_samples)
     start = time.time()
     distilled = prune(bundle, PruneConfig(ratio=0.5, distill_steps=args.distill_steps), progress=True)
-    result["distill"] = {k: v for k, v in distilled.manifest["recipe"][-1].items() if k != "step"}
+    result["distill"] = {k: v for k, v in distilled.last_step("distill").items() if k != "step"}
     result["distill"]["seconds"] = time.time() - start
     result["fid_pruned_distilled"] = fid_of(distilled.model, shape, extractor, real, args.fid_samples)
     result["fid_ratio_distilled_vs_original"] = result["fid_pruned_distilled"] / result["fid_original"]
@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
         adv = prune(bundle, PruneConfig(ratio=0.5, distill_steps=args.distill_steps, gan_weight=weight), progress=False)
         result.setdefault("adversarial", []).append({
             "gan_weight": weight, "fid": fid_of(adv.model, shape, extractor, real, args.fid_samples), "seconds": time.time() - start,
-            "final_discriminator_loss": adv.manifest["recipe"][-1]["final_discriminator_loss"]})
+            "final_discriminator_loss": adv.last_step("distill")["final_discriminator_loss"]})
     load.append(os.getloadavg())
     result["int8"] = quant_numbers(bundle, args.calibrators.split(","))
     load.append(os.getloadavg())

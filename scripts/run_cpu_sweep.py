@@ -1,7 +1,7 @@
 """Regenerate the committed CPU sweep of the digits DCGAN and its report.
 
-    python benchmarks/run_cpu_sweep.py            # full sweep (tens of minutes on 2 cores)
-    python benchmarks/run_cpu_sweep.py --quick    # a smoke run: fewer variants and iterations
+    python scripts/run_cpu_sweep.py            # full sweep (tens of minutes on 2 cores)
+    python scripts/run_cpu_sweep.py --quick    # a smoke run: fewer variants and iterations
 
 Writes benchmarks/results/cpu_sweep_dcgan.json and benchmarks/results/cpu_sweep_dcgan/
 (report.md, report.html, figures). Run it on a quiet machine: the load average at the
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 def config(quick: bool):
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     result = sweep(bundle, config(args.quick))
     result["conditions"]["loadavg_at_start"] = load_start
     result["conditions"]["loadavg_at_end"] = list(os.getloadavg())
-    result["command"] = "python benchmarks/run_cpu_sweep.py" + (" --quick" if args.quick else "")
+    result["command"] = "python scripts/run_cpu_sweep.py" + (" --quick" if args.quick else "")
     out = Path(args.out)
     write_json(out, result)
     report = write_report(load_runs([str(out)]), out.with_suffix(""), title="gencompress CPU sweep: digits DCGAN")

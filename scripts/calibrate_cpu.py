@@ -1,6 +1,6 @@
 """Measure this CPU's *effective* throughput under ONNX Runtime, for the roofline's CPU profile.
 
-    python benchmarks/calibrate_cpu.py [--threads 2] [--out benchmarks/results/cpu_calibration.json]
+    python scripts/calibrate_cpu.py [--threads 2] [--out benchmarks/results/cpu_calibration.json]
 
 Four micro-graphs, independent of the zoo models the estimate is checked against:
 - FP32 compute: one 3x3 Conv, 64 -> 64 channels, 8 x 32 x 32 (0.60 GFLOP);
@@ -22,7 +22,6 @@ import numpy as np
 
 
 def _graph(nodes, inputs, outputs, inits):
-    import onnx
     from onnx import helper
 
     graph = helper.make_graph(nodes, "calib", inputs, outputs, inits)

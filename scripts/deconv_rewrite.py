@@ -1,6 +1,6 @@
 """The ConvTranspose rewrites: exactness (FP32), MACs, and INT8 latency on ORT CPU.
 
-    python benchmarks/deconv_rewrite.py [--reps 15]
+    python scripts/deconv_rewrite.py [--reps 15]
 
 On the trained digits DCGAN pruned 50% (short distillation): for each rewrite form
 (four-phase: exact MACs, 4 convs per layer; one-pass: one 2x2 conv, cropped; sub-pixel:
@@ -29,9 +29,10 @@ from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gencompress.benchmarks.ort_pair import time_graphs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not an installed module
 from cpu_int8 import source_bundle  # noqa: E402
-from ort_pair import time_graphs  # noqa: E402
 
 
 def measure_forms(model, shape, how: str, args, work: Path) -> dict:

@@ -1,6 +1,6 @@
 """Train each objective briefly on digits and measure FID/KID against the untrained generator.
 
-    python benchmarks/train_objectives.py [--scale 1.0] [--out benchmarks/results/train_objectives.json]
+    python scripts/train_objectives.py [--scale 1.0] [--out benchmarks/results/train_objectives.json]
 
 For each GAN objective the zoo DCGAN is trained from the same seed; FID and KID (on the
 toolkit's digits classifier features, 1000 samples) are measured for the EMA generator
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every step count")
     ap.add_argument("--objectives", default="gan,lsgan,wgan,wgan-gp,elbo")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_objectives.json"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "train_objectives.json"))
     args = ap.parse_args(argv)
     rows: list[dict] = []
     result = {"benchmark": "train_objectives", "data": "digits", "batch_size": 64, "eval_samples": 1000,

@@ -1,6 +1,6 @@
 """Roofline estimate against ONNX Runtime measurement for every zoo model on this CPU.
 
-    python benchmarks/run_estimate_check.py
+    python scripts/run_estimate_check.py
 
 Writes benchmarks/results/cpu_estimate_check.json and its report folder. Models are
 random-initialised: latency and the roofline depend on the architecture, not the weights
@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
     merged = merge(results)
     merged["estimate_vs_measured"] = [c for r in results for c in r["estimate_vs_measured"]]
     merged["conditions"]["loadavg_at_start"] = load_start
-    merged["command"] = "python benchmarks/run_estimate_check.py"
+    merged["command"] = "python scripts/run_estimate_check.py"
     out = RESULTS / "cpu_estimate_check.json"
     write_json(out, merged)
     write_report(load_runs([str(out)]), out.with_suffix(""), title="Roofline estimate vs ONNX Runtime on this CPU (zoo models)")

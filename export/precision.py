@@ -1,0 +1,133 @@
+"""The precision stage of `build`: a bundle and its FP32 ONNX -> a bundle holding model.onnx
+in the precision and form its target runs, under the quality floor.
+
+One function per (precision, target) form, chosen by `apply_precision`:
+- INT8, --target cpu: ONNX Runtime's integer form, searched under the floor (int8_cpu.py);
+- INT8, GPU/Jetson, PyTorch modules: modelopt fake-quant under the floor, exported to
+  TensorRT's explicit Q/DQ (compress.quantize);
+- INT8, GPU/Jetson, a TorchScript or ONNX model: symmetric Q/DQ on the graph (onnx_quant);
+- FP16: FP16 weights and compute, FP32 I/O; FP32: the exported graph as it is.
+The build (gencompress/cli/pipeline.py) only chains this with export, checks and measures.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gencompress import defaults
+from gencompress.bundle import ONNX, Bundle
+from gencompress.compress import QuantConfig, quantize
+from gencompress.compress.calibration import calibration_inputs
+from gencompress.inputs import UserData
+from gencompress.compress.quantize import CALIBRATOR_CHOICES
+from gencompress.data import draw_inputs
+from gencompress.errors import GencompressError
+from gencompress.floor import QualityFloor, quality_floor
+
+from .int8_cpu import search_cpu_int8
+from .onnx_export import OnnxConfig, export_module, to_onnx
+from .onnx_quant import CPU_CALIBRATORS, CPU_FORM, convert_fp16, prepare_for_quantization, quantize_qdq_symmetric
+
+PRECISIONS = defaults.PRECISIONS
+CALIB_SEED = 1234  # the calibration draw; held-out search inputs use CALIB_SEED + 1, the build's evaluation seed 0
+
+
+@dataclass
+class PrecisionConfig:
+    precision: str = "int8"
+    target: str = "gpu"
+    calibrator: str = "auto"  # auto: the best on held-out inputs (see compress/quantize.py, int8_cpu.py)
+    calib_samples: int = 256
+    calib_batch: int = 32  # mini-batches: ONNX Runtime's arena holds one batch's activations
+    calib_from: str = "auto"
+    deconv_weight_axis: int = 1
+    min_psnr: float | None = None  # None: the default floor (gencompress/floor.py)
+    no_floor: bool = False
+    qat_steps: int = 0
+    eval_samples: int = 64
+    threads: int = 2
+    deconv_form: str = "sub-pixel"  # how --target cpu rewrites ConvTranspose (compress/rewrite.py)
+    speed_aware: bool = True  # --target cpu: layers not faster in INT8 (ONNX Runtime's profile) stay float
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise GencompressError(f"unknown precision {self.precision!r}")
+        if self.target == "cpu" and self.calibrator not in ("auto", *CPU_CALIBRATORS):
+            raise GencompressError(f"calibrator {self.calibrator!r} is not available for --target cpu (ONNX Runtime); "
+                                   f"known: auto, {', '.join(CPU_CALIBRATORS)}")
+        if self.target == "cpu" and self.qat_steps:
+            raise GencompressError("--qat-steps fine-tunes modelopt's fake-quant model (gpu/Jetson targets); --target cpu has none")
+        self.quant_config().validate()
+
+    def floor(self) -> QualityFloor | None:
+        return quality_floor(self.min_psnr, self.no_floor)
+
+    def quant_config(self) -> QuantConfig:
+        return QuantConfig(calibrator=self.calibrator if self.calibrator in CALIBRATOR_CHOICES else "auto", calib_samples=self.calib_samples,
+                           calib_batch=self.calib_batch, calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
+                           no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, seed=CALIB_SEED)
+
+
+def apply_precision(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, progress: bool = True,
+                    data: UserData | None = None) -> tuple[Bundle, str]:
+    """The bundle with model.onnx in cfg's precision and target form, and that form in words."""
+    cfg.validate()
+    graph_only = source.model is None or source.manifest["architecture"]["kind"] == "torchscript"
+    if cfg.precision == "int8" and cfg.target == "cpu":
+        return int8_cpu(source, cfg, fp32_onnx, work, progress, data)
+    if cfg.precision == "int8" and not graph_only:
+        quantized = quantize(source, cfg.quant_config(), progress=progress, data=data)
+        return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
+    if cfg.precision == "int8":
+        # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
+        inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
+        path = quantize_qdq_symmetric(fp32_onnx, work / ONNX, source.input_shape, source.manifest["input"], cfg.calib_samples,
+                                      inputs=inputs.numpy(), batch=cfg.calib_batch)
+        out = source.derive({"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "qdq-symmetric-int8",
+                             "calibration_data": how})
+        return _holding(out, source, path), "TensorRT explicit Q/DQ (ONNX Runtime quantize_static): symmetric INT8, per-channel weights"
+    if cfg.precision == "fp16":
+        out = source.derive({"step": "convert", "precision": "fp16"})
+        return _holding(out, source, convert_fp16(fp32_onnx, work / ONNX)), "FP16 weights and compute, FP32 I/O"
+    out = source.derive({"step": "export", "format": "onnx", "precision": "fp32"})
+    return _holding(out, source, Path(shutil.copyfile(fp32_onnx, work / ONNX))), "none (FP32)"
+
+
+def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, progress: bool = True,
+             data: UserData | None = None) -> tuple[Bundle, str]:
+    """`--target cpu` INT8: BatchNorm folded and ConvTranspose/upsampling rewritten into plain
+    convolutions (exact, verified), so every layer can be a QLinearConv; then the calibrator
+    and the float nodes searched under the floor (export/int8_cpu.py)."""
+    from gencompress.compress.rewrite import cpu_integer_ready
+
+    inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
+    held = (data.evaluation[: cfg.eval_samples] if data is not None
+            else draw_inputs(tuple(source.input_shape), cfg.eval_samples, source.manifest["input"], CALIB_SEED + 1)).numpy()
+    step = {"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "cpu-u8s8-qoperator",
+            "form": CPU_FORM.format(fmt="qoperator"), "calibration_data": how}
+    src = fp32_onnx
+    if not (source.model is None or source.manifest["architecture"]["kind"] == "torchscript"):
+        rewritten, info = cpu_integer_ready(source.model, source.input_shape, form=cfg.deconv_form)
+        src = export_module(rewritten, source.input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
+        step.update(info)
+    prepared = prepare_for_quantization(src, work / "fp32-prepared.onnx")
+    path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress,
+                                   speed_aware=cfg.speed_aware, batch=cfg.calib_batch)
+    step["calibrator"] = record["calibrators"]["chosen"]
+    step["calibrators"] = record.pop("calibrators")
+    step["floor"] = record["floor"]
+    if "layer_psnr_db" in record:
+        step["sensitivity"] = {"budget_db": cfg.floor().min_psnr, **record}
+    out = _holding(source.derive(step), source, Path(shutil.move(path, work / ONNX)))
+    keep = set(record["keep_float"])
+    out.manifest["precision"] = {n: "fp32" if n in keep else "int8" for n in record.get("layer_psnr_db", {})}
+    return out, step["form"]
+
+
+def _holding(out: Bundle, source: Bundle, path: Path) -> Bundle:
+    if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
+        out.model = None  # the bundle carries the graph, not PyTorch weights
+    out.files.pop("source.onnx", None)
+    out.files[ONNX] = path
+    return out

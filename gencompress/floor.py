@@ -1,0 +1,88 @@
+"""The quality floor every INT8 build meets against its FP32 model, unless the user lifts it.
+
+Default: PSNR >= 35 dB and SSIM >= 0.97 against the FP32 model's outputs, measured on
+held-out inputs (never the calibration draw). Why these numbers:
+- outputs span [-1, 1], so 35 dB is an RMS error of 0.036, 1.8% of the range (about 4.5
+  of 255 grey levels): the level of a high-quality JPEG, where differences stop being
+  visible side by side; the trained zoo generators reach 42-48 dB with plain INT8, so
+  the floor rejects broken models (the issue's 7.7 dB and 28.9 dB cases), not good ones;
+- PSNR is an average: a model can keep it while smearing edges or adding a grid pattern
+  in a few places. SSIM (Wang et al. 2004) weighs local structure; 0.97 is where such
+  artefacts start to show on 8-bit images.
+`--min-psnr X` replaces the default (PSNR >= X, no SSIM floor: the user named their
+budget); `--no-quality-floor` lifts it.
+
+This module lives in the core because both compress/ (modelopt fake-quant) and export/
+(ONNX Runtime's integer graph) search under it, and the build gates its bundle on it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gencompress.errors import GencompressError
+from gencompress.metrics import psnr, ssim
+
+DEFAULT_MIN_PSNR = 35.0
+DEFAULT_MIN_SSIM = 0.97
+FINITE_DB = 999.0  # JSON has no inf; 999 dB means identical outputs
+
+
+@dataclass(frozen=True)
+class QualityFloor:
+    min_psnr: float
+    min_ssim: float | None = None
+    default: bool = False  # the toolkit's default floor, not one the user set
+
+    def validate(self) -> None:
+        if not (math.isfinite(self.min_psnr) and self.min_psnr > 0):
+            raise GencompressError("--min-psnr must be a positive number of dB")
+        if self.min_ssim is not None and not 0 < self.min_ssim <= 1:
+            raise GencompressError("the SSIM floor must be in (0, 1]")
+
+    def measure(self, reference, test) -> dict:
+        """PSNR (dB) and SSIM of `test` against `reference`, and whether the floor holds."""
+        scores = {"psnr_db": finite_db(psnr(reference, test)), "ssim": ssim(reference, test)}
+        scores["meets_floor"] = self.holds(scores)
+        return scores
+
+    def holds(self, scores: dict) -> bool:
+        return scores["psnr_db"] >= self.min_psnr and (self.min_ssim is None or scores["ssim"] >= self.min_ssim)
+
+    def describe(self) -> str:
+        ssim_part = f" and SSIM >= {self.min_ssim:g}" if self.min_ssim is not None else ""
+        return f"PSNR >= {self.min_psnr:g} dB{ssim_part} vs FP32" + (" (the default floor)" if self.default else "")
+
+    def as_dict(self) -> dict:
+        return {"min_psnr_db": self.min_psnr, "min_ssim": self.min_ssim, "default": self.default}
+
+
+def quality_floor(min_psnr: float | None = None, no_floor: bool = False) -> QualityFloor | None:
+    """The floor the options ask for: None with --no-quality-floor, the user's PSNR with
+    --min-psnr, else the default."""
+    if no_floor:
+        if min_psnr is not None:
+            raise GencompressError("--min-psnr and --no-quality-floor contradict each other: give one")
+        return None
+    floor = QualityFloor(min_psnr) if min_psnr is not None else QualityFloor(DEFAULT_MIN_PSNR, DEFAULT_MIN_SSIM, default=True)
+    floor.validate()
+    return floor
+
+
+def finite_db(value: float) -> float:
+    return value if math.isfinite(value) else FINITE_DB
+
+
+def best_of(scored: dict[str, dict]) -> str:
+    """The candidate with the highest PSNR among those that meet the floor, else overall."""
+    meeting = [k for k, s in scored.items() if s.get("meets_floor")]
+    pool = meeting or list(scored)
+    return max(pool, key=lambda k: scored[k]["psnr_db"])
+
+
+def not_met(floor: QualityFloor, best: dict, how: str) -> GencompressError:
+    """The one-line error for a floor no mix meets: it names the best reached."""
+    return GencompressError(
+        f"no INT8 mix meets {floor.describe()}: the best reached {best['psnr_db']:.2f} dB, SSIM {best['ssim']:.4f} ({how}); "
+        "nothing written. Lower --min-psnr, or build --fp16 / --fp32"
+    )

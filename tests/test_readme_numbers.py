@@ -1,0 +1,109 @@
+"""Every measured number in the README comes from a committed JSON the same section names.
+
+A README section (text between headings) that quotes results names the JSON(s) under
+`benchmarks/results/` they come from; each result-like number in it (a speed ratio `2.6x`,
+`dB`, `ms`, seconds, an FID, every number in a results table) must equal, at the precision
+printed, a number in one of those JSONs. Commands (code blocks, `inline code`) are options,
+not results, and are skipped.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+NUM = r"\d+(?:\.\d+)?"
+# a number (or a range lo-hi) followed by a result unit, or preceded by FID/KID/-> (a metric value)
+UNIT = re.compile(rf"(?<![\w.])({NUM})(?:\s?-\s?({NUM}))?\s?(?:x\b|dB\b|ms\b|s\b(?! on first))")
+METRIC = re.compile(rf"(?:\bFID|\bKID|->)\s+({NUM})")
+CITED = re.compile(r"benchmarks/results/([\w.-]+\.json)")
+
+
+def sections(text: str) -> list[tuple[str, str]]:
+    """(heading, prose) pairs; code blocks and inline code removed."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", lambda m: m.group(0) if CITED.search(m.group(0)) else "", text)
+    parts = re.split(r"^(#+ .*)$", text, flags=re.M)
+    return [(parts[i], parts[i + 1]) for i in range(1, len(parts) - 1, 2)] + [("(top)", parts[0])]
+
+
+def claims(prose: str) -> list[str]:
+    """Result-like numbers as printed ('2.64', '30.4', '28')."""
+    found = []
+    for line in prose.splitlines():
+        if line.startswith("|"):
+            if set(line) <= set("|-: "):
+                continue
+            found += re.findall(rf"(?<![\w.]){NUM}(?![\w.])", line)
+            continue
+        for lo, hi in UNIT.findall(line):
+            found += [lo] + ([hi] if hi else [])
+        found += METRIC.findall(line)
+    return found
+
+
+def json_numbers(names: list[str]) -> list[float]:
+    out: list[float] = []
+
+    def walk(value):
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            out.append(float(value))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for name in names:
+        walk(json.loads((RESULTS / name).read_text()))
+    return out
+
+
+def held_by(printed: str, numbers: list[float]) -> bool:
+    decimals = len(printed.split(".")[1]) if "." in printed else 0
+    value = float(printed)
+    return any(abs(round(n, decimals) - value) < 1e-9 for n in numbers)
+
+
+def unbacked(text: str) -> list[str]:
+    problems = []
+    for heading, prose in sections(text):
+        found = claims(prose)
+        if not found:
+            continue
+        cited = sorted(set(CITED.findall(prose)))
+        missing = [name for name in cited if not (RESULTS / name).is_file()]
+        if missing or not cited:
+            problems.append(f"{heading}: quotes {found[:5]} but names {'no JSON' if not cited else missing}")
+            continue
+        numbers = json_numbers(cited)
+        problems += [f"{heading}: {n} is in none of {cited}" for n in found if not held_by(n, numbers)]
+    return problems
+
+
+def test_every_readme_number_is_in_a_named_committed_json():
+    problems = unbacked((ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("text", [
+    # the number the issue found: quoted, but no committed JSON holds it
+    "## Compress\n\nFID 0.496 -> 30.4 pruned -> 0.501 (see `benchmarks/results/compress_quality.json`).\n",
+    # a measured speed with no JSON named at all
+    "## Speed\n\nINT8 runs 2.3x faster.\n",
+])
+def test_a_number_no_json_holds_is_caught(text):
+    assert unbacked(text)
+
+
+def test_commands_and_backed_numbers_pass():
+    text = ("## Compress\n\n```bash\ngencompress prune dcgan --ratio 0.5 --distill-steps 1500\n```\n"
+            "50% cuts MACs 3.72x, FID 0.458 -> 30.4 (`benchmarks/results/compress_quality.json`); `--min-psnr 35`.\n")
+    assert unbacked(text) == []
