@@ -40,9 +40,9 @@ class QualityFloor:
         if self.min_ssim is not None and not 0 < self.min_ssim <= 1:
             raise GencompressError("the SSIM floor must be in (0, 1]")
 
-    def measure(self, reference, test) -> dict:
-        """PSNR (dB) and SSIM of `test` against `reference`, and whether the floor holds."""
-        scores = {"psnr_db": finite_db(psnr(reference, test)), "ssim": ssim(reference, test)}
+    def measure(self, reference, test, data_range: float = 2.0) -> dict:
+        """PSNR (dB) and SSIM of `test` against `reference` (peak: the output range's width), and whether the floor holds."""
+        scores = {"psnr_db": finite_db(psnr(reference, test, data_range)), "ssim": ssim(reference, test, data_range)}
         scores["meets_floor"] = self.holds(scores)
         return scores
 

@@ -187,7 +187,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                    "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
                                else f"ONNX Runtime CPU, graph optimisation {optimization}")}
     if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
-        quality.update(floor.measure(reference, compressed), floor=floor.describe())
+        quality.update(floor.measure(reference, compressed, peak(source.manifest)), floor=floor.describe())
         if not quality["meets_floor"]:
             raise GencompressError(f"the {cfg.precision} model measured {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} on the "
                                    f"{cfg.eval_samples} evaluation inputs, under {floor.describe()}; nothing written")
