@@ -138,4 +138,4 @@ def test_cpu_build_headline_leads_with_the_measurement():
     summary = {"out": "b", "precision": "int8", "target": "cpu", "target_estimate": None,
                "quality": {"psnr_db": 45.0, "reference": "FP32 PyTorch"},
                "paired_speedup": {"batch": 8, "speedup_vs_fp32_onnx": 2.5}}
-    assert "2.50x the FP32 ONNX speed at batch 8 (measured, ONNX Runtime on this CPU)" in headline(summary)
+    assert "2.50x the FP32 ONNX Runtime speed at batch 8 (measured, ONNX Runtime on this CPU)" in headline(summary)
