@@ -36,7 +36,7 @@ def test_cli_choices_and_stage_configs_read_the_defaults():
         assert tuple(target.type.choices) == defaults.TARGETS and target.default == defaults.DEFAULT_TARGET
     assert tuple(_option(export, "--precision").type.choices) == defaults.PRECISIONS
     calibrator = _option(quantize, "--calibrator")
-    assert tuple(calibrator.type.choices) == defaults.CALIBRATORS == CALIBRATORS
+    assert tuple(calibrator.type.choices) == defaults.CALIBRATOR_CHOICES == ("auto", *CALIBRATORS)
     assert calibrator.default == defaults.DEFAULT_CALIBRATOR == QuantConfig().calibrator
     steps = {_option(build, "--distill-steps").default, _option(prune, "--distill-steps").default,
              BuildConfig().distill_steps, PruneConfig(ratio=0.5).distill_steps, DistillConfig().steps}
