@@ -275,7 +275,7 @@ def test_unwritable_out_is_refused_before_training_or_quantising(env, monkeypatc
         raise AssertionError("a stage ran before the output check")
 
     monkeypatch.setattr(pipeline, "resolve_model", must_not_run)
-    monkeypatch.setattr(pipeline, "quantize", must_not_run)
+    monkeypatch.setattr(pipeline, "apply_precision", must_not_run)
     monkeypatch.chdir(env)
     assert_one_line_error(run_main("build", "--out", "afile/sub"), "cannot create output folder")
 
