@@ -63,7 +63,7 @@ def test_an_import_spec_without_checkpoint_warns_in_the_cli_line_and_the_report(
     outcome = run_main("build", "--fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1", "--out", "b")
     assert outcome.exit_code == 0, outcome
     warning = "random weights: mygen16:ngf32 was built with its own initialisation (no --checkpoint was given)"
-    line = outcome.stdout.strip().splitlines()[-1]
+    line = next(ln for ln in outcome.stdout.splitlines() if ln.startswith("wrote "))  # the "took" line follows
     assert line.startswith("wrote b: fp32") and f"WARNING: {warning}" in line
     assert f"**Warning: {warning}, so this measures an untrained model.**" in (proj / "b" / "report" / "report.md").read_text()
     bundle = Bundle.load(proj / "b")
