@@ -24,17 +24,13 @@ timed rounds fit in `seconds`; a 1 ms graph keeps its `rounds` x `inner`.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gencompress.errors import GencompressError, first_line
+from gencompress.child import child_main, run_in_child
 
 
 MIN_ROUNDS = 3  # per-round ratios need a few rounds for their median
@@ -48,19 +44,9 @@ def time_graphs(graphs: dict[str, Path], batch_input: np.ndarray, threads: int =
     Returns {"median_ms": {name: ms}, "ratio_to_first": {name: x}, "rounds": {name: [ms, ...]},
     "method": "..."}; the first graph is the reference of the ratios.
     """
-    with tempfile.TemporaryDirectory(prefix="gencompress-ort-pair-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        np.save(Path(tmp) / "input.npy", np.ascontiguousarray(batch_input, dtype=np.float32))
-        spec.write_text(json.dumps({"graphs": {k: str(v) for k, v in graphs.items()}, "input": str(Path(tmp) / "input.npy"),
-                                    "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup, "seconds": seconds}))
-        # The child must not inherit a thread-count override that differs from `threads`.
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
-        done = subprocess.run([sys.executable, "-m", "gencompress.benchmarks.ort_pair", str(spec)],
-                              capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-            raise GencompressError(f"ONNX Runtime timing process failed: {lines[-1][:300]}")
-        return json.loads(done.stdout)
+    spec = {"graphs": {k: str(v) for k, v in graphs.items()}, "threads": threads, "rounds": rounds, "inner": inner,
+            "warmup": warmup, "seconds": seconds}
+    return run_in_child("gencompress.benchmarks.ort_pair", spec, batch_input, "ONNX Runtime timing")
 
 
 def _session(path: str):
@@ -128,14 +114,7 @@ def _plan(spec: dict, round_call_s: float) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        result = _run(json.loads(Path(argv[0]).read_text()))
-    except Exception as exc:
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return child_main(_run, argv)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from gencompress import defaults
+from gencompress.batching import forward_batched
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
@@ -125,13 +126,23 @@ def _histogram_calibrate(model: nn.Module, forward_loop, cfg: QuantConfig) -> No
     for module in model.modules():
         if not isinstance(module, TensorQuantizer) or module._disabled or module._calibrator is None:
             continue
-        if isinstance(module._calibrator, HistogramCalibrator):
-            extra = {"percentile": cfg.percentile} if cfg.calibrator == "percentile" else {}
-            module.load_calib_amax(cfg.calibrator, **extra)
-        else:
+        if not isinstance(module._calibrator, HistogramCalibrator):
             module.load_calib_amax()
         module.enable_quant()
         module.disable_calib()
+    load_histogram_amax(model, cfg)
+
+
+def load_histogram_amax(model: nn.Module, cfg: QuantConfig) -> None:
+    """Set every histogram-calibrated quantiser's amax by `cfg.calibrator`'s method. The
+    histograms stay, so a copy of an `entropy` model becomes a `percentile` one with no new pass."""
+    from modelopt.torch.quantization.calib import HistogramCalibrator
+    from modelopt.torch.quantization.nn import TensorQuantizer
+
+    extra = {"percentile": cfg.percentile} if cfg.calibrator == "percentile" else {}
+    for module in model.modules():
+        if isinstance(module, TensorQuantizer) and isinstance(getattr(module, "_calibrator", None), HistogramCalibrator):
+            module.load_calib_amax(cfg.calibrator, **extra)
 
 
 def _quiet():
@@ -141,8 +152,14 @@ def _quiet():
 
 def quantize_module(model: nn.Module, input_shape, distribution: str, cfg: QuantConfig, progress: bool = True,
                     inputs: torch.Tensor | None = None) -> nn.Module:
-    """Fake-quantise a copy of `model`, calibrated on `inputs` (default: drawn like its own)."""
+    """Fake-quantise a copy of `model`, calibrated on `inputs` (default: drawn like its own).
+
+    `cfg.calibrator` must name one calibrator: `auto` is a choice among several models, made by
+    `choose_calibrator`, not something one calibration can do."""
     cfg.validate()
+    if cfg.calibrator not in CALIBRATORS:
+        raise GencompressError(f"quantize_module calibrates with one of {', '.join(CALIBRATORS)}, not {cfg.calibrator!r} "
+                               "(quantize() chooses among them)")
     mtq = _mtq()
     qmodel = copy.deepcopy(model).eval()
     latents = inputs if inputs is not None else draw_inputs(tuple(input_shape), cfg.calib_samples, distribution, cfg.seed)
@@ -197,13 +214,12 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
     floor = cfg.floor()
     inputs, calibration_data = calibration_inputs(bundle, cfg.calib_samples, cfg.seed, cfg.calib_from, data)
     held = held_out(bundle, cfg, data)  # unseen inputs judge the choices
-    with torch.no_grad():
-        reference = bundle.model.eval()(held)
+    reference = forward_batched(bundle.model.eval(), held, cfg.calib_batch)
     qmodel, calibrators = choose_calibrator(bundle, cfg, inputs, held, reference, floor or QualityFloor(1.0), progress)
     cfg = replace(cfg, calibrator=calibrators["chosen"])
     search = None
     if floor is not None:
-        search = choose_mix(qmodel, held, reference, floor, progress)
+        search = choose_mix(qmodel, held, reference, floor, progress, cfg.calib_batch)
         cfg = replace(cfg, keep_float=tuple(dict.fromkeys((*cfg.keep_float, *search["keep_float"]))))
     qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
@@ -229,10 +245,14 @@ def choose_calibrator(bundle: Bundle, cfg: QuantConfig, inputs: torch.Tensor, he
     names = CALIBRATORS if cfg.calibrator == "auto" else (cfg.calibrator,)
     models, scores = {}, {}
     for name in names:
-        qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, replace(cfg, calibrator=name),
-                                 progress, inputs)
-        with torch.no_grad():
-            scores[name] = floor.measure(reference, qmodel(held))
+        shared = next((models[m] for m in HISTOGRAM_METHODS if m in models), None)  # histograms already collected
+        if name in HISTOGRAM_METHODS and shared is not None:
+            qmodel = copy.deepcopy(shared)
+            load_histogram_amax(qmodel, replace(cfg, calibrator=name))
+        else:
+            qmodel = quantize_module(bundle.model, bundle.input_shape, bundle.input_distribution, replace(cfg, calibrator=name),
+                                     progress, inputs)
+        scores[name] = floor.measure(reference, forward_batched(qmodel, held, cfg.calib_batch))
         models[name] = qmodel
     chosen = best_of(scores)
     return models[chosen], {"asked": cfg.calibrator, "chosen": chosen, "scores": scores}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gencompress.batching import MAX_BATCH, forward_batched
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, finite_db, not_met
@@ -41,22 +42,22 @@ def _set_quantized(layers: dict[str, list[nn.Module]], on: set[str]) -> None:
             q.enable() if name in on else q.disable()
 
 
-def _psnr_of(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor) -> float:
-    with torch.no_grad():
-        return psnr(reference, qmodel(x))
+def _psnr_of(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, batch: int = MAX_BATCH) -> float:
+    return psnr(reference, forward_batched(qmodel, x, batch))
 
 
-def layer_sensitivity(qmodel, layers, x, reference, progress: bool) -> dict[str, float]:
+def layer_sensitivity(qmodel, layers, x, reference, progress: bool, batch: int = MAX_BATCH) -> dict[str, float]:
     """PSNR (dB) against FP32 with only that layer quantised; lower is more sensitive."""
     result = {}
     for name in bar(list(layers), "sensitivity", progress, leave=False):
         _set_quantized(layers, {name})
-        result[name] = _psnr_of(qmodel, x, reference)
+        result[name] = _psnr_of(qmodel, x, reference, batch)
     _set_quantized(layers, set(layers))
     return result
 
 
-def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floor: QualityFloor, progress: bool = True) -> dict:
+def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floor: QualityFloor, progress: bool = True,
+               batch: int = MAX_BATCH) -> dict:
     """Leave the fewest most-sensitive layers in float so the model meets `floor` on the
     held-out latents `x` (FP32 outputs `reference`).
 
@@ -67,13 +68,12 @@ def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floo
     layers = _layers(qmodel)
     if not layers:
         raise GencompressError("the quantised model has no enabled quantiser to search over")
-    sens = layer_sensitivity(qmodel, layers, x, reference, progress)
+    sens = layer_sensitivity(qmodel, layers, x, reference, progress, batch)
     order = sorted(sens, key=lambda n: sens[n])  # most sensitive first
     tried = []
     for k in range(len(order)):
         _set_quantized(layers, set(layers) - set(order[:k]))
-        with torch.no_grad():
-            scores = floor.measure(reference, qmodel(x))
+        scores = floor.measure(reference, forward_batched(qmodel, x, batch))
         tried.append({"float_layers": k, **scores})
         if scores["meets_floor"]:
             return {"budget_db": floor.min_psnr, "floor": floor.as_dict(), "psnr_db": scores["psnr_db"], "ssim": scores["ssim"],
@@ -93,11 +93,10 @@ def qat(qmodel: nn.Module, fp32: nn.Module, input_shape, distribution: str, cfg,
     frozen so the calibrated ranges keep describing the activations.
     """
     x = draw_inputs(tuple(input_shape), cfg.eval_samples, distribution, cfg.seed + 1)
-    with torch.no_grad():
-        reference = fp32.eval()(x)
-    before = _psnr_of(qmodel.eval(), x, reference)
+    reference = forward_batched(fp32.eval(), x, cfg.calib_batch)
+    before = _psnr_of(qmodel.eval(), x, reference, cfg.calib_batch)
     dcfg = DistillConfig(steps=cfg.qat_steps, batch=cfg.qat_batch, lr=cfg.qat_lr, feature_weight=0.0, seed=cfg.seed)
     log = distill(qmodel, fp32, input_shape, distribution, dcfg, progress, update_norm_stats=False)
-    after = _psnr_of(qmodel.eval(), x, reference)
+    after = _psnr_of(qmodel.eval(), x, reference, cfg.calib_batch)
     return {"steps": cfg.qat_steps, "lr": cfg.qat_lr, "psnr_before_db": _finite(before), "psnr_after_db": _finite(after),
             "final_output_l1": log["final_output_l1"]}

@@ -22,18 +22,16 @@ drifting shared machine affects both sides of each ratio alike.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gencompress.errors import GencompressError, first_line
+from gencompress.child import child_main, run_in_child
+from gencompress.errors import GencompressError
 from gencompress.metrics import fidelity
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -96,19 +94,9 @@ def time_runtimes(graphs: dict[str, Graph], batch_input: np.ndarray, threads: in
 
     `max_seconds`: after the first round, run only as many rounds (at least MIN_ROUNDS) as fit
     in this time, so a large model on a small CPU does not hold the build for minutes."""
-    with tempfile.TemporaryDirectory(prefix="gencompress-cpu-runtime-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        np.save(Path(tmp) / "input.npy", np.ascontiguousarray(batch_input, dtype=np.float32))
-        spec.write_text(json.dumps({
-            "graphs": {k: {"runtime": g.runtime, "path": str(g.path), "precision": g.precision} for k, g in graphs.items()},
-            "input": str(Path(tmp) / "input.npy"), "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup,
-            "settle": settle, "max_seconds": max_seconds}))
-        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-        done = subprocess.run([sys.executable, "-m", "gencompress.export.cpu_runtime", str(spec)], capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-            raise GencompressError(f"CPU runtime timing process failed: {lines[-1][:300]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+    spec = {"graphs": {k: {"runtime": g.runtime, "path": str(g.path), "precision": g.precision} for k, g in graphs.items()},
+            "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup, "settle": settle, "max_seconds": max_seconds}
+    return run_in_child("gencompress.export.cpu_runtime", spec, batch_input, "CPU runtime timing")
 
 
 def _time_in_child(spec: dict) -> dict:
@@ -262,14 +250,7 @@ def _run_all(runner, inputs: np.ndarray, batch: int) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        result = _time_in_child(json.loads(Path(argv[0]).read_text()))
-    except Exception as exc:
-        print(f"error: {first_line(exc)}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return child_main(_time_in_child, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gencompress.errors import GencompressError, MissingDependencyError, first_line
+from gencompress.errors import GencompressError, MissingDependencyError, first_line, import_optional
 
 from .runners import Runner
 
@@ -34,26 +34,12 @@ PRECISIONS = ("f32", "default")
 
 def import_openvino():
     """Return the `openvino` module, or explain what to install."""
-    try:
-        import openvino  # noqa: PLC0415
-    except Exception as exc:  # ImportError, or a broken install raising OSError
-        raise MissingDependencyError(
-            f"OpenVINO is not importable here ({type(exc).__name__}: {first_line(exc)[:120]}); "
-            "install it with `pip install openvino` (CPU wheel, no CUDA), or `pip install -e .[dev]`"
-        ) from None
-    return openvino
+    return import_optional("openvino", "OpenVINO", "install it with `pip install openvino` (CPU wheel, no CUDA), or `pip install -e .[dev]`")
 
 
 def import_nncf():
     """Return the `nncf` module, or explain what to install."""
-    try:
-        import nncf  # noqa: PLC0415
-    except Exception as exc:
-        raise MissingDependencyError(
-            f"NNCF is not importable here ({type(exc).__name__}: {first_line(exc)[:120]}); "
-            "install it with `pip install nncf openvino`, or `pip install -e .[dev]`"
-        ) from None
-    return nncf
+    return import_optional("nncf", "NNCF", "install it with `pip install nncf openvino`, or `pip install -e .[dev]`")
 
 
 def available() -> bool:

@@ -51,3 +51,9 @@ def mini_batch(model: nn.Module | None, input_shape, output_shape=None, budget_m
     if output_shape:
         return batch_for(16 * 4 * int(torch.tensor(output_shape).prod()), budget_mb)
     return MAX_BATCH
+
+
+def forward_batched(model: nn.Module, x: torch.Tensor, batch: int = MAX_BATCH) -> torch.Tensor:
+    """`model(x)` without gradients, `batch` inputs at a time, so activations stay bounded."""
+    with torch.no_grad():
+        return torch.cat([model(chunk) for chunk in x.split(max(1, batch))], dim=0)

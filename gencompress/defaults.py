@@ -20,3 +20,21 @@ DEFAULT_CALIBRATOR = "auto"
 # Distillation after pruning: enough for the digits DCGAN at 50% to match its original's FID
 # (benchmarks/results/compress_quality.json).
 DISTILL_STEPS = 1500
+
+# Sample counts. Small models take these; a big model takes fewer, so that each set costs
+# about its compute budget in multiply-accumulates (GMAC for the whole set, one forward pass
+# each), but never fewer than the minimum: one 256x256 image already gives every channel 65,536
+# activations to calibrate on. A 17.7-GMAC TAESD decoder calibrates on 56 and is judged on 56.
+CALIB_SAMPLES, EVAL_SAMPLES = 256, 64
+CALIB_BUDGET_GMAC, CALIB_MIN_SAMPLES = 1000.0, 32
+EVAL_BUDGET_GMAC, EVAL_MIN_SAMPLES = 1000.0, 16
+# The held-out inputs that choose the calibrator and the float layers: one pass per candidate
+# and per layer, so a smaller budget.
+JUDGE_BUDGET_GMAC, JUDGE_MIN_SAMPLES = 150.0, 8
+
+
+def scaled_samples(wanted: int, gmac_per_sample: float | None, budget_gmac: float, minimum: int) -> int:
+    """`wanted`, or fewer so the set costs about `budget_gmac` (never under `minimum`, never over `wanted`)."""
+    if not gmac_per_sample or gmac_per_sample <= 0:
+        return wanted
+    return max(min(wanted, minimum), min(wanted, int(budget_gmac / gmac_per_sample)))

@@ -38,3 +38,14 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def import_optional(module: str, label: str, install: str):
+    """Import an optional backend's `module`, or raise a one-line MissingDependencyError naming
+    `label` and how to `install` it. Any exception counts: a broken install raises OSError."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:
+        raise MissingDependencyError(f"{label} is not importable here ({type(exc).__name__}: {first_line(exc)[:120]}); {install}") from None

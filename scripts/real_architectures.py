@@ -109,7 +109,8 @@ def compact(row: dict) -> dict:
         return row
     paired = s.get("paired_speedup") or {}
     row.update({
-        "macs": s["macs"], "params": s["params"], "psnr_db_build_eval": s["quality"]["psnr_db"],
+        "macs": s["macs"], "gmac_per_image": round(s["macs"] / 1e9, 2), "params": s["params"], "samples": s.get("samples"),
+        "floor": s["quality"].get("floor"), "layer_precision_counts": _counts(s.get("layer_precision") or {}), "psnr_db_build_eval": s["quality"]["psnr_db"],
         "build_eval_samples": s["quality"]["samples"], "quant_form": s["quant_form"], "mini_batch": s.get("mini_batch"),
         "int8_vs_fp32_onnx_paired": paired.get("speedup_vs_fp32_onnx"), "paired_batch": paired.get("batch"),
         "paired_median_ms": paired.get("median_ms"), "paired_method": paired.get("method"),
@@ -117,6 +118,13 @@ def compact(row: dict) -> dict:
         "conditions": s["conditions"],
     })
     return row
+
+
+def _counts(precisions: dict) -> dict:
+    out: dict = {}
+    for value in precisions.values():
+        out[value] = out.get(value, 0) + 1
+    return out
 
 
 def table_markdown(result: dict) -> str:
@@ -130,7 +138,7 @@ def table_markdown(result: dict) -> str:
                          f"{r['load_before'][0]} | failed: {r.get('error', '')[:80]} | |")
             continue
         speed = r.get("int8_vs_fp32_onnx_paired")
-        lines.append(f"| {r['architecture']} | {r['target']} | {r['macs'] / 1e9:.2f} | {r['wall_seconds']} | {r['cpu_seconds']} | "
+        lines.append(f"| {r['architecture']} | {r['target']} | {r['gmac_per_image']:.2f} | {r['wall_seconds']} | {r['cpu_seconds']} | "
                      f"{r['peak_rss_mb']} | {r['load_before'][0]}-{r['load_after'][0]} | {r['supplied_data']['psnr_db']:.1f} dB | "
                      + (f"{speed:.2f}x at batch {r['paired_batch']} |" if speed else "|"))
     return "\n".join(lines)

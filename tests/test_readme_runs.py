@@ -4,7 +4,8 @@ Each ```bash block is split into commands (backslash continuations joined, comme
 `cat > FILE <<'TAG'` heredocs written) and run in order in one empty folder: `gencompress ...`
 in-process through the CLI, `torchrun ... -m gencompress ...` as its single-process command
 (two real processes are tested in tests/train/test_fit.py). The set-up block (pip install,
-pytest) is CI's own and is checked verbatim by .ci/run, not run here.
+pytest) is CI's own and is checked verbatim by .ci/run, not run here; ```sh blocks show
+commands on the user's own files (their model, images, latents) and are not run either.
 
 So that the whole README takes seconds, not hours: zoo models are random-init instead of
 trained on digits, and step and iteration counts are cut to a few (the `SMALL` patches below).
@@ -94,6 +95,7 @@ def small(monkeypatch, tmp_path_factory):
     import gencompress.cli.build_cmd as build_cmd
     import gencompress.cli.pipeline as pipeline
     import gencompress.compress as compress
+    import gencompress.export.precision as precision
     import gencompress.train as train
     import gencompress.train.pretrained as pretrained
     from gencompress import zoo
@@ -116,7 +118,7 @@ def small(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(pipeline, "_paired_speedup", lambda *a, **k: None)
     monkeypatch.setattr(pipeline, "prune", _shrink(compress, "prune", **steps))
     monkeypatch.setattr(compress, "prune", _shrink(compress, "prune", **steps))
-    for module in (compress, pipeline):
+    for module in (compress, precision):
         monkeypatch.setattr(module, "quantize", _shrink(compress, "quantize", calib_samples=16, eval_samples=8, **steps))
     # a WGAN-GP step at batch 64 (five critic steps, double backward) costs seconds here
     monkeypatch.setattr(train, "fit", _shrink(train, "fit", max_steps=1, batch_size=8, evaluate=False, samples_every_epoch=False))

@@ -13,7 +13,8 @@ from gencompress.progress import top_stages
 @model_options
 @data_options
 @precision_option("int8")
-@click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1), help="Calibration inputs for INT8.")
+@click.option("--calib-samples", default=None, type=click.IntRange(min=1),
+              help="Calibration inputs for INT8 [default: 256, fewer for a big model: about 1000 GMAC in all, at least 32].")
 @calib_from_option
 @click.option("--target", type=click.Choice(defaults.TARGETS), default=defaults.DEFAULT_TARGET, show_default=True, help="Deployment target.")
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
@@ -26,7 +27,8 @@ from gencompress.progress import top_stages
               help="Quality floor in dB vs FP32, replacing the default (PSNR >= 35 dB and SSIM >= 0.97): the most sensitive layers stay float.")
 @click.option("--no-quality-floor", "no_floor", is_flag=True, help="Keep every layer INT8, whatever the quality (no floor, no search).")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
-@click.option("--eval-samples", default=64, show_default=True, type=click.IntRange(min=1), help="Inputs that judge quality (from --data: its first ones).")
+@click.option("--eval-samples", default=None, type=click.IntRange(min=1),
+              help="Inputs that judge quality (from --data: its first ones) [default: 64, fewer for a big model: about 1000 GMAC, at least 16].")
 @click.option("--bench-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Time cap of each latency row (the paired INT8/FP32 ratio gets 4x): 30 calls or this long, whichever ends first.")
 @click.option("--cpu-runtime", type=click.Choice(CPU_RUNTIME_CHOICES), default="auto", show_default=True,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +53,12 @@ class BuildConfig:
     trust_pickle: bool = False
     precision: str = "int8"
     target: str = "gpu"
-    calib_samples: int = 256
+    calib_samples: int | None = None  # None: sized by the model's MACs (sample_counts)
     calib_from: str = "auto"  # auto | latents | encoder: see compress/calibration.py
     deconv_weight_axis: int = 1
     random_init: bool = False  # zoo names: skip training on digits
-    eval_samples: int = 64
+    eval_samples: int | None = None  # None: sized by the model's MACs (sample_counts)
+    judge_samples: int | None = None  # held-out inputs that choose calibrator and float layers; set by sample_counts
     eval_seed: int = 0
     threads: int = 2
     latency_batches: tuple[int, ...] = (1, 8)
@@ -80,8 +81,8 @@ class BuildConfig:
             raise GencompressError(f"unknown precision {self.precision!r}")
         if self.target not in TARGETS:
             raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
-        if self.calib_samples < 1 or self.eval_samples < 1:
-            raise GencompressError("--calib-samples must be at least 1")
+        if any(n is not None and n < 1 for n in (self.calib_samples, self.eval_samples)):
+            raise GencompressError("--calib-samples and --eval-samples must be at least 1")
         if not self.bench_seconds > 0:
             raise GencompressError(f"--bench-seconds must be positive (got {self.bench_seconds})")
         if self.prune is not None and not 0.0 < self.prune < 1.0:  # before any model is trained or loaded
@@ -93,10 +94,22 @@ class BuildConfig:
             raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
     def precision_config(self, calib_batch: int = 32) -> PrecisionConfig:
-        return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator, calib_samples=self.calib_samples,
-                               calib_batch=calib_batch,
+        return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator,
+                               calib_samples=self.calib_samples or defaults.CALIB_SAMPLES, calib_batch=calib_batch,
                                calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
-                               no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, threads=self.threads)
+                               no_floor=self.no_floor, qat_steps=self.qat_steps,
+                               eval_samples=self.judge_samples or self.eval_samples or defaults.EVAL_SAMPLES, threads=self.threads)
+
+
+def sample_counts(cfg: BuildConfig, gmac_per_sample: float | None) -> BuildConfig:
+    """`cfg` with every sample count set: what the user gave, else the defaults scaled to the
+    model's cost (gencompress/defaults.py): a 17.7-GMAC decoder calibrates on 56, not 256."""
+    calib = cfg.calib_samples or defaults.scaled_samples(defaults.CALIB_SAMPLES, gmac_per_sample, defaults.CALIB_BUDGET_GMAC,
+                                                         defaults.CALIB_MIN_SAMPLES)
+    evaluation = cfg.eval_samples or defaults.scaled_samples(defaults.EVAL_SAMPLES, gmac_per_sample, defaults.EVAL_BUDGET_GMAC,
+                                                             defaults.EVAL_MIN_SAMPLES)
+    judge = defaults.scaled_samples(evaluation, gmac_per_sample, defaults.JUDGE_BUDGET_GMAC, defaults.JUDGE_MIN_SAMPLES)
+    return replace(cfg, calib_samples=calib, eval_samples=evaluation, judge_samples=judge)
 
 
 def log(msg: str) -> None:
@@ -136,10 +149,13 @@ def build(cfg: BuildConfig) -> dict:
 
 
 def _build_in(cfg: BuildConfig, work: Path) -> dict:
+    given = cfg
     torch.set_num_threads(cfg.threads)
     timer = StageTimer(cfg.progress)
     with timer.stage("load"):
         source, name = resolve_model(cfg)
+        macs = count_macs(source.model, source.input_shape) if source.model is not None else None
+        cfg = sample_counts(cfg, macs / 1e9 if macs else None)
         data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
     if cfg.prune is not None:  # everything after compares against the pruned FP32 model
         with timer.stage("prune + distill", f"{cfg.distill_steps} steps"):
@@ -199,7 +215,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs)
     with timer.stage("model stats"):
         params = count_params(source.model) if source.model is not None else None
-        macs = count_macs(source.model, source.input_shape) if source.model is not None else None
+        if cfg.prune is not None:  # pruning changed the count
+            macs = count_macs(source.model, source.input_shape) if source.model is not None else None
     with timer.stage("engine"):
         engine = _engine(final_onnx, cfg)
     summary = {
@@ -216,6 +233,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "latency_warmup": cfg.latency_warmup,
         "bench_seconds": cfg.bench_seconds,
         "mini_batch": batch,
+        "samples": {"calibration": cfg.calib_samples, "evaluation": cfg.eval_samples, "judging": cfg.judge_samples,
+                    "given": [k for k, v in (("calibration", given.calib_samples), ("evaluation", given.eval_samples)) if v]},
         "params": params,
         "macs": macs,
         "layer_precision": final.manifest.get("precision", {}),

@@ -42,7 +42,7 @@ PROBE = textwrap.dedent(
     ort = OrtRunner(onnx_path, threads=1)
 
     def calibrate(n, batch=32):
-        quantize_module(model, (100, 1, 1), "normal", QuantConfig(calib_samples=n, calib_batch=batch), progress=False)
+        quantize_module(model, (100, 1, 1), "normal", QuantConfig(calibrator="max", calib_samples=n, calib_batch=batch), progress=False)
 
     def evaluate(n, batch=32):  # what build does: torch reference and ORT, same latents
         x = draw_inputs((100, 1, 1), n, "normal", 0).numpy()
