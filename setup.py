@@ -39,6 +39,8 @@ setup(
         "requests",
         "huggingface_hub",
         "scikit-learn>=1.3",
+        # SSIM's separable Gaussian window (gencompress/metrics.py); scikit-learn needs it anyway.
+        "scipy>=1.10",
         "matplotlib>=3.7",
         "pillow>=10",
         "jsonschema>=4.18",
