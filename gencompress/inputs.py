@@ -164,9 +164,7 @@ def load_data(text: str, input_spec: dict, max_samples: int = MAX_CALLABLE_SAMPL
     shape = tuple(input_spec["shape"])
     classes = input_spec.get("classes")
     if kind == "folder":
-        if classes:
-            raise GencompressError(f"--data folder:{where} gives images; a class-conditional model (--classes) takes "
-                                   "latents and labels: pass npz:FILE with arrays z and y")
+        _refuse_folder_for_classes(where, input_spec)
         inputs = _folder(Path(where), shape, input_range({"input": input_spec}))
     elif kind == "npz" and classes and key is None and _has_z_and_y(Path(where)):
         inputs = _npz_z_y(Path(where), input_spec)
@@ -186,6 +184,12 @@ def load_data(text: str, input_spec: dict, max_samples: int = MAX_CALLABLE_SAMPL
     if classes:
         record["packing"] = input_spec["packing"]
     return inputs, record
+
+
+def _refuse_folder_for_classes(where: str, input_spec: dict) -> None:
+    if input_spec.get("classes"):
+        raise GencompressError(f"--data folder:{where} gives images; a class-conditional model (--classes) takes "
+                               "latents and labels: pass npz:FILE with arrays z and y")
 
 
 def _has_z_and_y(path: Path) -> bool:
@@ -293,7 +297,10 @@ def user_data(spec: str | None, input_spec: dict, eval_samples: int, max_samples
 def prepare_inputs(manifest: dict, data_spec: str | None, io_spec: dict, eval_samples: int) -> UserData | None:
     """Apply the user's input/output spec to a manifest, then load and split --data; the
     manifest names the data. Every command calls this before any work."""
-    if data_spec and parse_data_spec(data_spec)[0] == "folder" and not io_spec.get("input_kind"):
+    kind, where, _ = parse_data_spec(data_spec) if data_spec else (None, None, None)
+    if kind == "folder":  # named before --input-kind image would be refused for the packed shape
+        _refuse_folder_for_classes(where, manifest["input"])
+    if kind == "folder" and not io_spec.get("input_kind"):
         io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
     apply_io_spec(manifest, **io_spec)
     data = user_data(data_spec, manifest["input"], eval_samples)
