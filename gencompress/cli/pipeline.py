@@ -145,6 +145,11 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
     return load_spec(spec, cfg.input_shape, cfg.checkpoint, cfg.trust_pickle, classes=cfg.classes), spec
 
 
+def _user_batch(cfg: BuildConfig) -> int:
+    """The batch of --input-shape: errors quote the shape the user gave."""
+    return cfg.input_shape[0] if cfg.input_shape else 1
+
+
 def build(cfg: BuildConfig) -> dict:
     """Run the whole pipeline; write the bundle to cfg.out; return the summary."""
     cfg.validate()
@@ -160,6 +165,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     timer = StageTimer(cfg.progress)
     with timer.stage("load"):
         source, name = resolve_model(cfg)
+        if source.model is not None:  # a wrong input shape or NaN output is named here, before MACs are counted
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         macs = count_macs(source.model, source.input_shape) if source.model is not None else None
         cfg = sample_counts(cfg, macs / 1e9 if macs else None)
         data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
@@ -169,9 +176,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     inputs, inputs_record = evaluation_inputs(data, source.manifest["input"], cfg.eval_samples, cfg.eval_seed)
 
     with timer.stage("reference"):
-        if source.model is not None:
-            user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
-            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
+        if source.model is not None and cfg.prune is not None:  # the pruned model: checked again
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
         if source.model is not None:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
