@@ -13,6 +13,7 @@ import torch
 from gencompress.bundle import Bundle
 from gencompress.conditional import pack
 from gencompress.data import draw_inputs
+from gencompress.errors import GencompressError
 from gencompress.export import OnnxConfig
 from gencompress.export.onnx_export import export_module
 from gencompress.inputs import load_data
@@ -206,6 +207,20 @@ def test_npz_z_y_and_packed_arrays_give_the_same_inputs(tmp_path):
     b, _ = load_data(f"npz:{tmp_path / 'packed.npz'}", spec)
     assert a.shape == (6, 17) and torch.equal(a, b) and a[:, -1].tolist() == y.tolist()
     assert record["packing"] == "p"
+
+
+def test_callable_batches_must_be_packed_with_valid_classes(tmp_path, monkeypatch):
+    (tmp_path / "cond_loader.py").write_text(
+        "import torch\n\n"
+        "def good():\n    yield torch.cat([torch.zeros(3, 16), torch.tensor([[0.0], [2.0], [3.0]])], 1)\n\n"
+        "def bad():\n    yield torch.cat([torch.zeros(2, 16), torch.tensor([[1.5], [0.0]])], 1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"name": "latent", "shape": [17], "distribution": "normal", "classes": 4, "z_shape": [16], "packing": "p"}
+    x, _ = load_data("cond_loader:good", spec)
+    assert x[:, -1].tolist() == [0.0, 2.0, 3.0]
+    with pytest.raises(GencompressError, match=r"class index 1.5 is not an integer in \[0, 4\)"):
+        load_data("cond_loader:bad", spec)
 
 
 # --- bad input: one line, exit 2, nothing written -------------------------------------------
