@@ -79,6 +79,17 @@ def positional_inputs(model: nn.Module) -> int | None:
     return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
+def check_two_inputs(model: nn.Module, spec: str) -> None:
+    """With --classes the forward must accept (z, y); a one-input model is named, not left to fail later."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params) and sum(p.kind in kinds for p in params) < 2:
+        raise GencompressError(f"{spec}: --classes needs a forward that takes (z, y), but it takes one input")
+
+
 def check_single_input(model: nn.Module, spec: str) -> None:
     """Without --classes a model must take one input; a (z, y) forward is named, not left to fail later."""
     if (positional_inputs(model) or 1) >= 2:

@@ -294,6 +294,8 @@ def load_spec(
         model = call_import_spec(spec)
         if classes is None:
             conditional.check_single_input(model, spec)
+        else:
+            conditional.check_two_inputs(model, spec)
         step = {"step": "load", "weights": RANDOM_WEIGHTS}
         if checkpoint:  # the user's own state dict: loaded before any wrap adds a prefix
             load_weights(model, load_checkpoint(checkpoint, trust_pickle), where=f"checkpoint {checkpoint}")

@@ -254,6 +254,13 @@ def test_bad_conditional_input_is_one_line_exit_2_and_writes_nothing(work, args,
     assert not (work / "bad").exists()
 
 
+def test_classes_with_a_one_input_model_is_refused(work):
+    (work / "one_input.py").write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(16, 4))\n")
+    outcome = run_main("build", "--fp32", "--model", "one_input:make", "--input-shape", "1x16", "--classes", "3", "--out", "bad")
+    assert_one_line_error(outcome, "--classes needs a forward that takes (z, y), but it takes one input")
+    assert not (work / "bad").exists()
+
+
 def test_classes_with_a_zoo_model_is_refused(work):
     assert_one_line_error(run_main("build", "--fp32", "--model", "dcgan", "--random-init", "--classes", "3", "--out", "bad"),
                           "--classes applies to a package.module:callable model")
