@@ -141,6 +141,10 @@ def load_histogram_amax(model: nn.Module, cfg: QuantConfig) -> None:
 
     extra = {"percentile": cfg.percentile} if cfg.calibrator == "percentile" else {}
     for module in model.modules():
+        # Disabled quantisers saw nothing: e.g. an nn.Embedding's input (integer indices) matches the
+        # `*input_quantizer` rule but is hard-disabled by modelopt, and has no histogram to read.
+        if getattr(module, "_disabled", False):
+            continue
         if isinstance(module, TensorQuantizer) and isinstance(getattr(module, "_calibrator", None), HistogramCalibrator):
             module.load_calib_amax(cfg.calibrator, **extra)
 

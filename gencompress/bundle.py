@@ -147,8 +147,11 @@ class Bundle:
         return tuple(self.manifest["input"]["shape"])
 
     @property
-    def input_distribution(self) -> str:
-        return self.manifest["input"]["distribution"]
+    def input_distribution(self) -> str | dict:
+        """What `draw_inputs` needs: the distribution's name, or the whole input spec for a
+        class-conditional model, whose draws must carry a class index (gencompress/conditional.py)."""
+        spec = self.manifest["input"]
+        return spec if spec.get("classes") else spec["distribution"]
 
     @property
     def form(self) -> Form:

@@ -33,16 +33,22 @@ def draw_inputs(shape: tuple[int, ...], n: int, distribution: str | dict, seed: 
     `distribution` is "normal" or "uniform", or a manifest's input spec (a dict), whose
     optional `std` (normal) or `range` (uniform) say how wide (`--input-std`, `--input-range`).
     A fixed seed gives the same inputs on every run, so the original and the compressed
-    model are always compared on the same latents.
+    model are always compared on the same latents. A spec with `classes` (a class-conditional
+    model's packed input) gets a uniform class index in [0, classes) as each sample's last
+    element, from the same generator, so calibration and evaluation cover every class.
     """
     spec = distribution if isinstance(distribution, dict) else {"distribution": distribution}
     gen = torch.Generator().manual_seed(seed)
     if spec["distribution"] == "normal":
-        return torch.randn((n, *shape), generator=gen) * float(spec.get("std", 1.0))
-    if spec["distribution"] == "uniform":
+        x = torch.randn((n, *shape), generator=gen) * float(spec.get("std", 1.0))
+    elif spec["distribution"] == "uniform":
         low, high = spec.get("range", (-1.0, 1.0))
-        return torch.rand((n, *shape), generator=gen) * (high - low) + low
-    raise GencompressError(f"unknown input distribution {spec['distribution']!r} (normal or uniform)")
+        x = torch.rand((n, *shape), generator=gen) * (high - low) + low
+    else:
+        raise GencompressError(f"unknown input distribution {spec['distribution']!r} (normal or uniform)")
+    if spec.get("classes"):  # a packed class-conditional input (gencompress/conditional.py): last element a class
+        x[:, -1] = torch.randint(0, int(spec["classes"]), (n,), generator=gen).float()
+    return x
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}

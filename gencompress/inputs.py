@@ -6,7 +6,9 @@
   the model's H x W and centre-cropped, converted to its channel count (1: grey, 3: RGB) and
   mapped from [0, 1] to the model's declared input range (`--input-range`, default [-1, 1]);
 - `npz:PATH` or `npz:PATH#key`  an array N x (the model's per-sample input shape), latents or
-  images, used as they are (one array in the file, or the named one);
+  images, used as they are (one array in the file, or the named one); for a class-conditional
+  model (`--classes N`), arrays `z` (N x z's shape) and `y` (N integer labels in [0, N)), packed
+  as its input (gencompress/conditional.py), or one array already packed N x (prod(z) + 1);
 - `package.module:callable`  returns an iterable of batches (tensors or arrays, N x input
   shape): the convention of modelopt's `forward_loop` and NNCF's `Dataset`.
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .conditional import check_labels, pack
 from .data import draw_inputs, image_files, read_image, resize_center
 from .errors import GencompressError, first_line
 from .loading import describe_shape, resolve_import_spec
@@ -159,20 +162,56 @@ def load_data(text: str, input_spec: dict, max_samples: int = MAX_CALLABLE_SAMPL
     """All inputs `text` names, checked against the model's input spec, and their record."""
     kind, where, key = parse_data_spec(text)
     shape = tuple(input_spec["shape"])
+    classes = input_spec.get("classes")
     if kind == "folder":
+        _refuse_folder_for_classes(where, input_spec)
         inputs = _folder(Path(where), shape, input_range({"input": input_spec}))
+    elif kind == "npz" and classes and key is None and _has_z_and_y(Path(where)):
+        inputs = _npz_z_y(Path(where), input_spec)
     elif kind == "npz":
         inputs = _npz(Path(where), key, shape)
     else:
         inputs = _callable(where, shape, max_samples)
     if not torch.isfinite(inputs).all():
         raise GencompressError(f"--data {text}: the inputs contain NaN or Inf")
+    if classes:  # packed inputs given whole (npz array or callable) must carry valid class indices too
+        check_labels(inputs[:, -1], int(classes), f"--data {text}")
     inputs = inputs.float().contiguous()
     record = {"kind": kind, "path": str(Path(where).resolve()) if kind != "callable" else where, "count": int(len(inputs)),
               "sha256": hashlib.sha256(inputs.numpy().tobytes()).hexdigest(), "hashed": "float32 inputs after preprocessing"}
     if key:
         record["key"] = key
+    if classes:
+        record["packing"] = input_spec["packing"]
     return inputs, record
+
+
+def _refuse_folder_for_classes(where: str, input_spec: dict) -> None:
+    if input_spec.get("classes"):
+        raise GencompressError(f"--data folder:{where} gives images; a class-conditional model (--classes) takes "
+                               "latents and labels: pass npz:FILE with arrays z and y")
+
+
+def _has_z_and_y(path: Path) -> bool:
+    """An npz naming a conditional model's latents `z` and labels `y` (else: one packed array)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {"z", "y"} <= set(npz.keys())
+    except (OSError, ValueError, EOFError):
+        return False  # _npz reports the unreadable file
+
+
+def _npz_z_y(path: Path, input_spec: dict) -> torch.Tensor:
+    """Arrays z (N x z_shape) and y (N integer labels) packed as the wrapper's input."""
+    z = _npz(path, "z", tuple(input_spec["z_shape"]))
+    with np.load(path, allow_pickle=False) as npz:
+        y = npz["y"]
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise GencompressError(f"npz:{path}: y must be one integer label per sample (got {y.dtype} of shape {describe_shape(y.shape)})")
+    if len(y) != len(z):
+        raise GencompressError(f"npz:{path}: y has {len(y)} labels but z has {len(z)} latents; they must match")
+    check_labels(y, int(input_spec["classes"]), f"npz:{path} y")
+    return pack(z, torch.from_numpy(y.astype(np.float64)))
 
 
 def _folder(path: Path, shape: tuple[int, ...], value_range: tuple[float, float]) -> torch.Tensor:
@@ -258,7 +297,10 @@ def user_data(spec: str | None, input_spec: dict, eval_samples: int, max_samples
 def prepare_inputs(manifest: dict, data_spec: str | None, io_spec: dict, eval_samples: int) -> UserData | None:
     """Apply the user's input/output spec to a manifest, then load and split --data; the
     manifest names the data. Every command calls this before any work."""
-    if data_spec and parse_data_spec(data_spec)[0] == "folder" and not io_spec.get("input_kind"):
+    kind, where, _ = parse_data_spec(data_spec) if data_spec else (None, None, None)
+    if kind == "folder":  # named before --input-kind image would be refused for the packed shape
+        _refuse_folder_for_classes(where, manifest["input"])
+    if kind == "folder" and not io_spec.get("input_kind"):
         io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
     apply_io_spec(manifest, **io_spec)
     data = user_data(data_spec, manifest["input"], eval_samples)
@@ -277,11 +319,16 @@ def evaluation_inputs(data: UserData | None, input_spec: dict, n: int, seed: int
 def drawn_record(input_spec: dict, n: int, seed: int) -> dict:
     dist = input_spec["distribution"]
     how = f"N(0, {input_spec.get('std', 1.0):g}^2)" if dist == "normal" else "U({:g}, {:g})".format(*input_spec.get("range", (-1, 1)))
-    return {"kind": "drawn", "distribution": how, "count": n, "seed": seed}
+    record = {"kind": "drawn", "distribution": how, "count": n, "seed": seed}
+    if input_spec.get("classes"):
+        how += f", class uniform in 0..{input_spec['classes'] - 1}"
+        record.update(distribution=how, packing=input_spec["packing"])
+    return record
 
 
 def describe_record(record: dict) -> str:
     """One line for reports: where the inputs came from."""
+    packed = f"; each input is packed: {record['packing']}" if record.get("packing") else ""
     if record["kind"] == "drawn":
-        return f"{record['count']} inputs drawn {record['distribution']} (seed {record['seed']}), not the user's data"
-    return f"{record['kind']}:{record['path']} ({record['count']} samples, sha256 {record['sha256'][:12]}; {record['split']})"
+        return f"{record['count']} inputs drawn {record['distribution']} (seed {record['seed']}), not the user's data{packed}"
+    return f"{record['kind']}:{record['path']} ({record['count']} samples, sha256 {record['sha256'][:12]}; {record['split']}{packed})"

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import zoo
+from . import conditional, zoo
 from .bundle import Bundle, last_step, load_safetensors, new_manifest, sha256
 from .errors import GencompressError, first_line
 
@@ -176,7 +176,9 @@ def build_architecture(architecture: dict) -> nn.Module:
     if kind == "zoo":
         return zoo.build(architecture["name"], **architecture.get("kwargs", {}))
     if kind == "import":
-        return call_import_spec(architecture["spec"])
+        model = call_import_spec(architecture["spec"])
+        wrap = architecture.get("conditional")  # a (z, y) model: rebuilt behind the same packed input
+        return conditional.wrap(model, wrap["z_shape"], wrap["classes"]) if wrap else model
     raise GencompressError(f"a {kind!r} architecture cannot be rebuilt as a PyTorch module")
 
 
@@ -267,9 +269,16 @@ def load_spec(
     checkpoint: str | None = None,
     trust_pickle: bool = False,
     distribution: str = "normal",
+    classes: int | None = None,
 ) -> Bundle:
-    """Resolve every SPEC form except zoo names (see module docstring)."""
+    """Resolve every SPEC form except zoo names (see module docstring). `classes`: the model's
+    forward is (z, y) with y in [0, classes); it is wrapped behind one packed input
+    (gencompress/conditional.py) and `input_shape` is z's."""
     path = Path(spec)
+    if classes is not None:
+        conditional.check_classes(classes)
+        if path.is_dir() or path.suffix == ".onnx" or not IMPORT_SPEC.match(spec):
+            raise GencompressError(f"--classes applies to a package.module:callable model whose forward takes (z, y), not {spec}")
     if path.is_dir():
         bundle = Bundle.load(path)
         if bundle.manifest["architecture"]["kind"] in ("zoo", "import"):
@@ -283,13 +292,23 @@ def load_spec(
         if input_shape is None:
             raise GencompressError(f"--input-shape is required with an import spec ({spec})")
         model = call_import_spec(spec)
+        if classes is None:
+            conditional.check_single_input(model, spec)
+        else:
+            conditional.check_two_inputs(model, spec)
         step = {"step": "load", "weights": RANDOM_WEIGHTS}
-        if checkpoint:
+        if checkpoint:  # the user's own state dict: loaded before any wrap adds a prefix
             load_weights(model, load_checkpoint(checkpoint, trust_pickle), where=f"checkpoint {checkpoint}")
             step = {"step": "load", "weights": "checkpoint", "checkpoint": Path(checkpoint).name,
                     "checkpoint_sha256": sha256(Path(checkpoint))}
         arch = {"kind": "import", "spec": spec}
-        bundle = Bundle(new_manifest(arch, _input_spec(input_shape, distribution), _output_spec()), model.eval())
+        input_spec = _input_spec(input_shape, distribution)
+        if classes is not None:
+            z_shape = input_spec["shape"]
+            model = conditional.wrap(model, z_shape, classes)
+            arch["conditional"] = conditional.architecture_record(z_shape, classes)
+            input_spec.update(conditional.input_fields(z_shape, classes))
+        bundle = Bundle(new_manifest(arch, input_spec, _output_spec()), model.eval())
         bundle.manifest["recipe"].append(step)
         return bundle
     raise GencompressError(f"model {spec!r} is not a bundle folder, a file, an import spec or a zoo name ({', '.join(zoo.names())})")

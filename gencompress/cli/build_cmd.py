@@ -37,7 +37,7 @@ from gencompress.progress import top_stages
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 @writes_output
-def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, calib_samples, calib_from, target, deconv_weight_axis,
+def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, precision, calib_samples, calib_from, target, deconv_weight_axis,
           prune_ratio, distill_steps, calibrator, min_psnr, no_floor, qat_steps, eval_samples, bench_seconds, cpu_runtime, out, as_json,
           data):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
@@ -48,7 +48,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, precision, 
     cfg = BuildConfig(
         model=model, out=out, input_shape=input_shape, checkpoint=checkpoint, trust_pickle=trust_pickle,
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
-        deconv_weight_axis=int(deconv_weight_axis), random_init=random_init,
+        deconv_weight_axis=int(deconv_weight_axis), random_init=random_init, classes=classes,
         prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, qat_steps=qat_steps,
         bench_seconds=bench_seconds, cpu_runtime=cpu_runtime, eval_samples=eval_samples, data=data.spec, io_spec=data.io_spec,
     )

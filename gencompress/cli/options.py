@@ -40,6 +40,9 @@ def model_options(f):
             click.option("--checkpoint", type=click.Path(dir_okay=False), help="State dict for an import spec (safetensors or weights-only .pt)."),
             click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of --checkpoint. Runs code from the file: only for files you trust."),
             click.option("--random-init", is_flag=True, help="With a zoo name: random weights instead of training on digits."),
+            click.option("--classes", type=int, default=None, metavar="N",
+                         help="Class-conditional model: forward(z, y) with y in [0, N). Its input becomes one packed tensor "
+                              "[z flattened, class index]; --input-shape gives z's shape."),
         ]
     ):
         f = decorator(f)

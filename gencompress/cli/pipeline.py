@@ -18,6 +18,7 @@ from gencompress import defaults, zoo
 from gencompress.atomic import check_output_dir
 from gencompress.batching import mini_batch
 from gencompress.bundle import ONNX, Bundle
+from gencompress.conditional import check_classes
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError, MissingDependencyError
 from gencompress.inputs import UserData, evaluation_inputs, input_range, output_range, peak, prepare_inputs, settle_output_range
@@ -57,6 +58,7 @@ class BuildConfig:
     calib_from: str = "auto"  # auto | latents | encoder: see compress/calibration.py
     deconv_weight_axis: int = 1
     random_init: bool = False  # zoo names: skip training on digits
+    classes: int | None = None  # --classes: a (z, y) model behind one packed input (gencompress/conditional.py)
     eval_samples: int | None = None  # None: sized by the model's MACs (sample_counts)
     judge_samples: int | None = None  # held-out inputs that choose calibrator and float layers; set by sample_counts
     eval_seed: int = 0
@@ -90,6 +92,8 @@ class BuildConfig:
         if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         self.precision_config().validate()
+        if self.classes is not None:
+            check_classes(self.classes)
         if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
             raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
@@ -120,6 +124,8 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
     """The SPEC of --model as an in-memory bundle, and a name for reports."""
     spec = cfg.model or DEFAULT_MODEL
     if spec in zoo.names() and not Path(spec).exists():
+        if cfg.classes is not None:
+            raise GencompressError(f"--classes applies to a package.module:callable model whose forward takes (z, y), not zoo model {spec!r}")
         if cfg.input_shape is not None and tuple(cfg.input_shape[1:]) != zoo.input_shape(spec):
             raise GencompressError(
                 f"input shape {'x'.join(map(str, cfg.input_shape))} does not fit zoo model {spec!r} "
@@ -136,7 +142,12 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
 
         bundle = get_or_train(spec, progress=cfg.progress)
         return load_spec(str(bundle.path)), f"{spec} (trained on digits)"
-    return load_spec(spec, cfg.input_shape, cfg.checkpoint, cfg.trust_pickle), spec
+    return load_spec(spec, cfg.input_shape, cfg.checkpoint, cfg.trust_pickle, classes=cfg.classes), spec
+
+
+def _user_batch(cfg: BuildConfig) -> int:
+    """The batch of --input-shape: errors quote the shape the user gave."""
+    return cfg.input_shape[0] if cfg.input_shape else 1
 
 
 def build(cfg: BuildConfig) -> dict:
@@ -154,6 +165,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     timer = StageTimer(cfg.progress)
     with timer.stage("load"):
         source, name = resolve_model(cfg)
+        if source.model is not None:  # a wrong input shape or NaN output is named here, before MACs are counted
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         macs = count_macs(source.model, source.input_shape) if source.model is not None else None
         cfg = sample_counts(cfg, macs / 1e9 if macs else None)
         data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
@@ -163,9 +176,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     inputs, inputs_record = evaluation_inputs(data, source.manifest["input"], cfg.eval_samples, cfg.eval_seed)
 
     with timer.stage("reference"):
-        if source.model is not None:
-            user_batch = cfg.input_shape[0] if cfg.input_shape else 1  # errors quote the shape the user gave
-            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, user_batch))
+        if source.model is not None and cfg.prune is not None:  # the pruned model: checked again
+            source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
         if source.model is not None:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
