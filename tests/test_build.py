@@ -124,7 +124,9 @@ def test_min_psnr_build_keeps_the_most_sensitive_layers_float_and_reports_them(t
     assert floats == set(search["keep_float"])
     by_fragility = sorted(search["layer_psnr_db"], key=search["layer_psnr_db"].get)
     assert floats == set(by_fragility[: len(floats)])  # the most sensitive ones, and only as many as needed
-    assert [t["float_layers"] for t in search["tried"]] == list(range(len(floats) + 1))
+    probed = {t["float_layers"]: t["meets_floor"] for t in search["tried"]}
+    assert probed[len(floats)] and all(not ok for k, ok in probed.items() if k < len(floats))
+    assert len(floats) == 0 or len(floats) - 1 in probed  # one fewer float layer was tried and missed
     report = (out / "report" / "report.md").read_text()
     assert "PSNR with only this layer INT8 (dB)" in report and f"Budget 47 dB: {search['psnr_db']:.2f} dB" in report
 

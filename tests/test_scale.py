@@ -86,3 +86,19 @@ def test_percentile_from_a_shared_histogram_matches_its_own_pass():
     for key, value in amax.items():
         torch.testing.assert_close(value, own.state_dict()[key], rtol=1e-5, atol=1e-7)
     assert any(not torch.allclose(v, entropy.state_dict()[k]) for k, v in amax.items())  # the methods differ
+
+
+@pytest.mark.parametrize("need", [0, 1, 2, 3, 5, 8, 13, 40])
+def test_the_float_layer_search_finds_the_fewest_in_few_passes(need):
+    from gencompress.compress.sensitivity import fewest_passing
+
+    calls: list[int] = []
+
+    def passes(k: int) -> bool:
+        calls.append(k)
+        return k >= need
+
+    assert fewest_passing(40, passes) == need
+    assert need == 0 or need - 1 in calls  # one fewer was tried and missed
+    assert len(calls) <= 2 * max(1, need).bit_length() + 2  # logarithmic, not one pass per layer
+    assert fewest_passing(40, lambda k: False) is None
