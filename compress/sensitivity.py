@@ -18,7 +18,7 @@ from torch import nn
 from gencompress.batching import MAX_BATCH, forward_batched
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, finite_db, not_met
+from gencompress.floor import QualityFloor, fewest_passing, finite_db, not_met
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 
@@ -54,29 +54,6 @@ def layer_sensitivity(qmodel, layers, x, reference, progress: bool, batch: int =
         result[name] = _psnr_of(qmodel, x, reference, batch)
     _set_quantized(layers, set(layers))
     return result
-
-
-def fewest_passing(most: int, passes) -> int | None:
-    """The smallest k in 0..most with passes(k) true, assuming more float layers never hurt:
-    0, 1, 2, 4, ... until one passes, then bisection between the last miss and it. A handful of
-    passes where a linear scan of a 40-layer decoder took 40 (each a pass over the held-out set).
-    None if even `most` misses."""
-    if passes(0):
-        return 0
-    miss, k = 0, 1
-    while k < most and not passes(k):
-        miss, k = k, 2 * k
-    if k >= most:
-        k = most
-        if not passes(k):
-            return None
-    while k - miss > 1:  # passes(k) is true, passes(miss) false
-        mid = (miss + k) // 2
-        if passes(mid):
-            k = mid
-        else:
-            miss = mid
-    return k
 
 
 def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floor: QualityFloor, progress: bool = True,

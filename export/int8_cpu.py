@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, best_of, finite_db, not_met
+from gencompress.floor import QualityFloor, best_of, fewest_passing, finite_db, not_met
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 
@@ -194,20 +194,22 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
     sens = {n: search.score(search.quantize(chosen, only=groups[n]), psnr_only=True) for n in bar(nodes, "sensitivity", progress, leave=False)}
     record["layer_psnr_db"] = {n: s["psnr_db"] for n, s in sens.items()}
     order = sorted(nodes, key=lambda n: sens[n]["psnr_db"])  # most sensitive first
-    tried = [{"float_layers": 0, **scores[chosen]}]
-    path, best = paths[chosen], scores[chosen]
-    for k in range(1, len(order)):
-        if best["meets_floor"]:
-            break
-        path = search.quantize(chosen, exclude=[m for n in order[:k] for m in groups[n]])
-        best = search.score(path)
-        tried.append({"float_layers": k, **best})
-    record["tried"] = tried
-    if not best["meets_floor"]:
-        top = max(tried, key=lambda t: t["psnr_db"])
+    probes: dict[int, tuple[Path, dict]] = {0: (paths[chosen], scores[chosen])}
+
+    def meets(k: int) -> bool:
+        if k not in probes:
+            path = search.quantize(chosen, exclude=[m for n in order[:k] for m in groups[n]])
+            probes[k] = (path, search.score(path))
+        return probes[k][1]["meets_floor"]
+
+    k = fewest_passing(len(order) - 1, meets)  # at least one node stays integer
+    record["tried"] = [{"float_layers": i, **probes[i][1]} for i in sorted(probes)]
+    if k is None:
+        top = max(record["tried"], key=lambda t: t["psnr_db"])
         raise not_met(floor, top, f"ONNX Runtime CPU integer form, {chosen} calibration, {top['float_layers']} of {len(order)} "
                                   "nodes float, the most sensitive first")
-    record.update(keep_float=order[: tried[-1]["float_layers"]], psnr_db=best["psnr_db"], ssim=best["ssim"])
+    path, best = probes[k]
+    record.update(keep_float=order[:k], psnr_db=best["psnr_db"], ssim=best["ssim"])
     record["float_for_quality"] = list(record["keep_float"])
     if speed_aware:
         path = _speed_pass(search, chosen, groups, path, record, threads)

@@ -90,7 +90,7 @@ def test_percentile_from_a_shared_histogram_matches_its_own_pass():
 
 @pytest.mark.parametrize("need", [0, 1, 2, 3, 5, 8, 13, 40])
 def test_the_float_layer_search_finds_the_fewest_in_few_passes(need):
-    from gencompress.compress.sensitivity import fewest_passing
+    from gencompress.floor import fewest_passing
 
     calls: list[int] = []
 
