@@ -112,7 +112,11 @@ def modelopt_config(cfg: QuantConfig) -> dict:
             {"quantizer_name": "*weight_quantizer", "parent_class": cls, "cfg": {"num_bits": 8, "axis": cfg.deconv_weight_axis}}
         )
     if cfg.calibrator in HISTOGRAM_METHODS:  # activations: histogram; amax picked after the forward loop
-        rules.append({"quantizer_name": "*input_quantizer", "cfg": {"num_bits": 8, "axis": None, "calibrator": "histogram"}})
+        # Edit modelopt's own input rule rather than append one: an appended `*input_quantizer` rule
+        # would come after, and so undo, its rules that keep BatchNorm, LeakyReLU and Embedding float.
+        for rule in rules:
+            if rule.get("quantizer_name") == "*input_quantizer" and "parent_class" not in rule and "cfg" in rule:
+                rule["cfg"] = {**rule["cfg"], "calibrator": "histogram"}
     for pattern in cfg.keep_float:
         rules.append({"quantizer_name": f"{pattern}.*", "enable": False})
     config["algorithm"] = None if cfg.calibrator in HISTOGRAM_METHODS else cfg.calibrator

@@ -117,6 +117,8 @@ def check_output_dir(target: str | os.PathLike) -> None:
     Root ignores permission bits, so besides os.access we create and remove a probe file:
     that catches read-only file systems and full disks as well.
     """
+    if "\x00" in os.fspath(target):  # no file system takes it; os calls would raise ValueError
+        raise GencompressError(f"output folder {os.fspath(target)!r} contains a NUL byte")
     target = Path(target)
     _check_replaceable(target)
     parent = _check_parent_writable(target)
@@ -152,6 +154,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     folder stays as it was. Another process writing `target` is waited for (and its
     result replaced, which stderr says), unless this process claimed it already.
     """
+    if "\x00" in os.fspath(target):  # no file system takes it; os calls would raise ValueError
+        raise GencompressError(f"output folder {os.fspath(target)!r} contains a NUL byte")
     target = Path(target)
     _check_replaceable(target)
     parent = _check_parent_writable(target)

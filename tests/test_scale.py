@@ -102,3 +102,23 @@ def test_the_float_layer_search_finds_the_fewest_in_few_passes(need):
     assert need == 0 or need - 1 in calls  # one fewer was tried and missed
     assert len(calls) <= 2 * max(1, need).bit_length() + 2  # logarithmic, not one pass per layer
     assert fewest_passing(40, lambda k: False) is None
+
+
+@pytest.mark.parametrize("calibrator", ["entropy", "percentile"])
+def test_histogram_calibrators_quantise_the_same_layers_as_max(calibrator):
+    """modelopt keeps BatchNorm inputs float; the histogram rule used to re-enable them (11 Q/DQ pairs, not 8)."""
+    pytest.importorskip("modelopt")
+    from gencompress.compress.quantize import QuantConfig, quantize_module
+    from gencompress import zoo
+
+    def enabled(qmodel):
+        return {name for name, m in qmodel.named_modules() if name.endswith("_quantizer") and getattr(m, "is_enabled", False)}
+
+    torch.manual_seed(0)
+    model = zoo.build("dcgan").eval()  # ConvTranspose + BatchNorm
+    inputs = torch.randn(8, 100, 1, 1)
+    cfg = QuantConfig(calibrator="max", calib_samples=8, calib_batch=8)
+    plain = enabled(quantize_module(model, (100, 1, 1), "normal", cfg, progress=False, inputs=inputs))
+    histogram = enabled(quantize_module(model, (100, 1, 1), "normal", replace(cfg, calibrator=calibrator), progress=False, inputs=inputs))
+    assert histogram == plain
+    assert len(plain) == 8  # four ConvTranspose layers: input and weight each

@@ -2,7 +2,7 @@
 runtime choice of `build --int8 --target cpu` recorded in the bundle and run by `bench`."""
 from __future__ import annotations
 
-import builtins
+import sys
 import json
 from pathlib import Path
 
@@ -41,14 +41,9 @@ def _inputs(n: int, seed: int) -> np.ndarray:
 def test_missing_openvino_says_what_to_install(monkeypatch):
     from gencompress.export import openvino
 
-    real_import = builtins.__import__
-
-    def no_openvino(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 0 and name.split(".")[0] in ("openvino", "nncf"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    # None in sys.modules makes every import of the name raise ImportError, as when it is not installed
+    for name in ("openvino", "nncf"):
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependencyError, match="pip install openvino"):
         BACKENDS["openvino"]("model.onnx")
     with pytest.raises(MissingDependencyError, match="pip install nncf"):

@@ -193,7 +193,7 @@ def test_build_option_parsing(argv):
         assert seen or "-h" in argv, outcome
         if seen:
             cfg = seen[0]
-            assert cfg.calib_samples >= 1 and cfg.precision in ("int8", "fp16", "fp32")
+            assert (cfg.calib_samples is None or cfg.calib_samples >= 1) and cfg.precision in ("int8", "fp16", "fp32")
             assert cfg.input_shape is None or all(d > 0 for d in cfg.input_shape)
     else:
         assert outcome.exit_code == 2, outcome

@@ -263,3 +263,11 @@ def test_a_checkpoint_folder_in_use_by_another_process_is_refused(tmp_path):
         holder.communicate("\n", timeout=60)
     with checkpoint.claim_root(root, resume=True):  # free again once the holder is done
         pass
+
+
+def test_an_out_path_with_a_nul_byte_is_a_one_line_error(tmp_path):
+    """Found by tests/reliability/test_fuzz.py: os calls raised ValueError (exit 3, 'internal error')."""
+    from tests.helpers import run_cli
+
+    result = run_cli("build", "--int8", "--out", str(tmp_path / "a\x00b"))
+    assert result.exit_code == 2 and "NUL byte" in result.output and "internal error" not in result.output
