@@ -72,6 +72,9 @@ class QuantConfig:
     min_psnr: float | None = None  # quality budget vs FP32 (None: the default floor, gencompress/floor.py)
     no_floor: bool = False  # --no-quality-floor: keep every layer INT8, whatever the quality
     eval_samples: int = 64  # latents for sensitivity and budget checks
+    # The float-layer search aims this far above the floor: it judges on held-out inputs, and the
+    # build's gate measures other ones, where a mix that just met the floor can land 0.02 dB under.
+    search_margin_db: float = 0.0
     qat_steps: int = 0  # quantisation-aware fine-tuning steps, distilled from the FP32 model
     qat_lr: float = 1e-5
     qat_batch: int = 32
@@ -236,7 +239,9 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
     cfg = replace(cfg, calibrator=calibrators["chosen"])
     search = None
     if floor is not None:
-        search = choose_mix(qmodel, held, reference, floor, progress, cfg.calib_batch)
+        search = choose_mix(qmodel, held, reference, replace(floor, min_psnr=floor.min_psnr + cfg.search_margin_db), progress,
+                            cfg.calib_batch)
+        search.update(budget_db=floor.min_psnr, floor=floor.as_dict(), search_margin_db=cfg.search_margin_db)
         cfg = replace(cfg, keep_float=tuple(dict.fromkeys((*cfg.keep_float, *search["keep_float"]))))
     qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}

@@ -33,6 +33,10 @@ PRECISIONS = defaults.PRECISIONS
 CALIB_SEED = 1234  # the calibration draw; held-out search inputs use CALIB_SEED + 1, the build's evaluation seed 0
 
 
+# A build's float-layer search aims this far above its floor (see QuantConfig.search_margin_db).
+SEARCH_MARGIN_DB = 0.3
+
+
 @dataclass
 class PrecisionConfig:
     precision: str = "int8"
@@ -66,7 +70,8 @@ class PrecisionConfig:
     def quant_config(self) -> QuantConfig:
         return QuantConfig(calibrator=self.calibrator if self.calibrator in CALIBRATOR_CHOICES else "auto", calib_samples=self.calib_samples,
                            calib_batch=self.calib_batch, calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
-                           no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, seed=CALIB_SEED)
+                           no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, seed=CALIB_SEED,
+                           search_margin_db=SEARCH_MARGIN_DB)
 
 
 def apply_precision(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, progress: bool = True,
