@@ -61,7 +61,7 @@ QUANTIZABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 @dataclass
 class QuantConfig:
     calibrator: str = "auto"
-    calib_samples: int = 256
+    calib_samples: int = defaults.CALIB_SAMPLES
     calib_batch: int = 32
     calib_from: str = "auto"  # auto | latents | encoder (see compress/calibration.py)
     deconv_weight_axis: int = 1
@@ -71,7 +71,7 @@ class QuantConfig:
     keep_float: tuple[str, ...] = ()
     min_psnr: float | None = None  # quality budget vs FP32 (None: the default floor, gencompress/floor.py)
     no_floor: bool = False  # --no-quality-floor: keep every layer INT8, whatever the quality
-    eval_samples: int = 64  # latents for sensitivity and budget checks
+    eval_samples: int = defaults.EVAL_SAMPLES  # latents for sensitivity and budget checks
     # The float-layer search aims this far above the floor: it judges on held-out inputs, and the
     # build's gate measures other ones, where a mix that just met the floor can land 0.02 dB under.
     search_margin_db: float = 0.0

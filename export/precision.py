@@ -42,14 +42,14 @@ class PrecisionConfig:
     precision: str = "int8"
     target: str = "gpu"
     calibrator: str = "auto"  # auto: the best on held-out inputs (see compress/quantize.py, int8_cpu.py)
-    calib_samples: int = 256
+    calib_samples: int = defaults.CALIB_SAMPLES
     calib_batch: int = 32  # mini-batches: ONNX Runtime's arena holds one batch's activations
     calib_from: str = "auto"
     deconv_weight_axis: int = 1
     min_psnr: float | None = None  # None: the default floor (gencompress/floor.py)
     no_floor: bool = False
     qat_steps: int = 0
-    eval_samples: int = 64
+    eval_samples: int = defaults.EVAL_SAMPLES
     threads: int = 2
     deconv_form: str = "sub-pixel"  # how --target cpu rewrites ConvTranspose (compress/rewrite.py)
     speed_aware: bool = True  # --target cpu: layers not faster in INT8 (ONNX Runtime's profile) stay float

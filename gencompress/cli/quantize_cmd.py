@@ -14,7 +14,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--calibrator", type=click.Choice(defaults.CALIBRATOR_CHOICES), default=defaults.DEFAULT_CALIBRATOR, show_default=True,
               help="auto: calibrate with each and keep the best on held-out latents.")
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="For --calibrator percentile.")
-@click.option("--calib-samples", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--calib-samples", default=defaults.CALIB_SAMPLES, show_default=True, type=click.IntRange(min=1))
 @calib_from_option
 @data_options
 @click.option("--deconv-weight-axis", type=click.Choice(["0", "1"]), default="1", show_default=True,
