@@ -66,8 +66,8 @@ def _run(spec: dict) -> dict:
     sessions = {name: _session(path) for name, path in spec["graphs"].items()}
     x = np.load(spec["input"])
     feeds = {name: {s.get_inputs()[0].name: x} for name, s in sessions.items()}
-    per_call = {name: _warm_up(s, feeds[name], spec) for name, s in sessions.items()}
-    n_rounds, inner = _plan(spec, sum(per_call.values()))
+    per_call = {name: warm_up(lambda s=s, name=name: s.run(None, feeds[name]), spec) for name, s in sessions.items()}
+    n_rounds, inner = plan(spec, sum(per_call.values()))
     rounds: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(n_rounds):
         for name, s in sessions.items():
@@ -90,19 +90,20 @@ def _run(spec: dict) -> dict:
     }
 
 
-def _warm_up(session, feed: dict, spec: dict) -> float:
-    """Warm-up calls (cut short after a share of the time bound); returns seconds per call."""
+def warm_up(call, spec: dict) -> float:
+    """`call()` spec["warmup"] times (cut short after a share of spec["seconds"]); returns seconds
+    per call. Shared with export/cpu_runtime.py's runtime timing."""
     limit = WARMUP_SHARE * spec["seconds"] / len(spec["graphs"]) if spec.get("seconds") else float("inf")
     calls, start = 0, time.perf_counter()
     while calls < max(spec["warmup"], 1):  # one call at least: it tells the cost of a call
-        session.run(None, feed)
+        call()
         calls += 1
         if time.perf_counter() - start >= limit:
             break
     return (time.perf_counter() - start) / calls
 
 
-def _plan(spec: dict, round_call_s: float) -> tuple[int, int]:
+def plan(spec: dict, round_call_s: float) -> tuple[int, int]:
     """(rounds, calls per round) within spec["seconds"]; `round_call_s`: one call of every graph."""
     rounds, inner = spec["rounds"], spec["inner"]
     if not spec.get("seconds") or round_call_s <= 0:

@@ -272,8 +272,10 @@ def _input_sizes(model: nn.Module, input_shape, kind: type = nn.ConvTranspose2d)
     return sizes
 
 
-def rewrite_deconvs(model: nn.Module, input_shape, tolerance: float = 1e-5, form: str = "four-phase") -> tuple[nn.Module, list[str]]:
-    """A copy of `model` with every rewritable ConvTranspose2d replaced, verified exact.
+def rewrite_deconvs(model: nn.Module, input_shape, tolerance: float = 1e-5, form: str = "four-phase",
+                    verify: bool = True) -> tuple[nn.Module, list[str]]:
+    """A copy of `model` with every rewritable ConvTranspose2d replaced, verified exact
+    (unless `verify` is False: the caller verifies the whole rewrite once).
 
     Returns the model and the names of the layers rewritten. Deconvolutions of other
     shapes stay as they are (they then run in FP32 on ONNX Runtime's CPU provider).
@@ -290,7 +292,8 @@ def rewrite_deconvs(model: nn.Module, input_shape, tolerance: float = 1e-5, form
         parent_name, _, attr = name.rpartition(".")
         setattr(rewritten.get_submodule(parent_name) if parent_name else rewritten, attr, replacement)
         done.append(name)
-    _verify(model, rewritten, input_shape, tolerance)
+    if verify and done:
+        _verify(model, rewritten, input_shape, tolerance)
     return rewritten, done
 
 
@@ -324,13 +327,15 @@ def rewrite_upsample_convs(model: nn.Module, input_shape) -> list[str]:
 def _verify(original: nn.Module, rewritten: nn.Module, input_shape, tolerance: float) -> None:
     """Compared in float64 (a model with wide activations differs by more than 1e-5 in float32
     from summation order alone), to `tolerance` relative to the output's peak (at least 1)."""
-    x = torch.randn(4, *input_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # Two samples: the rewrite is linear algebra that either holds at every output value or
+    # not; a float64 pass of a 256-px decoder costs seconds and gigabytes per sample.
+    x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():
         ref = copy.deepcopy(original).double().eval()(x)
         err = (ref - copy.deepcopy(rewritten).double()(x)).abs().max().item()
         scale = max(1.0, ref.abs().max().item())
     if not err < tolerance * scale:
-        raise GencompressError(f"ConvTranspose rewrite is not exact: max abs error {err:.2e} >= {tolerance:.0e} x output peak {scale:.2g}")
+        raise GencompressError(f"the CPU integer rewrite (BatchNorm folding, deconvolution and upsampling rewrites) is not exact: max abs error {err:.2e} >= {tolerance:.0e} x output peak {scale:.2g}")
 
 
 def _fold_into(layer: nn.Module, bn: nn.BatchNorm2d) -> None:
@@ -400,10 +405,10 @@ def cpu_integer_ready(model: nn.Module, input_shape, tolerance: float = 1e-5, fo
     """BatchNorms folded and deconvolutions rewritten, verified against `model` in FP32."""
     folded = copy.deepcopy(model).eval()
     n = fold_batchnorms(folded)
-    _verify(model, folded, input_shape, tolerance)
-    rewritten, names = rewrite_deconvs(folded, input_shape, tolerance, form)
+    rewritten, names = rewrite_deconvs(folded, input_shape, tolerance, form, verify=False)
     upsamples = rewrite_upsample_convs(rewritten, input_shape)
     absorb_activations(rewritten)
     keep_channels_for_norms(rewritten)
-    _verify(model, rewritten, input_shape, tolerance)
+    if n or names or upsamples:  # one float64 check of the whole rewrite (each pass costs a forward in float64)
+        _verify(model, rewritten, input_shape, tolerance)
     return rewritten, {"batchnorms_folded": n, "deconvs_rewritten": names, "deconv_form": form, "upsample_convs_rewritten": upsamples}

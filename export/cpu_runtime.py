@@ -43,8 +43,8 @@ EQUAL_QUALITY_DB = 0.1
 SAME_SPEED = 0.05
 # NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
 NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
-MIN_ROUNDS = 3  # fewer interleaved rounds than this give no median worth quoting
-BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (rounds cut, never below MIN_ROUNDS)
+BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see benchmarks/ort_pair.plan)
+SETTLE_BELOW_S = 0.05
 
 
 @dataclass
@@ -92,46 +92,45 @@ def time_runtimes(graphs: dict[str, Graph], batch_input: np.ndarray, threads: in
     """Time each graph on `batch_input` in a child process (module docstring); the first graph
     is the reference of the ratios. Returns {"median_ms", "ratio_to_first", "rounds", "method"}.
 
-    `max_seconds`: after the first round, run only as many rounds (at least MIN_ROUNDS) as fit
-    in this time, so a large model on a small CPU does not hold the build for minutes."""
+    `max_seconds`: the warm-up calls tell each graph's cost, and the calls per round, then the
+    rounds, shrink to fit this time (benchmarks/ort_pair.plan), so a large model on a small
+    CPU does not hold the build for minutes."""
     spec = {"graphs": {k: {"runtime": g.runtime, "path": str(g.path), "precision": g.precision} for k, g in graphs.items()},
             "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup, "settle": settle, "max_seconds": max_seconds}
     return run_in_child("gencompress.export.cpu_runtime", spec, batch_input, "CPU runtime timing")
 
 
 def _time_in_child(spec: dict) -> dict:
+    from gencompress.benchmarks.ort_pair import plan, warm_up
+
+    spec = {**spec, "seconds": spec.get("max_seconds")}  # ort_pair's name for the time bound
     runners = {name: Graph(g["runtime"], Path(g["path"]), g["precision"]).runner(spec["threads"]) for name, g in spec["graphs"].items()}
     x = np.load(spec["input"])
-    for runner in runners.values():
-        for _ in range(spec["warmup"]):
-            runner.infer(x)
+    per_call = {name: warm_up(lambda r=runner: r.infer(x), spec) for name, runner in runners.items()}
+    # settle calls keep a runtime's spinning threads off the next graph's clock: milliseconds,
+    # which only a fast graph notices; a slow one is timed without them
+    settle = {name: spec["settle"] if t < SETTLE_BELOW_S else 0 for name, t in per_call.items()}
+    planned, inner = plan(spec, sum(t * (1 + settle[n] / spec["inner"]) for n, t in per_call.items()))
     rounds: dict[str, list[float]] = {name: [] for name in runners}
-    planned, inner, start_all = spec["rounds"], spec["inner"], time.perf_counter()
-    for r in range(spec["rounds"]):
-        if r == 1 and spec.get("max_seconds"):  # bounded by time as well as by count: fewer rounds, then fewer calls
-            budget, per_round = spec["max_seconds"], time.perf_counter() - start_all
-            planned = max(MIN_ROUNDS, min(planned, int(budget / per_round)))
-            inner = max(MIN_ROUNDS, min(inner, int(inner * budget / (planned * per_round))))
-        if r == planned:
-            break
+    for _ in range(planned):
         for name, runner in runners.items():
-            for _ in range(spec["settle"]):
+            for _ in range(settle[name]):
                 runner.infer(x)
             times = []
-            for _ in range(inner if r else spec["inner"]):
+            for _ in range(inner):
                 start = time.perf_counter_ns()
                 runner.infer(x)
                 times.append((time.perf_counter_ns() - start) / 1e6)
             rounds[name].append(float(np.median(times)))
     first = np.asarray(next(iter(rounds.values())))
-    done = len(first)
     return {
         "median_ms": {k: float(np.median(v)) for k, v in rounds.items()},
         "ratio_to_first": {k: float(np.median(first / np.asarray(v))) for k, v in rounds.items()},
         "rounds": rounds,
-        "method": (f"child process without PyTorch work, {spec['threads']} threads per runtime, {done} interleaved rounds x "
-                   f"{inner}{'' if inner == spec['inner'] else ' (first round ' + str(spec['inner']) + ')'} calls (after {spec['settle']} untimed) per graph, {spec['warmup']} warm-up calls; batch {len(x)}; "
-                   "median of round medians, median of per-round ratios"),
+        "method": (f"child process without PyTorch work, {spec['threads']} threads per runtime, {planned} interleaved rounds x "
+                   f"{inner} calls per graph (after {spec['settle']} untimed where a call takes under {SETTLE_BELOW_S * 1e3:g} ms), "
+                   f"up to {spec['warmup']} warm-up calls; batch {len(x)}; median of round medians, median of per-round ratios"
+                   + (f"; bounded to about {spec['seconds']:g} s" if spec.get("seconds") else "")),
     }
 
 

@@ -35,6 +35,7 @@ from .runners import OrtRunner, run_batches
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 PROFILE_RUNS = 20
+PROFILE_SECONDS, MIN_PROFILE_RUNS = 15.0, 5  # a 256-px decoder's batch takes ~2 s a run: time-bounded, as the latency table
 
 
 def layer_groups(prepared: Path) -> dict[str, list[str]]:
@@ -68,8 +69,9 @@ class _Search:
     """Quantise the prepared float graph with given choices and score it on held-out inputs."""
 
     def __init__(self, prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor, fmt: str, threads: int,
-                 batch: int = 32):
+                 batch: int = 32, histogram_samples: int | None = None):
         self.prepared, self.work, self.calib, self.held, self.batch = prepared, work, calib, held, batch
+        self.histogram_samples = histogram_samples or len(calib)
         self.floor, self.fmt, self.threads = floor, fmt, threads
         runner = OrtRunner(prepared, threads)
         self.reference = run_batches(runner, held, batch)  # the float graph itself: the search's FP32
@@ -79,9 +81,13 @@ class _Search:
     def quantize(self, calibrator: str, exclude=(), only=None) -> Path:
         self.count += 1
         dst = self.work / f"cpu-int8-{self.count}.onnx"
-        return quantize_prepared(self.prepared, dst, self.calib, fmt=self.fmt, calibrator=calibrator, nodes_to_exclude=list(exclude),
+        return quantize_prepared(self.prepared, dst, self.calib[: self.samples(calibrator)], fmt=self.fmt, calibrator=calibrator, nodes_to_exclude=list(exclude),
                                  nodes_to_quantize=list(only) if only is not None else None,
                                  cache=self.work / f"ranges-{calibrator}.json", batch=self.batch)
+
+    def samples(self, calibrator: str) -> int:
+        """Calibration inputs `calibrator` reads: all for MinMax, fewer for the histogram ones (defaults.HISTOGRAM_BUDGET_GMAC)."""
+        return len(self.calib) if calibrator == "max" else min(len(self.calib), self.histogram_samples)
 
     def score(self, path: Path, psnr_only: bool = False) -> dict:
         """The floor's scores (PSNR, SSIM, meets_floor); PSNR alone where only the order counts."""
@@ -93,10 +99,12 @@ class _Search:
         return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
 
 
-def node_times(path: Path, x: np.ndarray, threads: int, runs: int = PROFILE_RUNS) -> dict[str, float]:
-    """Median microseconds per node name over `runs` runs, from ONNX Runtime's profiler."""
+def node_times(path: Path, x: np.ndarray, threads: int, runs: int = PROFILE_RUNS, max_seconds: float = PROFILE_SECONDS) -> dict[str, float]:
+    """Median microseconds per node name over `runs` runs (fewer, never under MIN_PROFILE_RUNS,
+    where they would take over `max_seconds`: the warm-up run sets the pace), from ONNX Runtime's profiler."""
     import json
     import os
+    import time
 
     import onnxruntime as ort
 
@@ -105,7 +113,9 @@ def node_times(path: Path, x: np.ndarray, threads: int, runs: int = PROFILE_RUNS
     opts.profile_file_prefix = str(path.with_suffix(""))
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: x}
+    start = time.perf_counter()
     session.run(None, feed)  # warm-up, not counted below: the profile keeps every run; drop the first
+    runs = max(MIN_PROFILE_RUNS, min(runs, int(max_seconds / max(time.perf_counter() - start, 1e-6))))
     for _ in range(runs):
         session.run(None, feed)
     trace = session.end_profiling()
@@ -155,7 +165,7 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
     int8_us = layer_times(node_times(path, x, threads), search.prepared, groups)
     keep = record["keep_float"]
     slow = [n for n in slower_in_int8(float_us, int8_us) if n not in keep]
-    record["speed"] = {"float_us": float_us, "int8_us": int8_us, "batch": len(x), "runs": PROFILE_RUNS, "threads": threads,
+    record["speed"] = {"float_us": float_us, "int8_us": int8_us, "batch": len(x), "runs": f"{MIN_PROFILE_RUNS}-{PROFILE_RUNS}, about {PROFILE_SECONDS:g} s per graph", "threads": threads,
                        "loadavg": list(os.getloadavg()), "float_for_speed": [], "slower_in_int8": slow}
     if not slow or len(keep) + len(slow) >= len(groups):  # at least one layer stays INT8: else build --fp32
         record["speed"]["note"] = "no INT8 layer faster than float here: build --fp32 is the faster model" if slow else ""
@@ -171,22 +181,23 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
 
 def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor | None,
                     calibrator: str = "auto", fmt: str = "qoperator", threads: int = 2, progress: bool = True,
-                    speed_aware: bool = False, batch: int = 32) -> tuple[Path, dict]:
+                    speed_aware: bool = False, batch: int = 32, histogram_samples: int | None = None) -> tuple[Path, dict]:
     """The integer graph that meets `floor` with the fewest float nodes; returns its path and
     the record for the recipe and report (calibrators' scores, sensitivity, float nodes)."""
     if fmt not in CPU_FORMATS:
         raise GencompressError(f"unknown CPU INT8 format {fmt!r}; known: {', '.join(CPU_FORMATS)}")
     if calibrator != "auto" and calibrator not in CPU_CALIBRATORS:
         raise GencompressError(f"calibrator {calibrator!r} is not available for --target cpu; known: auto, {', '.join(CPU_CALIBRATORS)}")
-    search = _Search(prepared, work, calib, held, floor or QualityFloor(1.0), fmt, threads, batch)
+    search = _Search(prepared, work, calib, held, floor or QualityFloor(1.0), fmt, threads, batch, histogram_samples)
     names = tuple(CPU_CALIBRATORS) if calibrator == "auto" else (calibrator,)
     paths, scores = {}, {}
     for name in bar(list(names), "calibrators", progress, leave=False):
         paths[name] = search.quantize(name)
         scores[name] = search.score(paths[name])
     chosen = best_of(scores)
-    record = {"calibrators": {"asked": calibrator, "chosen": chosen, "scores": scores}, "floor": floor.as_dict() if floor else None,
-              "keep_float": [], "psnr_db": scores[chosen]["psnr_db"], "ssim": scores[chosen]["ssim"]}
+    record = {"calibrators": {"asked": calibrator, "chosen": chosen, "scores": scores,
+                              "calibration_inputs": {n: search.samples(n) for n in names}}, "floor": floor.as_dict() if floor else None,
+              "keep_float": [], "float_nodes": [], "psnr_db": scores[chosen]["psnr_db"], "ssim": scores[chosen]["ssim"]}
     if floor is None:
         return paths[chosen], record
     groups = layer_groups(prepared)
@@ -214,4 +225,14 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
     if speed_aware:
         path = _speed_pass(search, chosen, groups, path, record, threads)
         record["keep_float"] = [*record["keep_float"], *record["speed"]["float_for_speed"]]
+    record["float_nodes"] = [m for n in record["keep_float"] for m in groups[n]]
     return path, record
+
+
+def requantize(prepared: Path, work: Path, calibrator: str, float_nodes, dst: Path, fmt: str) -> Path:
+    """The searched quantisation again, in another format (e.g. Q/DQ for OpenVINO to compile):
+    same graph, same calibrator's cached ranges, same float nodes; no calibration pass."""
+    cache = work / f"ranges-{calibrator}.json"
+    if not cache.is_file():
+        raise GencompressError(f"no cached {calibrator} ranges in {work}: requantize follows search_cpu_int8 in the same folder")
+    return quantize_prepared(prepared, dst, None, fmt=fmt, calibrator=calibrator, nodes_to_exclude=float_nodes, cache=cache)

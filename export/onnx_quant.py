@@ -22,15 +22,39 @@ from gencompress.errors import GencompressError, first_line
 
 
 class _Reader:
-    """ONNX Runtime's CalibrationDataReader protocol over drawn inputs, in batches."""
+    """ONNX Runtime's CalibrationDataReader protocol over drawn inputs, in batches, read one
+    batch per `collect_data` call (see STRIDED: the calibrator then holds one batch's
+    activations, not every batch's)."""
 
     def __init__(self, input_name: str, inputs: np.ndarray, batch: int):
         from gencompress.progress import bar
 
-        self.chunks = iter(bar([{input_name: inputs[i : i + batch]} for i in range(0, len(inputs), batch)], "calibrate", leave=False))
+        self.batches = [{input_name: inputs[i : i + batch]} for i in range(0, len(inputs), batch)]
+        self.progress = bar(None, "calibrate", total=len(self.batches), leave=False)
+        self.chunks = iter(self.batches)  # all of them, unless quantize_static strides with set_range
+        self.read = 0  # batches handed out
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.chunks = iter(self.batches[start_index:end_index])
 
     def get_next(self):
-        return next(self.chunks, None)
+        chunk = next(self.chunks, None)
+        if chunk is not None:
+            self.read += 1
+            self.progress.update(1)
+            if self.read == len(self.batches):
+                self.progress.close()
+        return chunk
+
+
+# quantize_static's calibrators keep every batch's intermediate outputs until the reader is
+# drained (the histogram ones for the whole pass), then reduce them: a 256x256 decoder on 56
+# inputs asked for tens of GB. With a stride of one batch, quantize_static calls collect_data
+# once per batch, and each call reduces its batch into the running min/max or histogram.
+STRIDED = {"CalibStridedMinMax": 1}
 
 
 def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
@@ -44,7 +68,7 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
         per_channel=True,
         op_types_to_quantize=["Conv", "ConvTranspose", "Gemm", "MatMul"],
         calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, **STRIDED},
     )
     return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs, batch)
 
@@ -94,7 +118,7 @@ def cpu_options(fmt: str = "qdq", calibrator: str = "max") -> dict:
         reduce_range=True,
         op_types_to_quantize=["Conv", "Gemm", "MatMul", *MOVE_OPS, *FUSED_ACTIVATIONS],
         calibrate_method=getattr(CalibrationMethod, CPU_CALIBRATORS[calibrator]),
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, **STRIDED},
     )
 
 
@@ -108,6 +132,33 @@ def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: 
     options = cpu_options(fmt, calibrator)
     _register_move_ops()
     return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs, batch)
+
+
+def activation_bytes_per_sample(path: Path) -> int:
+    """Bytes of every float tensor one input sample makes flow through the graph (shapes from
+    ONNX shape inference, the batch axis excluded; tensors of unknown shape not counted)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    total = 0
+    # by name: infer_shapes repeats what the graph already annotated
+    for info in {i.name: i for i in [*model.graph.value_info, *model.graph.output]}.values():
+        t = info.type.tensor_type
+        if t.elem_type != onnx.TensorProto.FLOAT or not t.HasField("shape"):
+            continue
+        dims = [d.dim_value for d in t.shape.dim[1:]]
+        if dims and all(d > 0 for d in dims):
+            total += 4 * int(np.prod(dims))
+    return total
+
+
+def calibration_batch(path: Path, batch: int) -> int:
+    """quantize_static's calibrators make every activation a graph output and hold a batch's
+    worth at once: `batch`, or fewer so that one batch's activations stay under
+    batching.CALIBRATION_BUDGET_MB (a 256-px decoder holds ~0.5 GB per sample)."""
+    from gencompress.batching import CALIBRATION_BUDGET_MB, batch_for
+
+    return min(batch, batch_for(activation_bytes_per_sample(path), CALIBRATION_BUDGET_MB))
 
 
 def prepare_for_quantization(src: Path, dst: Path) -> Path:
@@ -125,21 +176,25 @@ def prepare_for_quantization(src: Path, dst: Path) -> Path:
     return dst
 
 
-def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray, fmt: str = "qoperator", calibrator: str = "max",
+def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray | None, fmt: str = "qoperator", calibrator: str = "max",
                       nodes_to_exclude=(), nodes_to_quantize=None, cache: Path | None = None, batch: int = 32) -> Path:
     """The CPU integer form of a prepared graph, some nodes left float. With `cache`, the
-    calibrator's tensor ranges are computed on the first call and read back on later ones."""
+    calibrator's tensor ranges are computed on the first call and read back on later ones
+    (`inputs` may then be None)."""
     from onnxruntime.quantization import quantize_static
 
     import onnxruntime as ort
 
     options = cpu_options(fmt, calibrator)
     _register_move_ops()
-    input_name = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    reader = None
+    if inputs is not None and not (cache is not None and cache.is_file()):  # a cache hit reads no inputs
+        input_name = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+        reader = _Reader(input_name, inputs, calibration_batch(prepared, batch))
     logging.getLogger().setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(prepared), str(dst), _Reader(input_name, inputs, batch), nodes_to_exclude=list(nodes_to_exclude),
+            quantize_static(str(prepared), str(dst), reader, nodes_to_exclude=list(nodes_to_exclude),
                             nodes_to_quantize=nodes_to_quantize, calibration_cache_path=cache, **options)
     except Exception as exc:
         raise GencompressError(f"ONNX INT8 quantisation of {prepared.name} failed: {first_line(exc)[:300]}") from None
@@ -161,7 +216,7 @@ def _quantize_static(src: Path, dst: Path, input_shape, distribution: str, sampl
     logging.getLogger().setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, batch), **options)
+            quantize_static(str(prepped), str(dst), _Reader(input_name, inputs, calibration_batch(prepped, batch)), **options)
     except Exception as exc:
         first = first_line(exc)
         raise GencompressError(f"ONNX INT8 quantisation of {src.name} failed: {first[:300]}") from None

@@ -25,13 +25,15 @@ from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, quality_floor
 
-from .int8_cpu import search_cpu_int8
+from .int8_cpu import requantize, search_cpu_int8
 from .onnx_export import OnnxConfig, export_module, to_onnx
 from .onnx_quant import CPU_CALIBRATORS, CPU_FORM, convert_fp16, prepare_for_quantization, quantize_qdq_symmetric
 
 PRECISIONS = defaults.PRECISIONS
 CALIB_SEED = 1234  # the calibration draw; held-out search inputs use CALIB_SEED + 1, the build's evaluation seed 0
 
+
+CPU_PREPARED = "fp32-prepared.onnx"  # int8_cpu's pre-processed float graph, in the build's work folder
 
 # A build's float-layer search aims this far above its floor (see QuantConfig.search_margin_db).
 SEARCH_MARGIN_DB = 0.3
@@ -53,6 +55,7 @@ class PrecisionConfig:
     threads: int = 2
     deconv_form: str = "sub-pixel"  # how --target cpu rewrites ConvTranspose (compress/rewrite.py)
     speed_aware: bool = True  # --target cpu: layers not faster in INT8 (ONNX Runtime's profile) stay float
+    histogram_samples: int | None = None  # --target cpu: entropy/percentile calibrate on the first N inputs (None: all)
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -116,18 +119,25 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
         rewritten, info = cpu_integer_ready(source.model, source.input_shape, form=cfg.deconv_form)
         src = export_module(rewritten, source.input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
         step.update(info)
-    prepared = prepare_for_quantization(src, work / "fp32-prepared.onnx")
+    prepared = prepare_for_quantization(src, work / CPU_PREPARED)
     path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress,
-                                   speed_aware=cfg.speed_aware, batch=cfg.calib_batch)
+                                   speed_aware=cfg.speed_aware, batch=cfg.calib_batch, histogram_samples=cfg.histogram_samples)
     step["calibrator"] = record["calibrators"]["chosen"]
     step["calibrators"] = record.pop("calibrators")
     step["floor"] = record["floor"]
+    step["float_nodes"] = record["float_nodes"]
     if "layer_psnr_db" in record:
         step["sensitivity"] = {"budget_db": cfg.floor().min_psnr, **record}
     out = _holding(source.derive(step), source, Path(shutil.move(path, work / ONNX)))
     keep = set(record["keep_float"])
     out.manifest["precision"] = {n: "fp32" if n in keep else "int8" for n in record.get("layer_psnr_db", {})}
     return out, step["form"]
+
+
+def int8_cpu_as_qdq(step: dict, work: Path, dst: Path) -> Path:
+    """The quantisation `int8_cpu` searched (its calibrator's cached ranges, its float nodes),
+    written again as Q/DQ for another runtime to compile (OpenVINO): no second calibration."""
+    return requantize(work / CPU_PREPARED, work, step["calibrator"], step["float_nodes"], dst, "qdq")
 
 
 def _holding(out: Bundle, source: Bundle, path: Path) -> Bundle:

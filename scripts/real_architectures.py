@@ -23,7 +23,9 @@ import json
 import os
 import subprocess
 import sys
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SUPPLIED_SEED = 20261201
 SUPPLIED_SAMPLES = 16
 TAESD_LIMITS = {"wall_seconds": 600.0, "peak_rss_mb": round(2.5e9 / 2**20, 1)}  # the issue's "done when": 10 min, 2.5 GB
+TIMEOUT_S = 1800.0  # --timeout: a build still running after this is stopped and its row says so
 SMALL = False  # --small: the narrow builders (a smoke run of this script)
 
 
@@ -71,8 +74,12 @@ def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
     load_before = os.getloadavg()
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
-        child = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True)
+        child = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, start_new_session=True)
+        # a build past --timeout is stopped (SIGTERM to its process group: the build cleans up) and recorded as such
+        killer = threading.Timer(TIMEOUT_S, lambda: os.killpg(child.pid, signal.SIGTERM))
+        killer.start()
         _pid, status, usage = os.wait4(child.pid, 0)
+        killer.cancel()
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         out_f.seek(0)
@@ -84,6 +91,8 @@ def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
            "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()]}
     if child.returncode != 0:
         row["error"] = (stderr.strip().splitlines() or ["no output"])[-1][:400]
+        if wall >= TIMEOUT_S:
+            row["error"] = f"stopped after --timeout {TIMEOUT_S:g} s ({row['error']})"
         return row
     row["summary"] = json.loads(stdout)
     return row
@@ -114,10 +123,19 @@ def compact(row: dict) -> dict:
         "build_eval_samples": s["quality"]["samples"], "quant_form": s["quant_form"], "mini_batch": s.get("mini_batch"),
         "int8_vs_fp32_onnx_paired": paired.get("speedup_vs_fp32_onnx"), "paired_batch": paired.get("batch"),
         "paired_median_ms": paired.get("median_ms"), "paired_method": paired.get("method"),
+        "cpu_runtime": _runtime(s.get("cpu_runtime")),
         "time": s["time"], "latency": s["latency"], "export_checks": {k: v for k, v in s["export_checks"].items() if k != "io"},
         "conditions": s["conditions"],
     })
     return row
+
+
+def _runtime(choice: dict | None) -> dict | None:
+    """--target cpu's runtime choice: the winner and each candidate's speed and quality."""
+    if not choice:
+        return None
+    return {"chosen": choice["candidate"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"], "method": choice["method"],
+            "candidates": {c["name"]: {"speedup_vs_fp32_ort": c["speedup_vs_fp32_ort"], "psnr_db": c["psnr_db"]} for c in choice["candidates"]}}
 
 
 def _counts(precisions: dict) -> dict:
@@ -152,12 +170,13 @@ def main(argv=None) -> int:
     parser.add_argument("--build-args", default="", help="Extra build options, space-separated (e.g. '--calib-samples 64').")
     parser.add_argument("--small", action="store_true", help="The narrow test builders (a smoke run; write elsewhere with --json).")
     parser.add_argument("--table", action="store_true", help="Print the README table from --json and exit.")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="Seconds after which a build is stopped (its row says so).")
     args = parser.parse_args(argv)
     if args.table:
         print(table_markdown(json.loads(Path(args.json).read_text())))
         return 0
-    global SMALL
-    SMALL = args.small
+    global SMALL, TIMEOUT_S
+    SMALL, TIMEOUT_S = args.small, args.timeout
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.exists() else {"rows": []}
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:

@@ -30,9 +30,8 @@ from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, prune
 from gencompress.export import OnnxConfig
 from gencompress.export.onnx_export import export_module
-from gencompress.export.precision import CALIB_SEED, PRECISIONS, PrecisionConfig, apply_precision
+from gencompress.export.precision import CALIB_SEED, PRECISIONS, PrecisionConfig, apply_precision, int8_cpu_as_qdq
 from gencompress.export.stage import check_export
-from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
 from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
@@ -61,6 +60,7 @@ class BuildConfig:
     classes: int | None = None  # --classes: a (z, y) model behind one packed input (gencompress/conditional.py)
     eval_samples: int | None = None  # None: sized by the model's MACs (sample_counts)
     judge_samples: int | None = None  # held-out inputs that choose calibrator and float layers; set by sample_counts
+    histogram_samples: int | None = None  # --target cpu's histogram calibrators: the first N calibration inputs; set by sample_counts
     eval_seed: int = 0
     threads: int = 2
     latency_batches: tuple[int, ...] = (1, 8)
@@ -102,7 +102,8 @@ class BuildConfig:
                                calib_samples=self.calib_samples or defaults.CALIB_SAMPLES, calib_batch=calib_batch,
                                calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
                                no_floor=self.no_floor, qat_steps=self.qat_steps,
-                               eval_samples=self.judge_samples or self.eval_samples or defaults.EVAL_SAMPLES, threads=self.threads)
+                               eval_samples=self.judge_samples or self.eval_samples or defaults.EVAL_SAMPLES, threads=self.threads,
+                               histogram_samples=self.histogram_samples)
 
 
 def sample_counts(cfg: BuildConfig, gmac_per_sample: float | None) -> BuildConfig:
@@ -113,7 +114,8 @@ def sample_counts(cfg: BuildConfig, gmac_per_sample: float | None) -> BuildConfi
     evaluation = cfg.eval_samples or defaults.scaled_samples(defaults.EVAL_SAMPLES, gmac_per_sample, defaults.EVAL_BUDGET_GMAC,
                                                              defaults.EVAL_MIN_SAMPLES)
     judge = defaults.scaled_samples(evaluation, gmac_per_sample, defaults.JUDGE_BUDGET_GMAC, defaults.JUDGE_MIN_SAMPLES)
-    return replace(cfg, calib_samples=calib, eval_samples=evaluation, judge_samples=judge)
+    histogram = defaults.scaled_samples(calib, gmac_per_sample, defaults.HISTOGRAM_BUDGET_GMAC, defaults.HISTOGRAM_MIN_SAMPLES)
+    return replace(cfg, calib_samples=calib, eval_samples=evaluation, judge_samples=judge, histogram_samples=histogram)
 
 
 def log(msg: str) -> None:
@@ -246,6 +248,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "bench_seconds": cfg.bench_seconds,
         "mini_batch": batch,
         "samples": {"calibration": cfg.calib_samples, "evaluation": cfg.eval_samples, "judging": cfg.judge_samples,
+                    "histogram_calibration": cfg.histogram_samples if cfg.target == "cpu" else None,
                     "given": [k for k, v in (("calibration", given.calib_samples), ("evaluation", given.eval_samples)) if v]},
         "params": params,
         "macs": macs,
@@ -300,13 +303,11 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
     if not openvino.available():
         log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
         return None
-    source_model = final.model if final.model is not None and not isinstance(final.model, torch.jit.ScriptModule) else None
     calib, _ = calibration_inputs(final, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
     calib = calib.numpy()
     qdq_dir = work / "openvino-qdq"
     qdq_dir.mkdir()
-    qdq, _ = cpu_int8(source_model, fp32_onnx, qdq_dir, final.input_shape, final.input_distribution, cfg.calib_samples,
-                      fmt="qdq", inputs=calib)
+    qdq = int8_cpu_as_qdq(final.last_step("quantize"), work, qdq_dir / ONNX)
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, final.file(ONNX), qdq, calib, inputs, reference, work / "runtime",
                                             cfg.threads, max(cfg.latency_batches), floor.min_psnr if floor else None)
     log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
