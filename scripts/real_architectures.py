@@ -163,6 +163,7 @@ def table_markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
+    global SMALL, TIMEOUT_S
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(A.NAMES), help="Comma-separated architectures.")
     parser.add_argument("--targets", default="gpu,cpu")
@@ -175,7 +176,6 @@ def main(argv=None) -> int:
     if args.table:
         print(table_markdown(json.loads(Path(args.json).read_text())))
         return 0
-    global SMALL, TIMEOUT_S
     SMALL, TIMEOUT_S = args.small, args.timeout
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.exists() else {"rows": []}
