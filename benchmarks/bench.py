@@ -21,7 +21,7 @@ from gencompress.conditions import describe
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.inputs import UserData, evaluation_inputs, peak, prepare_inputs, settle_output_range
-from gencompress.export.runners import BACKENDS, OrtRunner, Runner, run_batches
+from gencompress.export.runners import BACKENDS, OrtRunner, Runner, SessionFromOnnx, run_batches
 from gencompress.metrics import fidelity, ssim
 
 from . import runners_extra, tegrastats  # runners_extra registers torch-compile, cuda-graph, trt
@@ -125,13 +125,14 @@ def target_from_bundle(bundle: Bundle, workdir: Path, need_onnx: bool = True) ->
 
 
 def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner, str, str]:
-    """The runner for `backend`, with the precision and memory format it really runs."""
+    """The runner for `backend` (its registry factory builds loader + runner), with the
+    precision and memory format it really runs."""
     factory = BACKENDS[backend]
     if backend not in TORCH_BACKENDS:
         if target.onnx is None:
             raise GencompressError(f"backend {backend} needs an ONNX graph and the bundle has none")
         if backend == "ort":
-            return OrtRunner(target.onnx, cfg.threads), target.onnx_precision, "nchw"
+            return factory(target.onnx, cfg.threads), target.onnx_precision, "nchw"
         if backend == "openvino":  # the IR a --target cpu build chose OpenVINO for, else the ONNX
             from gencompress.export.openvino import BUNDLE_XML
 
@@ -143,10 +144,10 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
     if target.model is None:
         raise GencompressError(f"backend {backend} needs a PyTorch model and the bundle has none")
     kwargs = {"device": cfg.device, "threads": cfg.threads, "precision": cfg.precision, "channels_last": cfg.channels_last}
-    if backend == "torch":
-        runner = runners_extra.TorchBestRunner(target.model, **kwargs)
+    if backend == "torch":  # the registry's eager runner, with bench's dtype and memory format
+        runner = runners_extra.TorchBestRunner(runners_extra.PreparedModule(target.model, **kwargs))
     elif backend == "torch-compile":
-        runner = runners_extra.TorchCompileRunner(target.model, compile_backend=cfg.compile_backend, **kwargs)
+        runner = factory(target.model, compile_backend=cfg.compile_backend, **kwargs)
     else:
         runner = factory(target.model, **kwargs)
     return runner, cfg.precision, "channels_last" if cfg.channels_last else "nchw"
@@ -191,7 +192,7 @@ def reference_outputs(reference: Bundle | None, target: Target, inputs: np.ndarr
         return run_batches(TorchRunner(model), inputs), "FP32 PyTorch" + (" (reference bundle)" if reference else "")
     if target.onnx is None:
         raise GencompressError("no PyTorch model and no ONNX graph to take a reference from")
-    return run_batches(OrtRunner(target.onnx), inputs), "ONNX Runtime on the bundle's graph"
+    return run_batches(OrtRunner(SessionFromOnnx(target.onnx)), inputs), "ONNX Runtime on the bundle's graph"
 
 
 def conditions(cfg: BenchConfig) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 
 from gencompress.bundle import Bundle
 from gencompress.data import draw_inputs
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 
 from . import devices, roofline
 from .bench import target_from_bundle
@@ -39,7 +39,7 @@ def _estimate_target(target, profile: devices.DeviceProfile, cfg: EstimateConfig
         est = roofline.estimate(target.onnx, profile, batch)
         if cfg.compare and profile.kind == "cpu":
             x = draw_inputs(target.input_shape, batch, target.distribution, 0).numpy().astype(np.float32)
-            stats = measure(OrtRunner(target.onnx, cfg.threads), x, cfg.iters, cfg.warmup)
+            stats = measure(OrtRunner(SessionFromOnnx(target.onnx, cfg.threads)), x, cfg.iters, cfg.warmup)
             est.update({"measured_median_ms": stats.median_ms, "measured_min_ms": stats.min_ms,
                         "ratio_measured_over_estimate": stats.median_ms / est["estimated_ms"]})
         results.append(est)

@@ -14,31 +14,53 @@ import torch
 from torch import nn
 
 from gencompress.errors import GencompressError
-from gencompress.export.runners import BACKENDS, TorchRunner
+from gencompress.export.runners import BACKENDS, ModuleOnDevice, TorchRunner
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _prepare(model: nn.Module, device: str, precision: str, channels_last: bool) -> nn.Module:
-    if precision not in TORCH_DTYPES:
-        raise GencompressError(f"PyTorch precision {precision!r} is not one of {', '.join(TORCH_DTYPES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GencompressError("--device cuda asked for, but PyTorch sees no CUDA GPU here")
-    model = model.eval().to(device=device, dtype=TORCH_DTYPES[precision])
-    return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-class TorchBestRunner(TorchRunner):
-    """PyTorch eager with a chosen dtype and memory format (the `torch` backend's options)."""
-
-    name = "torch"
+class PreparedModule(ModuleOnDevice):
+    """ModuleOnDevice that also casts the weights to `precision` (a TORCH_DTYPES key) and, with
+    `channels_last`, stores 4-D weights channels-last. Moves and casts `model` itself."""
 
     def __init__(self, model: nn.Module, device: str = "cpu", threads: int | None = None,
                  precision: str = "fp32", channels_last: bool = False):
-        if threads:
-            torch.set_num_threads(threads)
-        self.device, self.dtype, self.channels_last = device, TORCH_DTYPES.get(precision), channels_last
-        self.model = _prepare(model, device, precision, channels_last)
+        if precision not in TORCH_DTYPES:
+            raise GencompressError(f"PyTorch precision {precision!r} is not one of {', '.join(TORCH_DTYPES)}")
+        super().__init__(model, device, threads)
+        self.precision, self.channels_last = precision, channels_last
+
+    def __call__(self) -> nn.Module:
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise GencompressError("--device cuda asked for, but PyTorch sees no CUDA GPU here")
+        model = super().__call__().to(dtype=TORCH_DTYPES[self.precision])
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def conditions(self) -> dict:
+        return {**super().conditions(), "precision": self.precision, "channels_last": self.channels_last}
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype an already-built module computes in (its first floating parameter's)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """Whether an already-built module's 4-D weights are stored channels-last (a 1x1 kernel is both forms)."""
+    return any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters())
+
+
+class TorchBestRunner(TorchRunner):
+    """PyTorch eager in the module's dtype and memory format (PreparedModule sets both)."""
+
+    name = "torch"
+
+    def __init__(self, load: PreparedModule | nn.Module, name: str | None = None):
+        super().__init__(load, name)
+        self.dtype = _float_dtype(self.model)
+        # inputs follow the weights' format: channels-last inputs only pay off on channels-last weights
+        self.channels_last = self.loader.channels_last if isinstance(self.loader, PreparedModule) else _channels_last(self.model)
 
     def _tensor(self, batch: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
@@ -53,13 +75,14 @@ class TorchBestRunner(TorchRunner):
 
 class TorchCompileRunner(TorchBestRunner):
     """torch.compile (Inductor by default). The first call per batch size compiles,
-    which the warm-up absorbs; `dynamic=False` so each batch gets its own kernels."""
+    which the warm-up absorbs; `dynamic=False` so each batch gets its own kernels.
+    The compiler's options are how to run the module (it compiles at run time), so runner keywords."""
 
     name = "torch-compile"
 
-    def __init__(self, model: nn.Module, device: str = "cpu", threads: int | None = None, precision: str = "fp32",
-                 channels_last: bool = False, compile_backend: str = "inductor", mode: str | None = None):
-        super().__init__(model, device, threads, precision, channels_last)
+    def __init__(self, load: PreparedModule | nn.Module, name: str | None = None, compile_backend: str = "inductor",
+                 mode: str | None = None):
+        super().__init__(load, name)
         try:
             self.model = torch.compile(self.model, backend=compile_backend, mode=mode, dynamic=False)
         except Exception as exc:  # an unknown backend name, a missing compiler
@@ -75,11 +98,12 @@ class CudaGraphRunner(TorchBestRunner):
 
     name = "cuda-graph"
 
-    def __init__(self, model: nn.Module, device: str = "cuda", threads: int | None = None,
-                 precision: str = "fp32", channels_last: bool = False):
-        if not str(device).startswith("cuda") or not torch.cuda.is_available():
+    def __init__(self, load: PreparedModule | nn.Module, name: str | None = None):
+        if isinstance(load, ModuleOnDevice) and not load.device.startswith("cuda"):  # before moving any weights
             raise GencompressError("the cuda-graph backend needs a CUDA GPU (--device cuda)")
-        super().__init__(model, device, threads, precision, channels_last)
+        super().__init__(load, name)
+        if not self.device.startswith("cuda") or not torch.cuda.is_available():
+            raise GencompressError("the cuda-graph backend needs a CUDA GPU (--device cuda)")
         self.graphs: dict[tuple, tuple] = {}
 
     def _capture(self, batch: np.ndarray) -> tuple:
@@ -108,9 +132,21 @@ class CudaGraphRunner(TorchBestRunner):
         torch.cuda.synchronize()
 
 
+def _torch_compile(model: nn.Module, device: str = "cpu", threads: int | None = None, precision: str = "fp32",
+                   channels_last: bool = False, compile_backend: str = "inductor", mode: str | None = None,
+                   name: str | None = None) -> TorchCompileRunner:
+    return TorchCompileRunner(PreparedModule(model, device, threads, precision, channels_last), name,
+                              compile_backend=compile_backend, mode=mode)
+
+
+def _cuda_graph(model: nn.Module, device: str = "cuda", threads: int | None = None, precision: str = "fp32",
+                channels_last: bool = False, name: str | None = None) -> CudaGraphRunner:
+    return CudaGraphRunner(PreparedModule(model, device, threads, precision, channels_last), name)
+
+
 def register() -> None:
     """Add the extra backends; names export already registered are left as they are."""
-    for name, factory in (("torch-compile", TorchCompileRunner), ("cuda-graph", CudaGraphRunner)):
+    for name, factory in (("torch-compile", _torch_compile), ("cuda-graph", _cuda_graph)):
         BACKENDS.setdefault(name, factory)
 
 

@@ -57,13 +57,13 @@ class Graph:
 
     def runner(self, threads: int):
         if self.runtime == "onnxruntime":
-            from .runners import OrtRunner
+            from .runners import OrtRunner, SessionFromOnnx
 
-            return OrtRunner(self.path, threads)
+            return OrtRunner(SessionFromOnnx(self.path, threads))
         if self.runtime == "openvino":
-            from .openvino import OpenVinoRunner
+            from .openvino import OpenVinoModelFromFile, OpenVinoRunner
 
-            return OpenVinoRunner(self.path, threads, self.precision)
+            return OpenVinoRunner(OpenVinoModelFromFile(self.path, threads, self.precision))
         raise GencompressError(f"unknown CPU runtime {self.runtime!r}; known: {', '.join(RUNTIMES)}")
 
 

@@ -31,7 +31,7 @@ from gencompress.metrics import psnr
 from gencompress.progress import bar
 
 from .onnx_quant import CPU_CALIBRATORS, CPU_FORMATS, FUSED_ACTIVATIONS, MOVE_OPS, quantize_prepared
-from .runners import OrtRunner, run_batches
+from .runners import OrtRunner, SessionFromOnnx, run_batches
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 PROFILE_RUNS = 20
@@ -73,7 +73,7 @@ class _Search:
         self.prepared, self.work, self.calib, self.held, self.batch = prepared, work, calib, held, batch
         self.histogram_samples = histogram_samples or len(calib)
         self.floor, self.fmt, self.threads = floor, fmt, threads
-        runner = OrtRunner(prepared, threads)
+        runner = OrtRunner(SessionFromOnnx(prepared, threads))
         self.reference = run_batches(runner, held, batch)  # the float graph itself: the search's FP32
         runner.close()
         self.count = 0
@@ -91,7 +91,7 @@ class _Search:
 
     def score(self, path: Path, psnr_only: bool = False) -> dict:
         """The floor's scores (PSNR, SSIM, meets_floor); PSNR alone where only the order counts."""
-        runner = OrtRunner(path, self.threads)
+        runner = OrtRunner(SessionFromOnnx(path, self.threads))
         try:
             out = run_batches(runner, self.held, self.batch)
         finally:

@@ -9,19 +9,20 @@ than ONNX Runtime's integer kernels at equal quality, on others slower, so `buil
 
 `openvino` and `nncf` are optional (the `dev` extra), imported only when used: a missing
 one says what to install and breaks nothing else. A bundle built for OpenVINO carries the
-IR (`model.xml` + `model.bin`, no pickle); the runner also reads ONNX directly.
+IR (`model.xml` + `model.bin`, no pickle); the loader also reads ONNX directly.
 """
 from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gencompress.errors import GencompressError, MissingDependencyError, first_line, import_optional
 
-from .runners import Runner
+from .runners import Loader, Runner
 
 IR_XML = "model.xml"
 IR_BIN = "model.bin"
@@ -78,6 +79,31 @@ def compile_config(threads: int, precision: str) -> dict:
     return config
 
 
+@dataclass
+class OpenVinoModel:
+    """What OpenVinoRunner runs: a read (not yet compiled) model and the CPU plugin settings it
+    is compiled with, once per batch size. `label` names it in error messages."""
+
+    model: object  # openvino.Model
+    config: dict
+    label: str = "model"
+
+
+class OpenVinoModelFromFile(Loader):
+    """An OpenVINO model read from an ONNX file or an IR .xml, to run on `threads` CPU cores at
+    float precision `precision` (one of PRECISIONS; checked here, before any work)."""
+
+    def __init__(self, path: str | Path, threads: int = 2, precision: str = "f32"):
+        self.config = compile_config(threads, precision)
+        self.path, self.threads, self.precision = Path(path), threads, precision
+
+    def __call__(self) -> OpenVinoModel:
+        return OpenVinoModel(read_model(self.path), dict(self.config), self.path.name)
+
+    def conditions(self) -> dict:
+        return dict(self.config)
+
+
 class OpenVinoRunner(Runner):
     """OpenVINO on the CPU, one compiled model per batch size.
 
@@ -87,12 +113,13 @@ class OpenVinoRunner(Runner):
 
     name = "openvino"
 
-    def __init__(self, path: str | Path, threads: int = 2, precision: str = "f32"):
-        self.config = compile_config(threads, precision)
+    def __init__(self, load: OpenVinoModelFromFile | OpenVinoModel, name: str | None = None):
+        built = self._load(load, name)
+        if not isinstance(built, OpenVinoModel):
+            raise TypeError(f"OpenVinoRunner runs an OpenVinoModel (or its loader), not {type(built).__name__}")
         self.ov = import_openvino()
         self.core = self.ov.Core()
-        self.model = read_model(path)
-        self.threads, self.precision, self.path = threads, precision, Path(path)
+        self.model, self.config, self.label = built.model, built.config, built.label
         self._compiled: dict[int, object] = {}
 
     def _request(self, batch: int):
@@ -104,12 +131,12 @@ class OpenVinoRunner(Runner):
                 model.reshape({model.input(0).get_any_name(): self.ov.PartialShape(shape)})
                 compiled = self.core.compile_model(model, "CPU", self.config)
             except Exception as exc:
-                raise GencompressError(f"OpenVINO cannot compile {self.path.name}: {first_line(exc)[:300]}") from None
+                raise GencompressError(f"OpenVINO cannot compile {self.label}: {first_line(exc)[:300]}") from None
             self._compiled[batch] = compiled.create_infer_request()
         return self._compiled[batch]
 
     def conditions(self) -> dict:
-        """What a timing taken with this runner depends on."""
+        """What a timing taken with this runner depends on (the settings come with the model it runs)."""
         return {"backend": "openvino", "version": self.ov.get_version(), "device": "CPU", **self.config}
 
     def execution_precision(self, batch: int = 1) -> str:

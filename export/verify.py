@@ -19,7 +19,7 @@ from gencompress.data import draw_inputs
 from gencompress.errors import VerificationError
 from gencompress.metrics import fidelity
 
-from .runners import OrtRunner, TorchRunner, run_batches
+from .runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
 
 
 @dataclass
@@ -43,7 +43,7 @@ def compare(model: nn.Module, onnx_path, input_shape, distribution: str | dict, 
     if inputs is None:
         inputs = draw_inputs(tuple(input_shape), cfg.samples, distribution, cfg.seed).numpy()
     reference = run_batches(TorchRunner(model), inputs, cfg.batch)
-    runner = OrtRunner(onnx_path, cfg.threads, cfg.optimization)
+    runner = OrtRunner(SessionFromOnnx(onnx_path, cfg.threads, cfg.optimization))
     try:
         got = run_batches(runner, inputs, cfg.batch)
     finally:

@@ -30,7 +30,7 @@ from gencompress.metrics import psnr
 from gencompress.compress import PruneConfig, prune
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.benchmarks.ort_pair import time_graphs
 
 
@@ -56,7 +56,7 @@ def measure_model(name: str, args, work: Path) -> dict:
     (work / name).mkdir()
     int8, step = cpu_int8(bundle.model, fp32, work / name, shape, bundle.input_distribution)
     z = draw_inputs(shape, 64, bundle.input_distribution, 0).numpy()
-    quality = psnr(OrtRunner(fp32, args.threads).infer(z), OrtRunner(int8, args.threads).infer(z))
+    quality = psnr(OrtRunner(SessionFromOnnx(fp32, args.threads)).infer(z), OrtRunner(SessionFromOnnx(int8, args.threads)).infer(z))
     load_before = os.getloadavg()
     timing = time_graphs({"fp32": fp32, "int8": int8}, z[: args.batch], args.threads, args.reps, args.inner)
     ms = timing["median_ms"]

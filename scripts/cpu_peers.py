@@ -197,9 +197,9 @@ def peers(name: str, args) -> dict:
 
 
 def graph_precision(graph) -> str:
-    from gencompress.export.openvino import OpenVinoRunner
+    from gencompress.export.openvino import OpenVinoModelFromFile, OpenVinoRunner
 
-    return OpenVinoRunner(graph.path, THREADS, graph.precision).execution_precision(BATCH)
+    return OpenVinoRunner(OpenVinoModelFromFile(graph.path, THREADS, graph.precision)).execution_precision(BATCH)
 
 
 def _outputs(graph, inputs: np.ndarray) -> np.ndarray:

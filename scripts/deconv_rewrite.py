@@ -27,7 +27,7 @@ from gencompress.model_stats import count_macs
 from gencompress.compress.rewrite import DECONV_FORMS, cpu_integer_ready
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 
 from gencompress.benchmarks.ort_pair import time_graphs
 
@@ -49,14 +49,14 @@ def measure_forms(model, shape, how: str, args, work: Path) -> dict:
         graphs[form] = path
         forms[form] = {"fp32_max_abs_error": err, "macs": count_macs(ready, shape), **info}
     x = draw_inputs(shape, 64, "normal", 0).numpy()
-    ref = OrtRunner(fp32, 2).infer(x)
+    ref = OrtRunner(SessionFromOnnx(fp32, 2)).infer(x)
     load = [os.getloadavg()]
     timing = time_graphs(graphs, x[:8], 2, args.reps, args.inner)
     ms = timing["median_ms"]
     load.append(os.getloadavg())
     for form in forms:
         forms[form].update({"int8_ms": ms[form], "speedup_vs_fp32": timing["ratio_to_first"][form],
-                            "psnr_int8_vs_fp32_db": psnr(ref, OrtRunner(graphs[form], 2).infer(x))})
+                            "psnr_int8_vs_fp32_db": psnr(ref, OrtRunner(SessionFromOnnx(graphs[form], 2)).infer(x))})
     return {"benchmark": "deconv_rewrite", "model": f"dcgan ({how})", "macs_deconv": count_macs(model, shape),
             "fp32_ms": ms["fp32"], "forms": forms, "batch": 8, "threads": 2, "loadavg": load,
             "timing": timing["method"], "conditions": describe(2)}

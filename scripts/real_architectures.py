@@ -101,12 +101,12 @@ def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
 def judge(row: dict, name: str, out: Path, inputs: np.ndarray, inputs_path: Path) -> None:
     """PSNR of the bundle's ONNX against the FP32 PyTorch model on the supplied inputs."""
     from gencompress.batching import mini_batch
-    from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
+    from gencompress.export.runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
 
     model = builder(name)()
     batch = mini_batch(model, shapes()[name])
     reference = run_batches(TorchRunner(model), inputs, batch)
-    got = run_batches(OrtRunner(out / "model.onnx", 2), inputs, batch)
+    got = run_batches(OrtRunner(SessionFromOnnx(out / "model.onnx", 2)), inputs, batch)
     row["supplied_data"] = {"file": inputs_path.name, "sha256": hashlib.sha256(inputs_path.read_bytes()).hexdigest(),
                             "samples": len(inputs), "seed": SUPPLIED_SEED, **fidelity(reference, got)}
 

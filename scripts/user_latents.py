@@ -36,7 +36,7 @@ from gencompress.compress.calibration import calibration_inputs
 from gencompress.conditions import describe
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
-from gencompress.export.runners import OrtRunner, run_batches
+from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
 from gencompress.inputs import apply_io_spec, user_data
 from gencompress.loading import load_spec
 from gencompress.metrics import psnr
@@ -89,7 +89,7 @@ def cpu_rows(decoder_bundle, data, spread: float, evaluation: torch.Tensor, refe
         inputs, how = calibration_inputs(bundle, CALIB, 1234, "latents", source)
         (work / str(i)).mkdir()
         path, _ = cpu_int8(bundle.model, fp32, work / str(i), bundle.input_shape, bundle.manifest["input"], CALIB, inputs=inputs.numpy())
-        runner = OrtRunner(path, 2)
+        runner = OrtRunner(SessionFromOnnx(path, 2))
         out = run_batches(runner, evaluation.numpy())
         runner.close()
         rows.append({"form": "ONNX Runtime CPU integer form (--target cpu)", "calibrated_on": name, "calibration_data": how,

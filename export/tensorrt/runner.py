@@ -1,5 +1,9 @@
-"""Run a TensorRT engine: execute_async_v3 on tensor addresses from torch.cuda tensors.
+"""Run a TensorRT engine: loaders that deserialise it, and a runner that calls
+execute_async_v3 on tensor addresses from torch.cuda tensors.
 
+EngineFromBytes deserialises a plan; EngineFromBundle first checks that a bundle's
+engine.plan was built here (TensorRT version, GPU) and whole (size, sha256). Written
+against the TensorRT 10 API; TensorRT is imported only when a loader is called.
 No pycuda: device memory and streams come from PyTorch's CUDA caching allocator.
 With `cuda_graph=True` the first call per input shape captures the enqueue into a CUDA
 graph and later calls replay it (less CPU launch overhead: it matters on Jetsons).
@@ -11,7 +15,7 @@ import numpy as np
 from gencompress.bundle import ENGINE, Bundle
 from gencompress.errors import GencompressError
 
-from ..runners import Runner
+from ..runners import Loader, Runner
 from . import import_tensorrt
 from .compat import check_engine_file, check_engine_record
 
@@ -22,20 +26,68 @@ def _torch_dtype(trt, trt_dtype):
     return torch.from_numpy(np.empty(0, dtype=np.dtype(trt.nptype(trt_dtype)))).dtype
 
 
+def _need_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise GencompressError("TensorRT needs an NVIDIA GPU, and torch.cuda sees none here")
+
+
+class EngineFromBytes(Loader):
+    """A TensorRT engine (ICudaEngine) deserialised from a plan's bytes. A truncated plan, or
+    one another TensorRT version built, is a one-line GencompressError."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __call__(self):
+        trt = import_tensorrt()
+        _need_cuda()
+        # The engine keeps its runtime alive (the bindings' keep_alive), so the runtime may go out of scope here.
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.data)
+        if engine is None:
+            raise GencompressError(f"TensorRT {trt.__version__} cannot load this engine (truncated, or built by another TensorRT version)")
+        return engine
+
+    def conditions(self) -> dict:
+        return {"engine_bytes": len(self.data)}
+
+
+class EngineFromBundle(Loader):
+    """A bundle's engine.plan, deserialised after checking it was built here (same TensorRT,
+    same GPU: the manifest's record) and is whole (its size and sha256)."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+
+    def record(self) -> dict:
+        metrics = self.bundle.manifest.get("metrics", {})
+        # `export --format engine` records it at metrics.engine; `build` under metrics.build.engine
+        return metrics.get("engine") or metrics.get("build", {}).get("engine", {})
+
+    def __call__(self):
+        from .builder import gpu_identity
+
+        trt = import_tensorrt()
+        record = self.record()
+        check_engine_record(record, trt.__version__, gpu_identity()["gpu"])
+        return EngineFromBytes(check_engine_file(self.bundle.file(ENGINE), record))()
+
+    def conditions(self) -> dict:
+        record = self.record()
+        return {key: record[key] for key in ("tensorrt_version", "gpu", "precision") if key in record}
+
+
 class TrtRunner(Runner):
+    """A TensorRT engine on the GPU. `cuda_graph=True`: capture the enqueue per input shape
+    and replay it (how to run, so a runner keyword; how to build is the loader's)."""
+
     name = "trt"
     device = "cuda"
 
-    def __init__(self, engine_bytes: bytes, cuda_graph: bool = False):
-        import torch
-
+    def __init__(self, load: EngineFromBytes | EngineFromBundle | object, name: str | None = None, cuda_graph: bool = False):
+        self.engine = self._load(load, name)
         self.trt = trt = import_tensorrt()
-        if not torch.cuda.is_available():
-            raise GencompressError("TensorRT needs an NVIDIA GPU, and torch.cuda sees none here")
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
-        if self.engine is None:
-            raise GencompressError(f"TensorRT {trt.__version__} cannot load this engine (truncated, or built by another TensorRT version)")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -46,17 +98,10 @@ class TrtRunner(Runner):
         self._graph = None
         self._graph_shape: tuple[int, ...] | None = None
 
-    @classmethod
-    def from_bundle(cls, bundle: Bundle, cuda_graph: bool = False) -> "TrtRunner":
-        """Load the bundle's engine.plan after checking it was built here, whole."""
-        from .builder import gpu_identity
-
-        trt = import_tensorrt()
-        metrics = bundle.manifest.get("metrics", {})
-        # `export --format engine` records it at metrics.engine; `build` under metrics.build.engine
-        record = metrics.get("engine") or metrics.get("build", {}).get("engine", {})
-        check_engine_record(record, trt.__version__, gpu_identity()["gpu"])
-        return cls(check_engine_file(bundle.file(ENGINE), record), cuda_graph)
+    def conditions(self) -> dict:
+        """What a timing taken with this runner depends on."""
+        built = self.loader.conditions() if self.loader is not None else {}
+        return {"backend": "tensorrt", "version": self.trt.__version__, "cuda_graph": self.cuda_graph, **built}
 
     def _bind(self, x):
         """Set the input shape and the I/O addresses; return the output tensor."""

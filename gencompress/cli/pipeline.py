@@ -33,7 +33,7 @@ from gencompress.export.onnx_export import export_module
 from gencompress.export.precision import CALIB_SEED, PRECISIONS, PrecisionConfig, apply_precision, int8_cpu_as_qdq
 from gencompress.export.stage import check_export
 from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
-from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
+from gencompress.export.runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
 from gencompress.export import tensorrt as trt_backend
 from gencompress.benchmarks.latency import measure
 from gencompress.benchmarks.ort_pair import time_graphs
@@ -187,7 +187,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
             reference_name = "FP32 PyTorch"
         else:
             fp32_onnx = source.file("source.onnx")
-            reference = run_batches(OrtRunner(fp32_onnx, cfg.threads), inputs, batch, _label(cfg, "FP32 reference"))
+            reference = run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads)), inputs, batch, _label(cfg, "FP32 reference"))
             reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
     settle_output_range(source.manifest, reference)
@@ -283,7 +283,7 @@ def _check_finite(reference: np.ndarray) -> None:
 def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.ndarray, threads: int, batch: int = 32) -> None:
     """A floor above what the FP32 graph itself reaches (ONNX Runtime against PyTorch) cannot
     be met by any INT8 mix: say so before any calibration."""
-    ceiling = floor.measure(reference, run_batches(OrtRunner(fp32_onnx, threads), inputs, batch))
+    ceiling = floor.measure(reference, run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, threads)), inputs, batch))
     if not ceiling["meets_floor"]:
         raise GencompressError(f"{floor.describe()} is above what the FP32 model itself reaches on ONNX Runtime "
                                f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
@@ -327,10 +327,10 @@ def _final_runner(final: Bundle, cfg: BuildConfig, optimization: str = "all"):
     """The runner of the runtime the bundle was built for (OpenVINO's IR where it won)."""
     step = final.last_step("runtime")
     if step and step["runtime"] == "openvino":
-        from gencompress.export.openvino import OpenVinoRunner
+        from gencompress.export.openvino import OpenVinoModelFromFile, OpenVinoRunner
 
-        return OpenVinoRunner(final.file(OPENVINO_XML), cfg.threads)
-    return OrtRunner(final.file(ONNX), cfg.threads, optimization)
+        return OpenVinoRunner(OpenVinoModelFromFile(final.file(OPENVINO_XML), cfg.threads))
+    return OrtRunner(SessionFromOnnx(final.file(ONNX), cfg.threads, optimization))
 
 
 def _runtime_speedup(choice: dict | None) -> dict | None:
@@ -347,9 +347,9 @@ def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConf
     runners = []
     if source.model is not None:
         runners.append(("torch eager", "fp32", TorchRunner(source.model)))
-    runners.append(("onnxruntime", "fp32", OrtRunner(fp32_onnx, cfg.threads)))
+    runners.append(("onnxruntime", "fp32", OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads))))
     if final_onnx != fp32_onnx:
-        runners.append(("onnxruntime", cfg.precision, OrtRunner(final_onnx, cfg.threads)))
+        runners.append(("onnxruntime", cfg.precision, OrtRunner(SessionFromOnnx(final_onnx, cfg.threads))))
     if final is not None and OPENVINO_XML in final.files:  # the runtime the build chose
         runners.append(("openvino", cfg.precision, _final_runner(final, cfg)))
     rows = []

@@ -13,7 +13,7 @@ from gencompress.compress.rewrite import (
 from gencompress.errors import GencompressError
 from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.metrics import psnr
 from gencompress.model_stats import count_macs
 
@@ -102,8 +102,8 @@ def test_cpu_int8_graph_is_integer_convs(tiny_dcgan, tmp_path):
     assert "ConvTranspose" not in ops and "Conv" not in ops
     assert ops.count("QLinearConv") == 4
     x = np.random.default_rng(0).standard_normal((16, *shape)).astype(np.float32)
-    reference = OrtRunner(fp32, 2).infer(x)
-    assert psnr(reference, OrtRunner(path, 2).infer(x)) >= 30.0
+    reference = OrtRunner(SessionFromOnnx(fp32, 2)).infer(x)
+    assert psnr(reference, OrtRunner(SessionFromOnnx(path, 2)).infer(x)) >= 30.0
     assert "U8 asymmetric activations" in step["form"] and "per-channel S8 weights" in step["form"]
 
 
@@ -155,7 +155,7 @@ def test_cyclegan_style_deconv_before_instancenorm_quantises_to_integer_convs(tm
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "ConvTranspose" not in ops and ops.count("QLinearConv") == 4
     x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
-    assert psnr(OrtRunner(fp32, 2).infer(x), OrtRunner(path, 2).infer(x)) >= 30.0
+    assert psnr(OrtRunner(SessionFromOnnx(fp32, 2)).infer(x), OrtRunner(SessionFromOnnx(path, 2)).infer(x)) >= 30.0
 
 
 @pytest.mark.parametrize("form", ["four-phase", "sub-pixel"])
@@ -173,7 +173,7 @@ def test_layers_with_equal_biases_keep_their_own_int8_bias(form, tmp_path):
     biases = [n.input[8] for n in graph.node if n.op_type == "QLinearConv" and len(n.input) > 8]
     assert len(biases) == len(set(biases))
     x = np.random.default_rng(1).standard_normal((32, *shape)).astype(np.float32)
-    assert psnr(OrtRunner(fp32, 2).infer(x), OrtRunner(path, 2).infer(x)) >= 35.0
+    assert psnr(OrtRunner(SessionFromOnnx(fp32, 2)).infer(x), OrtRunner(SessionFromOnnx(path, 2)).infer(x)) >= 35.0
 
 
 def test_unshare_biases_copies_only_shared_ones(tmp_path):

@@ -12,7 +12,7 @@ from gencompress.compress.prune import prune_module
 from gencompress.data import draw_inputs
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.metrics import psnr
 from gencompress.train.pretrained import zoo_bundle
 from tests.compress.conftest import randomize_norms
@@ -39,7 +39,7 @@ def test_every_zoo_generator_prunes_and_runs_integer_convs_on_cpu(name, tmp_path
     path, step = cpu_int8(pruned.model, fp32, tmp_path, shape, bundle.input_distribution, samples=32)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "ConvTranspose" not in ops and "Conv" not in ops and "QLinearConv" in ops
-    assert psnr(OrtRunner(fp32, 2).infer(x.numpy()), OrtRunner(path, 2).infer(x.numpy())) >= 30.0
+    assert psnr(OrtRunner(SessionFromOnnx(fp32, 2)).infer(x.numpy()), OrtRunner(SessionFromOnnx(path, 2)).infer(x.numpy())) >= 30.0
 
 
 class SelfAttention(nn.Module):

@@ -15,7 +15,7 @@ from gencompress.bundle import Bundle
 from gencompress.errors import GencompressError, MissingDependencyError
 from gencompress.export.cpu_runtime import Candidate, Graph, _decide
 from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.runners import BACKENDS, OrtRunner
+from gencompress.export.runners import BACKENDS, OrtRunner, SessionFromOnnx
 from gencompress.metrics import psnr
 from tests.helpers import run_cli
 
@@ -90,27 +90,27 @@ def test_choice_is_the_fastest_at_equal_or_better_quality():
 
 def test_openvino_fp32_matches_onnxruntime(fp32_onnx):
     pytest.importorskip("openvino", reason="OpenVINO is optional (pip install openvino)")
-    from gencompress.export.openvino import OpenVinoRunner
+    from gencompress.export.openvino import OpenVinoModelFromFile, OpenVinoRunner
 
     x = _inputs(5, 0)  # an odd batch: the runner compiles per batch size
-    ref = OrtRunner(fp32_onnx, threads=2).infer(x)
-    runner = OpenVinoRunner(fp32_onnx, threads=2, precision="f32")
+    ref = OrtRunner(SessionFromOnnx(fp32_onnx, threads=2)).infer(x)
+    runner = OpenVinoRunner(OpenVinoModelFromFile(fp32_onnx, threads=2, precision="f32"))
     out = runner.infer(x)
     assert out.shape == ref.shape and np.max(np.abs(out - ref)) < 1e-4
     assert np.max(np.abs(runner.infer(x[:2]) - ref[:2])) < 1e-4
     assert runner.conditions()["INFERENCE_NUM_THREADS"] == 2 and runner.execution_precision(2) == "f32"
     with pytest.raises(GencompressError, match="unknown OpenVINO precision"):
-        OpenVinoRunner(fp32_onnx, precision="int4")
+        OpenVinoRunner(OpenVinoModelFromFile(fp32_onnx, precision="int4"))
 
 
 def test_openvino_reads_a_bad_file_as_one_line_error(tmp_path):
     pytest.importorskip("openvino", reason="OpenVINO is optional (pip install openvino)")
-    from gencompress.export.openvino import OpenVinoRunner
+    from gencompress.export.openvino import OpenVinoModelFromFile, OpenVinoRunner
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(GencompressError, match="OpenVINO cannot read"):
-        OpenVinoRunner(bad)
+        OpenVinoRunner(OpenVinoModelFromFile(bad))
 
 
 def test_nncf_int8_meets_a_psnr_bound_and_saves_as_ir(fp32_onnx, tmp_path):
@@ -121,8 +121,8 @@ def test_nncf_int8_meets_a_psnr_bound_and_saves_as_ir(fp32_onnx, tmp_path):
     xml = openvino.save_ir(model, tmp_path / "ir" / openvino.IR_XML)
     assert xml.with_suffix(".bin").is_file()
     x = _inputs(32, 2)  # held out from calibration
-    ref = OrtRunner(fp32_onnx).infer(x)
-    out = openvino.OpenVinoRunner(xml).infer(x)
+    ref = OrtRunner(SessionFromOnnx(fp32_onnx)).infer(x)
+    out = openvino.OpenVinoRunner(openvino.OpenVinoModelFromFile(xml)).infer(x)
     assert psnr(ref, out) >= 30.0  # measured 40 dB; INT8 of a random-init decoder
     assert psnr(ref, out) < 90.0  # and it really is quantised, not the FP32 graph passed through
     with pytest.raises(GencompressError, match="unknown NNCF preset"):

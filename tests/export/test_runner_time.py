@@ -7,7 +7,7 @@ import torch
 
 from gencompress.benchmarks import runners_extra
 from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.runners import BACKENDS, OrtRunner, Runner, TorchRunner
+from gencompress.export.runners import BACKENDS, OrtRunner, Runner, SessionFromOnnx, TorchRunner
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def tiny(tmp_path_factory):
 def test_each_cpu_runner_reports_the_time_of_its_last_call(tiny):
     model, path = tiny
     x = np.random.default_rng(0).standard_normal((2, 8, 1, 1)).astype(np.float32)
-    for runner in (TorchRunner(model), OrtRunner(path, threads=1), runners_extra.TorchBestRunner(model, channels_last=True)):
+    for runner in (TorchRunner(model), OrtRunner(SessionFromOnnx(path, threads=1)), runners_extra.TorchBestRunner(runners_extra.PreparedModule(model, channels_last=True))):
         assert runner.last_inference_time() is None
         runner.infer(x)
         first = runner.last_inference_time()

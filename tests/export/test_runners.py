@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from gencompress.errors import GencompressError
-from gencompress.export.runners import BACKENDS, OrtRunner
+from gencompress.export.runners import BACKENDS, OrtRunner, SessionFromOnnx
 
 from .qdq_graphs import qdq_conv
 
@@ -20,9 +20,9 @@ def model_path(tmp_path):
 
 def test_optimisation_levels_agree(model_path):
     x = np.random.default_rng(0).normal(size=(2, 4, 8, 8)).astype(np.float32)
-    ref = OrtRunner(model_path, threads=1, optimization="disable").infer(x)
+    ref = OrtRunner(SessionFromOnnx(model_path, threads=1, optimization="disable")).infer(x)
     for level in ("basic", "extended", "all"):
-        runner = OrtRunner(model_path, threads=2, optimization=level)
+        runner = OrtRunner(SessionFromOnnx(model_path, threads=2, optimization=level))
         assert runner.conditions()["graph_optimization"] == level and runner.conditions()["intra_op_threads"] == 2
         # fused INT8 kernels may round differently from the float Q/DQ path: within one step
         assert np.max(np.abs(runner.infer(x) - ref)) < 0.5
@@ -30,11 +30,11 @@ def test_optimisation_levels_agree(model_path):
 
 def test_bad_level_and_bad_file(model_path, tmp_path):
     with pytest.raises(GencompressError, match="optimisation level"):
-        OrtRunner(model_path, optimization="max")
+        OrtRunner(SessionFromOnnx(model_path, optimization="max"))
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(model_path.read_bytes()[:50])
     with pytest.raises(GencompressError, match="cannot load"):
-        OrtRunner(bad)
+        OrtRunner(SessionFromOnnx(bad))
 
 
 def test_tensorrt_backend_registered_lazily():

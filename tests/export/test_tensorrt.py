@@ -25,17 +25,17 @@ def qdq_onnx(tmp_path_factory):
 
 def test_build_and_run_matches_ort(qdq_onnx, tmp_path):
     from gencompress.export.profiles import BatchProfile
-    from gencompress.export.runners import OrtRunner
+    from gencompress.export.runners import OrtRunner, SessionFromOnnx
     from gencompress.export.tensorrt.builder import BuildConfig, build_engine_file
-    from gencompress.export.tensorrt.runner import TrtRunner
+    from gencompress.export.tensorrt.runner import EngineFromBytes, TrtRunner
 
     plan = tmp_path / "engine.plan"
     info = build_engine_file(qdq_onnx, plan, BuildConfig(batch=BatchProfile(1, 2, 4), timing_cache=str(tmp_path / "t.cache")))
     assert info["precision"] == "int8" and info["size_bytes"] == plan.stat().st_size and (tmp_path / "t.cache").is_file()
     x = np.random.default_rng(0).normal(size=(3, 4, 8, 8)).astype(np.float32)
-    expected = OrtRunner(qdq_onnx).infer(x)
+    expected = OrtRunner(SessionFromOnnx(qdq_onnx)).infer(x)
     for cuda_graph in (False, True):
-        runner = TrtRunner(plan.read_bytes(), cuda_graph=cuda_graph)
+        runner = TrtRunner(EngineFromBytes(plan.read_bytes()), cuda_graph=cuda_graph)
         got = runner.infer(x)
         got_again = runner.infer(x)  # a graph replay on the second call
         runner.close()
@@ -47,9 +47,9 @@ def test_build_and_run_matches_ort(qdq_onnx, tmp_path):
 def test_truncated_engine_is_one_line_error(qdq_onnx, tmp_path):
     from gencompress.errors import GencompressError
     from gencompress.export.tensorrt.builder import build_engine_file
-    from gencompress.export.tensorrt.runner import TrtRunner
+    from gencompress.export.tensorrt.runner import EngineFromBytes, TrtRunner
 
     plan = tmp_path / "engine.plan"
     build_engine_file(qdq_onnx, plan)
     with pytest.raises(GencompressError, match="cannot load this engine"):
-        TrtRunner(plan.read_bytes()[:1000])
+        TrtRunner(EngineFromBytes(plan.read_bytes()[:1000]))

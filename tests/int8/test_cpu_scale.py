@@ -19,7 +19,7 @@ from gencompress.errors import GencompressError
 from gencompress.export.int8_cpu import requantize, search_cpu_int8
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import prepare_for_quantization, quantize_prepared
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.floor import QualityFloor
 from gencompress.metrics import psnr
 
@@ -74,7 +74,7 @@ def test_one_batch_at_a_time_gives_max_the_same_ranges_as_one_pass(prepared, tmp
     quantize_prepared(path, tmp_path / "strided.onnx", calib, calibrator="max", cache=tmp_path / "strided.json", batch=4)
     options = cpu_options("qoperator", "max")
     options["extra_options"] = {k: v for k, v in options["extra_options"].items() if k != "CalibStridedMinMax"}
-    reader = _Reader(OrtRunner(path, 1).session.get_inputs()[0].name, calib, 4)
+    reader = _Reader(OrtRunner(SessionFromOnnx(path, 1)).session.get_inputs()[0].name, calib, 4)
     reader.set_range(0, len(reader))
     quantize_static(str(path), str(tmp_path / "whole.onnx"), reader, calibration_cache_path=tmp_path / "whole.json", **options)
     strided, whole = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("strided", "whole"))
@@ -103,8 +103,8 @@ def test_the_qdq_twin_is_the_searched_quantisation_without_a_second_calibration(
     calls = _Calls(monkeypatch)
     twin = requantize(path, tmp_path, "max", record["float_nodes"], tmp_path / "twin.onnx", "qdq")
     assert calls.batches == []  # the cached ranges, no calibration pass
-    reference = OrtRunner(path, 2).infer(held)
-    assert psnr(reference, OrtRunner(twin, 2).infer(held)) == pytest.approx(record["psnr_db"], abs=0.5)
+    reference = OrtRunner(SessionFromOnnx(path, 2)).infer(held)
+    assert psnr(reference, OrtRunner(SessionFromOnnx(twin, 2)).infer(held)) == pytest.approx(record["psnr_db"], abs=0.5)
     graph = onnx.load(str(twin)).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     convs = {n.name: n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}

@@ -13,7 +13,7 @@ from gencompress.errors import GencompressError
 from gencompress.export.int8_cpu import layer_groups, search_cpu_int8
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import prepare_for_quantization
-from gencompress.export.runners import OrtRunner
+from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.floor import DEFAULT_MIN_PSNR, DEFAULT_MIN_SSIM, QualityFloor, quality_floor
 from gencompress.metrics import psnr, ssim
 from tests.helpers import run_cli
@@ -62,7 +62,7 @@ def test_taesd_like_decoder_on_cpu_meets_the_floor_or_writes_nothing(decoders_im
     quantize_static(str(fp32), str(tmp_path / "plain.onnx"), _Reader("latent", z[:16], 16))  # the plain way
     with torch.no_grad():
         reference = model(torch.from_numpy(z[16:])).numpy()
-    assert psnr(reference, OrtRunner(tmp_path / "plain.onnx", 2).infer(z[16:])) < DEFAULT_MIN_PSNR  # the case is real
+    assert psnr(reference, OrtRunner(SessionFromOnnx(tmp_path / "plain.onnx", 2)).infer(z[16:])) < DEFAULT_MIN_PSNR  # the case is real
 
     # The build's Python API (16 evaluation inputs instead of the CLI's 64: seconds, not minutes).
     from gencompress.cli.pipeline import BuildConfig, build
@@ -77,7 +77,7 @@ def test_taesd_like_decoder_on_cpu_meets_the_floor_or_writes_nothing(decoders_im
         assert "\n" not in str(exc) and not out.exists()
         return
     assert summary["quality"]["meets_floor"]
-    got = OrtRunner(out / "model.onnx", 2).infer(z[16:])  # our own check, on inputs the build never saw
+    got = OrtRunner(SessionFromOnnx(out / "model.onnx", 2)).infer(z[16:])  # our own check, on inputs the build never saw
     assert psnr(reference, got) >= DEFAULT_MIN_PSNR - 1.0 and ssim(reference, got) >= DEFAULT_MIN_SSIM - 0.01
 
 
@@ -108,8 +108,8 @@ def test_cpu_min_psnr_keeps_the_most_sensitive_layers_float(prepared_upsample, t
     probed = {t["float_layers"]: t for t in record["tried"]}
     assert probed[len(keep) - 1]["psnr_db"] < budget  # one fewer float layer misses: the fewest in that order
     # the written graph is the one scored: its float layers are plain Convs, the rest integer
-    reference = OrtRunner(prepared, 2).infer(held)
-    assert psnr(reference, OrtRunner(path, 2).infer(held)) == pytest.approx(record["psnr_db"], abs=1e-6)
+    reference = OrtRunner(SessionFromOnnx(prepared, 2)).infer(held)
+    assert psnr(reference, OrtRunner(SessionFromOnnx(path, 2)).infer(held)) == pytest.approx(record["psnr_db"], abs=1e-6)
     import onnx
 
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]

@@ -217,10 +217,10 @@ def small_onnx(tmp_path_factory) -> bytes:
 
 def _use(path: Path) -> str:
     """What `build` does with an ONNX file before compressing it: validate, load, run, check."""
-    from gencompress.export.runners import OrtRunner, run_batches
+    from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
 
     bundle = load_spec(str(path))
-    runner = OrtRunner(bundle.file("source.onnx"), threads=1)
+    runner = OrtRunner(SessionFromOnnx(bundle.file("source.onnx"), threads=1))
     out = run_batches(runner, np.zeros((2, *bundle.input_shape), np.float32))
     if out.ndim != 4 or not np.isfinite(out).all():
         raise GencompressError("model output is not a finite N x C x H x W image")

@@ -26,7 +26,7 @@ PROBE = textwrap.dedent(
     from gencompress.compress.quantize import QuantConfig, quantize_module
     from gencompress.data import draw_inputs
     from gencompress.export.onnx_export import OnnxConfig, export_module
-    from gencompress.export.runners import OrtRunner, TorchRunner, run_batches
+    from gencompress.export.runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
 
     def peak_mib():
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (a
@@ -39,7 +39,7 @@ PROBE = textwrap.dedent(
     torch.manual_seed(0)
     model = zoo.build("dcgan").eval()
     onnx_path = export_module(model, (100, 1, 1), Path(sys.argv[1]) / "m.onnx", OnnxConfig())
-    ort = OrtRunner(onnx_path, threads=1)
+    ort = OrtRunner(SessionFromOnnx(onnx_path, threads=1))
 
     def calibrate(n, batch=32):
         quantize_module(model, (100, 1, 1), "normal", QuantConfig(calibrator="max", calib_samples=n, calib_batch=batch), progress=False)
