@@ -62,6 +62,11 @@ class TorchBestRunner(TorchRunner):
         # inputs follow the weights' format: channels-last inputs only pay off on channels-last weights
         self.channels_last = self.loader.channels_last if isinstance(self.loader, PreparedModule) else _channels_last(self.model)
 
+    def conditions(self) -> dict:
+        """What a timing depends on: the dtype and memory format read back from the running module."""
+        precision = next(k for k, v in TORCH_DTYPES.items() if v == self.dtype) if self.dtype in TORCH_DTYPES.values() else str(self.dtype)
+        return {**super().conditions(), "precision": precision, "channels_last": self.channels_last}
+
     def _tensor(self, batch: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
         # channels_last only means something for 4-D tensors; a 1x1 latent is unaffected
@@ -80,7 +85,7 @@ class TorchCompileRunner(TorchBestRunner):
 
     name = "torch-compile"
 
-    def __init__(self, load: PreparedModule | nn.Module, name: str | None = None, compile_backend: str = "inductor",
+    def __init__(self, load: PreparedModule | nn.Module, name: str | None = None, *, compile_backend: str = "inductor",
                  mode: str | None = None):
         super().__init__(load, name)
         try:

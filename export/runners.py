@@ -133,6 +133,11 @@ class TorchRunner(Runner):
         self.model = self._load(load, name).eval()
         self.device = _module_device(self.model)
 
+    def conditions(self) -> dict:
+        """What a timing taken with this runner depends on."""
+        built = self.loader.conditions() if self.loader is not None else {"threads": torch.get_num_threads()}
+        return {"backend": "torch", "version": torch.__version__, **built, "device": self.device}
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))

@@ -85,7 +85,7 @@ class TrtRunner(Runner):
     name = "trt"
     device = "cuda"
 
-    def __init__(self, load: EngineFromBytes | EngineFromBundle | object, name: str | None = None, cuda_graph: bool = False):
+    def __init__(self, load: EngineFromBytes | EngineFromBundle | object, name: str | None = None, *, cuda_graph: bool = False):
         self.engine = self._load(load, name)
         self.trt = trt = import_tensorrt()
         self.context = self.engine.create_execution_context()
