@@ -104,10 +104,11 @@ class CudaGraphRunner(TorchBestRunner):
     name = "cuda-graph"
 
     def __init__(self, load: PreparedModule | nn.Module, name: str | None = None):
-        if isinstance(load, ModuleOnDevice) and not load.device.startswith("cuda"):  # before moving any weights
+        # checked before the loader moves any weights, and again on what a bare module is on
+        if not torch.cuda.is_available() or (isinstance(load, ModuleOnDevice) and not load.device.startswith("cuda")):
             raise GencompressError("the cuda-graph backend needs a CUDA GPU (--device cuda)")
         super().__init__(load, name)
-        if not self.device.startswith("cuda") or not torch.cuda.is_available():
+        if not self.device.startswith("cuda"):
             raise GencompressError("the cuda-graph backend needs a CUDA GPU (--device cuda)")
         self.graphs: dict[tuple, tuple] = {}
 

@@ -137,3 +137,12 @@ def test_tensorrt_loaders_are_lazy_and_say_what_to_install(tmp_path):
     for loader in loaders:
         with pytest.raises(MissingDependencyError, match="TensorRT"):
             loader()
+
+
+def test_cuda_graph_runner_says_it_needs_a_gpu(tiny):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = tiny[0]
+    for load in (runners_extra.PreparedModule(copy.deepcopy(model), device="cuda"), copy.deepcopy(model)):
+        with pytest.raises(GencompressError, match="cuda-graph backend needs a CUDA GPU"):
+            runners_extra.CudaGraphRunner(load)
