@@ -239,9 +239,8 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
     cfg = replace(cfg, calibrator=calibrators["chosen"])
     search = None
     if floor is not None:
-        search = choose_mix(qmodel, held, reference, replace(floor, min_psnr=floor.min_psnr + cfg.search_margin_db), progress,
-                            cfg.calib_batch)
-        search.update(budget_db=floor.min_psnr, floor=floor.as_dict(), search_margin_db=cfg.search_margin_db)
+        search = choose_mix(qmodel, held, reference, floor, progress, cfg.calib_batch, cfg.search_margin_db)
+        search["search_margin_db"] = cfg.search_margin_db
         cfg = replace(cfg, keep_float=tuple(dict.fromkeys((*cfg.keep_float, *search["keep_float"]))))
     qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress) if cfg.qat_steps else None
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}

@@ -18,7 +18,7 @@ from torch import nn
 from gencompress.batching import MAX_BATCH, forward_batched
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, fewest_passing, finite_db, not_met
+from gencompress.floor import QualityFloor, fewest_meeting, finite_db, not_met
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 
@@ -57,12 +57,13 @@ def layer_sensitivity(qmodel, layers, x, reference, progress: bool, batch: int =
 
 
 def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floor: QualityFloor, progress: bool = True,
-               batch: int = MAX_BATCH) -> dict:
+               batch: int = MAX_BATCH, margin_db: float = 0.0) -> dict:
     """Leave the fewest most-sensitive layers in float so the model meets `floor` on the
     held-out latents `x` (FP32 outputs `reference`).
 
     Modifies `qmodel`'s quantisers in place. At least one layer stays INT8; if even then
-    the floor fails, a one-line error gives the best reached. Each layer's sensitivity is
+    the floor fails, a one-line error gives the best reached. The search aims `margin_db`
+    above the floor where it can (floor.fewest_meeting). Each layer's sensitivity is
     measured (and reported) even when the all-INT8 model already meets the floor.
     """
     layers = _layers(qmodel)
@@ -72,12 +73,13 @@ def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floo
     order = sorted(sens, key=lambda n: sens[n])  # most sensitive first
     probes: dict[int, dict] = {}
 
-    def meets(k: int) -> bool:
-        _set_quantized(layers, set(layers) - set(order[:k]))
-        probes[k] = {"float_layers": k, **floor.measure(reference, forward_batched(qmodel, x, batch))}
-        return probes[k]["meets_floor"]
+    def scores(k: int) -> dict:
+        if k not in probes:
+            _set_quantized(layers, set(layers) - set(order[:k]))
+            probes[k] = {"float_layers": k, **floor.measure(reference, forward_batched(qmodel, x, batch))}
+        return probes[k]
 
-    k = fewest_passing(len(order) - 1, meets)  # at least one layer stays INT8
+    k = fewest_meeting(len(order) - 1, scores, floor, margin_db)  # at least one layer stays INT8
     tried = [probes[i] for i in sorted(probes)]
     if k is not None:
         _set_quantized(layers, set(layers) - set(order[:k]))

@@ -21,12 +21,13 @@ Weights are 7-bit (reduce_range) in every candidate: see onnx_quant.cpu_options.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, best_of, fewest_passing, finite_db, not_met
+from gencompress.floor import QualityFloor, best_of, fewest_meeting, finite_db, not_met
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 
@@ -156,8 +157,9 @@ def slower_in_int8(float_us: dict[str, float], int8_us: dict[str, float]) -> lis
     return [n for n in int8_us if int8_us[n] > 0 and float_us.get(n, 0) > 0 and int8_us[n] >= float_us[n]]
 
 
-def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record: dict, threads: int) -> Path:
-    """Leave float the integer layers that are not faster than float, if the floor still holds."""
+def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record: dict, threads: int, margin_db: float = 0.0) -> Path:
+    """Leave float the integer layers that are not faster than float, if the floor (raised by
+    the search's margin) still holds."""
     import os
 
     x = search.held[: max(1, min(8, len(search.held)))]
@@ -172,7 +174,7 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
         return path
     candidate = search.quantize(chosen, exclude=[m for n in (*keep, *slow) for m in groups[n]])
     scores = search.score(candidate)
-    if not scores["meets_floor"]:
+    if not replace(search.floor, min_psnr=search.floor.min_psnr + margin_db).holds(scores):
         return path
     record["speed"]["float_for_speed"] = slow
     record.update(psnr_db=scores["psnr_db"], ssim=scores["ssim"])
@@ -181,7 +183,8 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
 
 def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor | None,
                     calibrator: str = "auto", fmt: str = "qoperator", threads: int = 2, progress: bool = True,
-                    speed_aware: bool = False, batch: int = 32, histogram_samples: int | None = None) -> tuple[Path, dict]:
+                    speed_aware: bool = False, batch: int = 32, histogram_samples: int | None = None,
+                    margin_db: float = 0.0) -> tuple[Path, dict]:
     """The integer graph that meets `floor` with the fewest float nodes; returns its path and
     the record for the recipe and report (calibrators' scores, sensitivity, float nodes)."""
     if fmt not in CPU_FORMATS:
@@ -207,23 +210,23 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
     order = sorted(nodes, key=lambda n: sens[n]["psnr_db"])  # most sensitive first
     probes: dict[int, tuple[Path, dict]] = {0: (paths[chosen], scores[chosen])}
 
-    def meets(k: int) -> bool:
+    def scores(k: int) -> dict:
         if k not in probes:
             path = search.quantize(chosen, exclude=[m for n in order[:k] for m in groups[n]])
             probes[k] = (path, search.score(path))
-        return probes[k][1]["meets_floor"]
+        return probes[k][1]
 
-    k = fewest_passing(len(order) - 1, meets)  # at least one node stays integer
+    k = fewest_meeting(len(order) - 1, scores, floor, margin_db)  # at least one node stays integer; aims margin_db above
     record["tried"] = [{"float_layers": i, **probes[i][1]} for i in sorted(probes)]
     if k is None:
         top = max(record["tried"], key=lambda t: t["psnr_db"])
         raise not_met(floor, top, f"ONNX Runtime CPU integer form, {chosen} calibration, {top['float_layers']} of {len(order)} "
                                   "nodes float, the most sensitive first")
     path, best = probes[k]
-    record.update(keep_float=order[:k], psnr_db=best["psnr_db"], ssim=best["ssim"])
+    record.update(keep_float=order[:k], psnr_db=best["psnr_db"], ssim=best["ssim"], search_margin_db=margin_db)
     record["float_for_quality"] = list(record["keep_float"])
     if speed_aware:
-        path = _speed_pass(search, chosen, groups, path, record, threads)
+        path = _speed_pass(search, chosen, groups, path, record, threads, margin_db)
         record["keep_float"] = [*record["keep_float"], *record["speed"]["float_for_speed"]]
     record["float_nodes"] = [m for n in record["keep_float"] for m in groups[n]]
     return path, record

@@ -121,7 +121,8 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
         step.update(info)
     prepared = prepare_for_quantization(src, work / CPU_PREPARED)
     path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress,
-                                   speed_aware=cfg.speed_aware, batch=cfg.calib_batch, histogram_samples=cfg.histogram_samples)
+                                   speed_aware=cfg.speed_aware, batch=cfg.calib_batch, histogram_samples=cfg.histogram_samples,
+                                   margin_db=SEARCH_MARGIN_DB)
     step["calibrator"] = record["calibrators"]["chosen"]
     step["calibrators"] = record.pop("calibrators")
     step["floor"] = record["floor"]

@@ -18,7 +18,7 @@ This module lives in the core because both compress/ (modelopt fake-quant) and e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gencompress.errors import GencompressError
 from gencompress.metrics import psnr, ssim
@@ -108,4 +108,17 @@ def fewest_passing(most: int, passes) -> int | None:
             k = mid
         else:
             miss = mid
+    return k
+
+
+def fewest_meeting(most: int, scores, floor: QualityFloor, margin_db: float = 0.0) -> int | None:
+    """The fewest float layers (0..most) whose `scores(k)` meet `floor` raised by `margin_db`:
+    the search judges on held-out inputs and the build's gate on others, where a mix that just
+    met the floor landed 0.02 dB under. Where no mix clears the margin, the fewest that meet
+    the floor itself (the gate then decides); None where none does. `scores` should cache:
+    the second search revisits the first one's probes."""
+    aim = replace(floor, min_psnr=floor.min_psnr + margin_db)
+    k = fewest_passing(most, lambda i: aim.holds(scores(i)))
+    if k is None and margin_db:
+        k = fewest_passing(most, lambda i: floor.holds(scores(i)))
     return k

@@ -12,8 +12,10 @@ and after every build: the machine is shared, and wall times move with the load.
     python scripts/real_architectures.py [--only taesd_decoder,sr_compact] [--targets gpu,cpu]
         [--json benchmarks/results/real_architectures.json]
 
-A run merges its rows into an existing JSON (one row per architecture and target), so the
-architectures can be measured one at a time.
+A run merges its rows into an existing JSON (one row per architecture, target and variant), so
+the architectures can be measured one at a time. `--prune R --distill-steps N` adds rows of the
+variant "prune R": `build --int8 --prune R --distill-steps N`, judged against the unpruned FP32
+model on the supplied inputs.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SUPPLIED_SEED = 20261201
 SUPPLIED_SAMPLES = 16
 TAESD_LIMITS = {"wall_seconds": 600.0, "peak_rss_mb": round(2.5e9 / 2**20, 1)}  # the issue's "done when": 10 min, 2.5 GB
+VARIANT = ""  # "" for plain builds; --prune sets it
 TIMEOUT_S = 1800.0  # --timeout: a build still running after this is stopped and its row says so
 SMALL = False  # --small: the narrow builders (a smoke run of this script)
 
@@ -85,7 +88,7 @@ def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
         out_f.seek(0)
         err_f.seek(0)
         stdout, stderr = out_f.read(), err_f.read()
-    row = {"architecture": name, "target": target, "command": " ".join(cmd[1:]), "exit_code": child.returncode,
+    row = {"architecture": name, "target": target, "variant": VARIANT, "command": " ".join(cmd[1:]), "exit_code": child.returncode,
            "wall_seconds": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: ru_maxrss in KiB
            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
            "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()]}
@@ -145,6 +148,10 @@ def _counts(precisions: dict) -> dict:
     return out
 
 
+def _label(row: dict) -> str:
+    return f"{row['architecture']} ({row['variant']})" if row.get("variant") else row["architecture"]
+
+
 def table_markdown(result: dict) -> str:
     """The README's table, from the JSON."""
     head = ("| architecture | target | GMAC/image | build wall s | CPU s | peak RSS MB | load (1 min) | PSNR vs FP32, supplied data | "
@@ -152,18 +159,18 @@ def table_markdown(result: dict) -> str:
     lines = [head]
     for r in result["rows"]:
         if r["exit_code"] != 0:
-            lines.append(f"| {r['architecture']} | {r['target']} | | {r['wall_seconds']} | {r['cpu_seconds']} | {r['peak_rss_mb']} | "
+            lines.append(f"| {_label(r)} | {r['target']} | | {r['wall_seconds']} | {r['cpu_seconds']} | {r['peak_rss_mb']} | "
                          f"{r['load_before'][0]} | failed: {r.get('error', '')[:80]} | |")
             continue
         speed = r.get("int8_vs_fp32_onnx_paired")
-        lines.append(f"| {r['architecture']} | {r['target']} | {r['gmac_per_image']:.2f} | {r['wall_seconds']} | {r['cpu_seconds']} | "
+        lines.append(f"| {_label(r)} | {r['target']} | {r['gmac_per_image']:.2f} | {r['wall_seconds']} | {r['cpu_seconds']} | "
                      f"{r['peak_rss_mb']} | {r['load_before'][0]}-{r['load_after'][0]} | {r['supplied_data']['psnr_db']:.1f} dB | "
                      + (f"{speed:.2f}x at batch {r['paired_batch']} |" if speed else "|"))
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    global SMALL, TIMEOUT_S
+    global SMALL, TIMEOUT_S, VARIANT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(A.NAMES), help="Comma-separated architectures.")
     parser.add_argument("--targets", default="gpu,cpu")
@@ -171,12 +178,18 @@ def main(argv=None) -> int:
     parser.add_argument("--build-args", default="", help="Extra build options, space-separated (e.g. '--calib-samples 64').")
     parser.add_argument("--small", action="store_true", help="The narrow test builders (a smoke run; write elsewhere with --json).")
     parser.add_argument("--table", action="store_true", help="Print the README table from --json and exit.")
+    parser.add_argument("--prune", type=float, help="Rows of build --int8 --prune RATIO (variant 'prune RATIO').")
+    parser.add_argument("--distill-steps", type=int, default=20, help="With --prune: distillation steps.")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="Seconds after which a build is stopped (its row says so).")
     args = parser.parse_args(argv)
     if args.table:
         print(table_markdown(json.loads(Path(args.json).read_text())))
         return 0
     SMALL, TIMEOUT_S = args.small, args.timeout
+    extra = args.build_args.split()
+    if args.prune is not None:
+        VARIANT = f"prune {args.prune:g}, {args.distill_steps} distill steps"
+        extra += ["--prune", str(args.prune), "--distill-steps", str(args.distill_steps)]
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.exists() else {"rows": []}
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
@@ -185,17 +198,18 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory(prefix="gencompress-real-") as tmp:
                 out = Path(tmp) / "bundle"
                 print(f"build {name} --target {target} ...", file=sys.stderr, flush=True)
-                row = run_build(name, target, out, args.build_args.split())
+                row = run_build(name, target, out, extra)
                 if row["exit_code"] == 0:
                     judge(row, name, out, inputs, inputs_path)
                 row = compact(row)
-            if name == "taesd_decoder":
+            if name == "taesd_decoder" and not VARIANT:
                 row["within_issue_limits"] = (row["exit_code"] == 0 and row["wall_seconds"] <= TAESD_LIMITS["wall_seconds"]
                                               and row["peak_rss_mb"] <= TAESD_LIMITS["peak_rss_mb"])
             print(json.dumps({k: row.get(k) for k in ("architecture", "target", "exit_code", "wall_seconds", "peak_rss_mb",
                                                       "psnr_db_build_eval", "int8_vs_fp32_onnx_paired", "load_before", "error")}),
                   file=sys.stderr, flush=True)
-            result["rows"] = [r for r in result["rows"] if (r["architecture"], r["target"]) != (name, target)] + [row]
+            result["rows"] = [r for r in result["rows"]
+                              if (r["architecture"], r["target"], r.get("variant", "")) != (name, target, VARIANT)] + [row]
             result.update({"script": "scripts/real_architectures.py", "conditions": describe(2),
                            "taesd_limits": TAESD_LIMITS, "supplied_samples": SUPPLIED_SAMPLES, "sizes": "small" if SMALL else "full"})
             path.write_text(json.dumps(result, indent=1, default=float) + "\n")  # after every build: a crash keeps the rest

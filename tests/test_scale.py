@@ -122,3 +122,18 @@ def test_histogram_calibrators_quantise_the_same_layers_as_max(calibrator):
     histogram = enabled(quantize_module(model, (100, 1, 1), "normal", replace(cfg, calibrator=calibrator), progress=False, inputs=inputs))
     assert histogram == plain
     assert len(plain) == 8  # four ConvTranspose layers: input and weight each
+
+
+def test_the_float_layer_search_aims_above_the_floor_and_falls_back_to_it():
+    from gencompress.floor import QualityFloor, fewest_meeting
+
+    floor = QualityFloor(35.0)
+    psnr_by_k = [30.0, 34.9, 35.1, 35.2, 35.4, 36.0]
+    scores = lambda k: {"psnr_db": psnr_by_k[k], "ssim": 1.0}  # noqa: E731
+    assert fewest_meeting(5, scores, floor) == 2  # no margin: the first mix over 35
+    assert fewest_meeting(5, scores, floor, margin_db=0.3) == 4  # aims at 35.3
+    assert fewest_meeting(3, scores, floor, margin_db=0.3) == 2  # nothing clears 35.3 within 3: the floor itself
+    assert fewest_meeting(1, scores, floor, margin_db=0.3) is None  # nothing meets 35 at all
+    with_ssim = QualityFloor(35.0, 0.97)
+    low_ssim = lambda k: {"psnr_db": psnr_by_k[k], "ssim": 0.9 if k < 5 else 0.99}  # noqa: E731
+    assert fewest_meeting(5, low_ssim, with_ssim, margin_db=0.3) == 5  # the SSIM floor holds too
