@@ -4,6 +4,7 @@ execute_async_v3 on tensor addresses from torch.cuda tensors.
 EngineFromBytes deserialises a plan; EngineFromBundle first checks that a bundle's
 engine.plan was built here (TensorRT version, GPU) and whole (size, sha256). Written
 against the TensorRT 10 API; TensorRT is imported only when a loader is called.
+
 No pycuda: device memory and streams come from PyTorch's CUDA caching allocator.
 With `cuda_graph=True` the first call per input shape captures the enqueue into a CUDA
 graph and later calls replay it (less CPU launch overhead: it matters on Jetsons).
@@ -66,9 +67,9 @@ class EngineFromBundle(Loader):
         return metrics.get("engine") or metrics.get("build", {}).get("engine", {})
 
     def __call__(self):
+        trt = import_tensorrt()  # first: a missing TensorRT says what to install
         from .builder import gpu_identity
 
-        trt = import_tensorrt()
         record = self.record()
         check_engine_record(record, trt.__version__, gpu_identity()["gpu"])
         return EngineFromBytes(check_engine_file(self.bundle.file(ENGINE), record))()
