@@ -79,6 +79,9 @@ class Runner:
         """The object this runner runs: `load()` if `load` is a Loader (called here, once), else
         `load` itself, already built. Only Loader instances are called: an nn.Module is callable
         too, and calling it would run it."""
+        if isinstance(load, (str, Path, bytes)):  # the constructors before loaders took these
+            raise TypeError(f"{type(self).__name__} takes a loader or what it builds, not {type(load).__name__}: "
+                            "wrap it in its loader, e.g. OrtRunner(SessionFromOnnx(path)), TrtRunner(EngineFromBytes(data))")
         if name is not None:
             self.name = name
         if isinstance(load, Loader):

@@ -124,6 +124,8 @@ def test_a_bad_onnx_file_is_still_a_one_line_error(tiny, tmp_path):
         with pytest.raises(GencompressError, match="ONNX Runtime cannot load") as info:
             make()
         assert "\n" not in str(info.value) and len(str(info.value)) < 400
+    with pytest.raises(TypeError, match="SessionFromOnnx"):  # the old constructor's path, with the fix in the message
+        OrtRunner(path)
     with pytest.raises(GencompressError, match="optimisation level"):  # a bad option fails before any work
         SessionFromOnnx(tmp_path / "missing.onnx", optimization="max")
 
