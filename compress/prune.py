@@ -361,7 +361,7 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
         log = distill(student, teacher, shape, bundle.manifest["input"], cfg.distill_config(), progress, checkpoints=checkpoints,
                       discriminator=discriminator, pool=data.rest if data else None)
         inputs = {"data": data.record} if data else {"inputs": "drawn from the input spec"}
-        out.manifest["recipe"].append({"step": "distill", **asdict(cfg.distill_config()), **log, **inputs})
+        out.record({"step": "distill", **asdict(cfg.distill_config()), **log, **inputs})
         if judge is not None:
             stats["data_quality"]["pruned_distilled"] = judge(student)
     out.manifest["metrics"]["prune"] = stats

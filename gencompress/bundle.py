@@ -167,6 +167,16 @@ class Bundle:
         """The newest recipe step called `name` (that has the key `having`, if given), or None."""
         return last_step(self.manifest, name, having)
 
+    @property
+    def recipe(self) -> list[dict]:
+        """The steps that made this bundle, oldest first (append with `record`)."""
+        return self.manifest["recipe"]
+
+    def record(self, step: dict) -> dict:
+        """Append `step` to this bundle's recipe (in place; `derive` makes a new bundle); returns it."""
+        self.manifest["recipe"].append(step)
+        return step
+
     def derive(self, step: dict, model: nn.Module | None = None) -> "Bundle":
         """A new in-memory bundle one step further along the recipe."""
         manifest = copy.deepcopy(self.manifest)

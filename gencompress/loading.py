@@ -309,7 +309,7 @@ def load_spec(
             arch["conditional"] = conditional.architecture_record(z_shape, classes)
             input_spec.update(conditional.input_fields(z_shape, classes))
         bundle = Bundle(new_manifest(arch, input_spec, _output_spec()), model.eval())
-        bundle.manifest["recipe"].append(step)
+        bundle.record(step)
         return bundle
     raise GencompressError(f"model {spec!r} is not a bundle folder, a file, an import spec or a zoo name ({', '.join(zoo.names())})")
 

@@ -69,3 +69,22 @@ def test_unknown_schema_version_is_refused(tmp_path):
     (saved.path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(GencompressError, match="schema version 999"):
         Bundle.load(saved.path)
+
+
+def test_recipe_steps_are_recorded_through_the_bundle():
+    """Stages append to the recipe with Bundle.record and read it with last_step/recipe only."""
+    import re
+    from pathlib import Path
+
+    from gencompress.bundle import Bundle, new_manifest
+
+    bundle = Bundle(new_manifest(architecture={"kind": "zoo", "name": "dcgan", "kwargs": {}},
+                                 input_spec={"name": "latent", "shape": [4], "dtype": "float32", "distribution": "normal"},
+                                 output_spec={"name": "image", "range": [-1.0, 1.0], "layout": "NCHW"}), None)
+    step = bundle.record({"step": "quantize", "calibrator": "max"})
+    assert bundle.recipe[-1] is step and bundle.last_step("quantize") == step
+    root = Path(__file__).resolve().parent.parent
+    hand = [f"{path.relative_to(root)}:{n}" for folder in ("gencompress", "export", "compress", "benchmarks", "train")
+            for path in (root / folder).rglob("*.py") if path.name != "bundle.py"
+            for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(r'manifest\["recipe"\]', line)]
+    assert hand == []

@@ -390,7 +390,7 @@ def finish(run: Run, evaluator: Evaluator | None) -> Bundle:
     if not run.is_vae:  # how to rebuild the discriminator bundled beside the generator
         step["discriminator_kwargs"] = discriminator_kwargs(run.data.channels, run.obj)
     bundle = zoo_bundle(run.cfg.model, run.ema, **run.kwargs)
-    bundle.manifest["recipe"].append(step)
+    bundle.record(step)
     if not run.ctx.is_main:
         return bundle
     metrics = {"replica_max_abs_diff": replica_diff}

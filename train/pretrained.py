@@ -49,7 +49,7 @@ def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: b
         return train_digits_vae(name, steps, seed, path, progress)
     generator, discriminator = train_digits_gan(name, steps, seed, progress)
     bundle = zoo_bundle(name, generator)
-    bundle.manifest["recipe"].append({"step": "train", "data": "digits", "objective": "gan", "steps": steps, "seed": seed,
+    bundle.record({"step": "train", "data": "digits", "objective": "gan", "steps": steps, "seed": seed,
                                       "discriminator_kwargs": {}})
     from .loop import save_state
 

@@ -48,6 +48,6 @@ def export(bundle, fmt, precision, opset, batch, target, min_psnr, verify_sample
     saved = run_export(cfg)
     metrics = saved.manifest["metrics"]
     if as_json:
-        emit_json({"out": str(saved.path), "recipe_step": saved.manifest["recipe"][-1], **{k: metrics[k] for k in metrics if k in ("export_verification", "engine", "deployment")}})
+        emit_json({"out": str(saved.path), "recipe_step": saved.recipe[-1], **{k: metrics[k] for k in metrics if k in ("export_verification", "engine", "deployment")}})
     else:
         click.echo(f"wrote {saved.path} ({', '.join(sorted(saved.manifest['files']))})")

@@ -138,7 +138,7 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
 
             torch.manual_seed(0)
             bundle = zoo_bundle(spec, zoo.build(spec))
-            bundle.manifest["recipe"].append({"step": "load", "weights": RANDOM_WEIGHTS})
+            bundle.record({"step": "load", "weights": RANDOM_WEIGHTS})
             return bundle, f"{spec} (random init)"
         from gencompress.train.pretrained import get_or_train
 
@@ -319,7 +319,7 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
         xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
         final.files[OPENVINO_XML], final.files[OPENVINO_BIN] = xml, xml.with_suffix(".bin")
         step["files"] = [OPENVINO_XML, OPENVINO_BIN]
-    final.manifest["recipe"].append(step)
+    final.record(step)
     return choice
 
 
