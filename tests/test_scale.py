@@ -137,3 +137,13 @@ def test_the_float_layer_search_aims_above_the_floor_and_falls_back_to_it():
     with_ssim = QualityFloor(35.0, 0.97)
     low_ssim = lambda k: {"psnr_db": psnr_by_k[k], "ssim": 0.9 if k < 5 else 0.99}  # noqa: E731
     assert fewest_meeting(5, low_ssim, with_ssim, margin_db=0.3) == 5  # the SSIM floor holds too
+
+
+def test_interleaved_timings_use_no_more_than_the_mini_batch():
+    """Graphs timed side by side each hold a batch of activations: a 256-px decoder (mini-batch 4)
+    is timed at 4, a digits model (mini-batch 32) at the largest latency batch."""
+    from gencompress.cli.pipeline import _timing_batch
+
+    assert _timing_batch(BuildConfig(), 4) == 4
+    assert _timing_batch(BuildConfig(), 32) == 8
+    assert _timing_batch(BuildConfig(latency_batches=(1,)), 32) == 1

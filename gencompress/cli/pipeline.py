@@ -202,7 +202,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
         export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
     with timer.stage("cpu runtime choice"):
-        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work, data)
+        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work, _timing_batch(cfg, batch), data)
     if runtime and runtime["runtime"] == "openvino":
         quant_form = f"{runtime['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {quant_form})"
     with timer.stage("evaluate"):
@@ -226,7 +226,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
         latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs, final)
     with timer.stage("paired speed"):
-        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs)
+        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs, _timing_batch(cfg, batch))
     with timer.stage("model stats"):
         params = count_params(source.model) if source.model is not None else None
         if cfg.prune is not None:  # pruning changed the count
@@ -290,7 +290,7 @@ def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.n
 
 
 def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference: np.ndarray, inputs: np.ndarray,
-                    work: Path, data: UserData | None = None) -> dict | None:
+                    work: Path, timing_batch: int, data: UserData | None = None) -> dict | None:
     """`--target cpu` INT8: measure ONNX Runtime's integer form against OpenVINO's INT8 forms
     (export/cpu_runtime.py) and record the winner in the bundle: the runtime in a recipe step,
     and, where OpenVINO won, its IR under openvino/ (model.onnx stays ONNX Runtime's form)."""
@@ -309,7 +309,7 @@ def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference:
     qdq_dir.mkdir()
     qdq = int8_cpu_as_qdq(final.last_step("quantize"), work, qdq_dir / ONNX)
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, final.file(ONNX), qdq, calib, inputs, reference, work / "runtime",
-                                            cfg.threads, max(cfg.latency_batches), floor.min_psnr if floor else None)
+                                            cfg.threads, timing_batch, floor.min_psnr if floor else None)
     log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
     step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
             "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
@@ -376,13 +376,19 @@ PAIRED_ROUNDS = 9
 PAIRED_SECONDS_FACTOR = 4  # the quoted ratio gets more time than one table row
 
 
-def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray) -> dict | None:
+def _timing_batch(cfg: BuildConfig, mini_batch: int) -> int:
+    """The batch of the interleaved timings: the largest latency batch, but no more than the
+    mini-batch, because every graph timed side by side holds its own batch of activations (five
+    at once in the CPU runtime choice: 2.8 GB for a 256-px decoder at batch 8)."""
+    return max(1, min(max(cfg.latency_batches), mini_batch))
+
+
+def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray, batch: int) -> dict | None:
     """The compressed ONNX against the FP32 ONNX at the largest batch, timed in interleaved
     rounds in a clean child process (benchmarks/ort_pair.py): the table's rows are timed one
     after the other, which a drifting or shared CPU distorts; this ratio is the one to quote."""
     if final_onnx == fp32_onnx:
         return None
-    batch = max(cfg.latency_batches)
     x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
     timing = time_graphs({"fp32": fp32_onnx, cfg.precision: final_onnx}, x, cfg.threads, rounds=PAIRED_ROUNDS, inner=10, warmup=5,
                          seconds=PAIRED_SECONDS_FACTOR * cfg.bench_seconds)
