@@ -44,8 +44,9 @@ class EngineFromBytes(Loader):
     def __call__(self):
         trt = import_tensorrt()
         _need_cuda()
-        # The engine keeps its runtime alive (the bindings' keep_alive), so the runtime may go out of scope here.
-        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.data)
+        # The runtime stays with the loader (which the runner keeps): an engine must not outlive its runtime.
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = self.runtime.deserialize_cuda_engine(self.data)
         if engine is None:
             raise GencompressError(f"TensorRT {trt.__version__} cannot load this engine (truncated, or built by another TensorRT version)")
         return engine
@@ -72,7 +73,8 @@ class EngineFromBundle(Loader):
 
         record = self.record()
         check_engine_record(record, trt.__version__, gpu_identity()["gpu"])
-        return EngineFromBytes(check_engine_file(self.bundle.file(ENGINE), record))()
+        self.plan = EngineFromBytes(check_engine_file(self.bundle.file(ENGINE), record))  # kept: it holds the runtime
+        return self.plan()
 
     def conditions(self) -> dict:
         record = self.record()
