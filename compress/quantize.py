@@ -75,6 +75,9 @@ class QuantConfig:
     # The float-layer search aims this far above the floor: it judges on held-out inputs, and the
     # build's gate measures other ones, where a mix that just met the floor can land 0.02 dB under.
     search_margin_db: float = 0.0
+    # Empirical bias correction after calibration (compress/bias_correction.py), kept only where
+    # it scores better on the held-out inputs.
+    bias_correction: bool = True
     qat_steps: int = 0  # quantisation-aware fine-tuning steps, distilled from the FP32 model
     qat_lr: float = 1e-5
     qat_batch: int = 32
@@ -237,6 +240,9 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
     reference = forward_batched(bundle.model.eval(), held, cfg.calib_batch)
     qmodel, calibrators = choose_calibrator(bundle, cfg, inputs, held, reference, floor or QualityFloor(1.0), progress)
     cfg = replace(cfg, calibrator=calibrators["chosen"])
+    if cfg.bias_correction:
+        qmodel, calibrators["bias_correction"] = bias_corrected(qmodel, bundle.model, inputs, held, reference,
+                                                                calibrators["scores"][cfg.calibrator], floor or QualityFloor(1.0), cfg)
     search = None
     if floor is not None:
         search = choose_mix(qmodel, held, reference, floor, progress, cfg.calib_batch, cfg.search_margin_db)
@@ -257,6 +263,20 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
     out = bundle.derive(step, qmodel)
     out.manifest["precision"] = layer_precisions(qmodel)
     return out
+
+
+def bias_corrected(qmodel: nn.Module, fp32: nn.Module, inputs: torch.Tensor, held: torch.Tensor, reference: torch.Tensor,
+                   plain: dict, floor: QualityFloor, cfg: QuantConfig) -> tuple[nn.Module, dict]:
+    """`qmodel` with its biases corrected (compress/bias_correction.py) where that scores a better
+    PSNR on the held-out inputs than `plain` (the calibrated model's scores), else `qmodel` as it is."""
+    from .bias_correction import correct_biases
+
+    candidate = copy.deepcopy(qmodel)
+    record = correct_biases(candidate, fp32, inputs, cfg.calib_batch)
+    scores = floor.measure(reference, forward_batched(candidate, held, cfg.calib_batch))
+    kept = scores["psnr_db"] > plain["psnr_db"]
+    record.update(psnr_before_db=plain["psnr_db"], psnr_after_db=scores["psnr_db"], ssim_after=scores["ssim"], kept=kept)
+    return (candidate if kept else qmodel), record
 
 
 def choose_calibrator(bundle: Bundle, cfg: QuantConfig, inputs: torch.Tensor, held: torch.Tensor, reference: torch.Tensor,
