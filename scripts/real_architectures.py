@@ -102,8 +102,10 @@ def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
 
 
 def judge(row: dict, name: str, out: Path, inputs: np.ndarray, inputs_path: Path) -> None:
-    """PSNR of the bundle's ONNX against the FP32 PyTorch model on the supplied inputs."""
+    """PSNR of the bundle against the FP32 PyTorch model on the supplied inputs: its model.onnx on
+    ONNX Runtime, and, where the CPU runtime choice picked OpenVINO, the OpenVINO IR it deploys."""
     from gencompress.batching import mini_batch
+    from gencompress.export.openvino import BUNDLE_XML, OpenVinoModelFromFile, OpenVinoRunner
     from gencompress.export.runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
 
     model = builder(name)()
@@ -112,6 +114,9 @@ def judge(row: dict, name: str, out: Path, inputs: np.ndarray, inputs_path: Path
     got = run_batches(OrtRunner(SessionFromOnnx(out / "model.onnx", 2)), inputs, batch)
     row["supplied_data"] = {"file": inputs_path.name, "sha256": hashlib.sha256(inputs_path.read_bytes()).hexdigest(),
                             "samples": len(inputs), "seed": SUPPLIED_SEED, **fidelity(reference, got)}
+    if (out / BUNDLE_XML).is_file():
+        deployed = run_batches(OpenVinoRunner(OpenVinoModelFromFile(out / BUNDLE_XML, 2)), inputs, batch)
+        row["supplied_data"]["openvino_ir"] = fidelity(reference, deployed)
 
 
 def compact(row: dict) -> dict:
@@ -148,6 +153,13 @@ def _counts(precisions: dict) -> dict:
     return out
 
 
+def _supplied_psnr(row: dict) -> str:
+    """The supplied-data PSNR of what the bundle deploys (the OpenVINO IR where it won, else model.onnx)."""
+    data = row["supplied_data"]
+    ir = data.get("openvino_ir")
+    return f"{ir['psnr_db']:.1f} dB (OpenVINO IR)" if ir else f"{data['psnr_db']:.1f} dB"
+
+
 def _label(row: dict) -> str:
     return f"{row['architecture']} ({row['variant']})" if row.get("variant") else row["architecture"]
 
@@ -164,7 +176,7 @@ def table_markdown(result: dict) -> str:
             continue
         speed = r.get("int8_vs_fp32_onnx_paired")
         lines.append(f"| {_label(r)} | {r['target']} | {r['gmac_per_image']:.2f} | {r['wall_seconds']} | {r['cpu_seconds']} | "
-                     f"{r['peak_rss_mb']} | {r['load_before'][0]}-{r['load_after'][0]} | {r['supplied_data']['psnr_db']:.1f} dB | "
+                     f"{r['peak_rss_mb']} | {r['load_before'][0]}-{r['load_after'][0]} | {_supplied_psnr(r)} | "
                      + (f"{speed:.2f}x at batch {r['paired_batch']} |" if speed else "|"))
     return "\n".join(lines)
 
