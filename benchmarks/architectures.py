@@ -224,7 +224,7 @@ class UnetBlock(nn.Module):
 
 
 def unet_pix2pix(ngf: int = 64, num_downs: int = 8, channels: int = 3, seed: int = 0) -> nn.Module:
-    """pix2pix's `unet_256` (ngf 64, 8 downsamplings): 3x256x256 -> 3x256x256, ~18 GMAC."""
+    """pix2pix's `unet_256` (ngf 64, 8 downsamplings): 3x256x256 -> 3x256x256, 6.05 GMAC (count_macs), 54M parameters."""
 
     def build():
         block = UnetBlock(ngf * 8, ngf * 8, innermost=True)
