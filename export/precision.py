@@ -51,6 +51,7 @@ class PrecisionConfig:
     min_psnr: float | None = None  # None: the default floor (gencompress/floor.py)
     no_floor: bool = False
     qat_steps: int = 0
+    bias_correction: bool = False  # --bias-correction (gpu/Jetson targets: modelopt)
     eval_samples: int = defaults.EVAL_SAMPLES
     threads: int = 2
     deconv_form: str = "sub-pixel"  # how --target cpu rewrites ConvTranspose (compress/rewrite.py)
@@ -63,6 +64,9 @@ class PrecisionConfig:
         if self.target == "cpu" and self.calibrator not in ("auto", *CPU_CALIBRATORS):
             raise GencompressError(f"calibrator {self.calibrator!r} is not available for --target cpu (ONNX Runtime); "
                                    f"known: auto, {', '.join(CPU_CALIBRATORS)}")
+        if self.target == "cpu" and self.bias_correction:
+            raise GencompressError("--bias-correction corrects modelopt's fake-quant model (gpu/Jetson targets); --target cpu has none "
+                                   "(its NNCF candidates on OpenVINO apply NNCF's own bias correction)")
         if self.target == "cpu" and self.qat_steps:
             raise GencompressError("--qat-steps fine-tunes modelopt's fake-quant model (gpu/Jetson targets); --target cpu has none")
         self.quant_config().validate()
@@ -73,7 +77,7 @@ class PrecisionConfig:
     def quant_config(self) -> QuantConfig:
         return QuantConfig(calibrator=self.calibrator if self.calibrator in CALIBRATOR_CHOICES else "auto", calib_samples=self.calib_samples,
                            calib_batch=self.calib_batch, calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
-                           no_floor=self.no_floor, qat_steps=self.qat_steps, eval_samples=self.eval_samples, seed=CALIB_SEED,
+                           no_floor=self.no_floor, qat_steps=self.qat_steps, bias_correction=self.bias_correction, eval_samples=self.eval_samples, seed=CALIB_SEED,
                            search_margin_db=SEARCH_MARGIN_DB)
 
 

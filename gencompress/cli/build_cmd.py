@@ -26,6 +26,7 @@ from gencompress.progress import top_stages
 @click.option("--min-psnr", type=float, default=None,
               help="Quality floor in dB vs FP32, replacing the default (PSNR >= 35 dB and SSIM >= 0.97): the most sensitive layers stay float.")
 @click.option("--no-quality-floor", "no_floor", is_flag=True, help="Keep every layer INT8, whatever the quality (no floor, no search).")
+@click.option("--bias-correction", is_flag=True, help="Empirical bias correction after calibration, kept where it scores better (gpu targets).")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="Quantisation-aware fine-tuning steps (gpu targets).")
 @click.option("--eval-samples", default=None, type=click.IntRange(min=1),
               help="Inputs that judge quality (from --data: its first ones) [default: 64, fewer for a big model: about 1000 GMAC, at least 16].")
@@ -38,7 +39,7 @@ from gencompress.progress import top_stages
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
 @writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, precision, calib_samples, calib_from, target, deconv_weight_axis,
-          prune_ratio, distill_steps, calibrator, min_psnr, no_floor, qat_steps, eval_samples, bench_seconds, cpu_runtime, out, as_json,
+          prune_ratio, distill_steps, calibrator, min_psnr, no_floor, bias_correction, qat_steps, eval_samples, bench_seconds, cpu_runtime, out, as_json,
           data):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
@@ -49,7 +50,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, pr
         model=model, out=out, input_shape=input_shape, checkpoint=checkpoint, trust_pickle=trust_pickle,
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init, classes=classes,
-        prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, qat_steps=qat_steps,
+        prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, bias_correction=bias_correction, qat_steps=qat_steps,
         bench_seconds=bench_seconds, cpu_runtime=cpu_runtime, eval_samples=eval_samples, data=data.spec, io_spec=data.io_spec,
     )
     summary = run_build(cfg)

@@ -74,6 +74,7 @@ class BuildConfig:
     no_floor: bool = False  # --no-quality-floor
     calibrator: str = defaults.DEFAULT_CALIBRATOR  # auto: the best on held-out inputs
     qat_steps: int = 0
+    bias_correction: bool = False  # --bias-correction: empirical bias correction after calibration (modelopt)
     cpu_runtime: str = "auto"  # --target cpu INT8: auto (measure ONNX Runtime vs OpenVINO) | onnxruntime
     data: str | None = None  # --data SPEC (gencompress/inputs.py); None: inputs drawn from the input spec
     io_spec: dict = field(default_factory=dict)  # apply_io_spec's keywords: input_kind, input_range, input_std, output_range
@@ -101,7 +102,7 @@ class BuildConfig:
         return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator,
                                calib_samples=self.calib_samples or defaults.CALIB_SAMPLES, calib_batch=calib_batch,
                                calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
-                               no_floor=self.no_floor, qat_steps=self.qat_steps,
+                               no_floor=self.no_floor, qat_steps=self.qat_steps, bias_correction=self.bias_correction,
                                eval_samples=self.judge_samples or self.eval_samples or defaults.EVAL_SAMPLES, threads=self.threads,
                                histogram_samples=self.histogram_samples)
 

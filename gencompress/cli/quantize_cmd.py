@@ -23,6 +23,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--min-psnr", type=float, default=None,
               help="Quality floor in dB vs FP32, replacing the default (PSNR >= 35 dB and SSIM >= 0.97): keep the fewest most sensitive layers float.")
 @click.option("--no-quality-floor", "no_floor", is_flag=True, help="Keep every layer INT8, whatever the quality.")
+@click.option("--bias-correction", is_flag=True, help="Empirical bias correction after calibration, kept where it scores better.")
 @click.option("--qat-steps", default=0, show_default=True, type=click.IntRange(min=0), help="QAT steps distilled from FP32.")
 @click.option("--qat-lr", default=1e-5, show_default=True, type=float)
 @click.option("--seed", default=1234, show_default=True, type=int)
@@ -30,7 +31,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.option("--json", "as_json", is_flag=True, help="Print layer precisions and the search as JSON on stdout.")
 @writes_output
 def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_from, deconv_weight_axis, keep_float, min_psnr, no_floor,
-             qat_steps, qat_lr, seed, out, as_json, data):
+             bias_correction, qat_steps, qat_lr, seed, out, as_json, data):
     """INT8-quantise BUNDLE (fake-quant, TensorRT's Q/DQ form on export)."""
     from gencompress.compress import QuantConfig
     from gencompress.compress import quantize as run_quantize
@@ -38,7 +39,7 @@ def quantize(bundle, precision, calibrator, percentile, calib_samples, calib_fro
 
     cfg = QuantConfig(calibrator=calibrator, percentile=percentile, calib_samples=calib_samples, calib_from=calib_from,
                       deconv_weight_axis=int(deconv_weight_axis), keep_float=tuple(keep_float), min_psnr=min_psnr, no_floor=no_floor,
-                      qat_steps=qat_steps, qat_lr=qat_lr, seed=seed)
+                      qat_steps=qat_steps, qat_lr=qat_lr, seed=seed, bias_correction=bias_correction)
     cfg.validate()
     source = load_source(bundle, out)
     user = prepare_inputs(source.manifest, data.spec, data.io_spec, cfg.eval_samples)

@@ -63,7 +63,7 @@ def test_quantize_keeps_the_correction_only_where_it_scores_better(model_name):
     bundle = zoo_bundle("dcgan", nn.Identity())  # any manifest; the model and shape are set below
     bundle.model = model
     bundle.manifest["input"]["shape"] = list(SHAPE)
-    cfg = QuantConfig(calibrator="max", calib_samples=32, calib_batch=16, eval_samples=16, no_floor=True)
+    cfg = QuantConfig(calibrator="max", calib_samples=32, calib_batch=16, eval_samples=16, no_floor=True, bias_correction=True)
     out = quantize(bundle, cfg, progress=False)
     record = out.last_step("quantize")["calibrators"]["bias_correction"]
     assert record["kept"] == (record["psnr_after_db"] > record["psnr_before_db"])
