@@ -21,7 +21,6 @@ Weights are 7-bit (reduce_range) in every candidate: see onnx_quant.cpu_options.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,11 @@ from .runners import OrtRunner, SessionFromOnnx, run_batches
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 PROFILE_RUNS = 20
 PROFILE_SECONDS, MIN_PROFILE_RUNS = 15.0, 5  # a 256-px decoder's batch takes ~2 s a run: time-bounded, as the latency table
+
+
+def ranges_cache(work: Path, calibrator: str) -> Path:
+    """Where a search in `work` keeps `calibrator`'s tensor ranges (computed once, read by later candidates)."""
+    return work / f"ranges-{calibrator}.json"
 
 
 def layer_groups(prepared: Path) -> dict[str, list[str]]:
@@ -84,7 +88,7 @@ class _Search:
         dst = self.work / f"cpu-int8-{self.count}.onnx"
         return quantize_prepared(self.prepared, dst, self.calib[: self.samples(calibrator)], fmt=self.fmt, calibrator=calibrator, nodes_to_exclude=list(exclude),
                                  nodes_to_quantize=list(only) if only is not None else None,
-                                 cache=self.work / f"ranges-{calibrator}.json", batch=self.batch)
+                                 cache=ranges_cache(self.work, calibrator), batch=self.batch)
 
     def samples(self, calibrator: str) -> int:
         """Calibration inputs `calibrator` reads: all for MinMax, fewer for the histogram ones (defaults.HISTOGRAM_BUDGET_GMAC)."""
@@ -174,7 +178,7 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
         return path
     candidate = search.quantize(chosen, exclude=[m for n in (*keep, *slow) for m in groups[n]])
     scores = search.score(candidate)
-    if not replace(search.floor, min_psnr=search.floor.min_psnr + margin_db).holds(scores):
+    if not search.floor.raised_by(margin_db).holds(scores):
         return path
     record["speed"]["float_for_speed"] = slow
     record.update(psnr_db=scores["psnr_db"], ssim=scores["ssim"])
@@ -210,13 +214,13 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
     order = sorted(nodes, key=lambda n: sens[n]["psnr_db"])  # most sensitive first
     probes: dict[int, tuple[Path, dict]] = {0: (paths[chosen], scores[chosen])}
 
-    def scores(k: int) -> dict:
+    def probe(k: int) -> dict:
         if k not in probes:
             path = search.quantize(chosen, exclude=[m for n in order[:k] for m in groups[n]])
             probes[k] = (path, search.score(path))
         return probes[k][1]
 
-    k = fewest_meeting(len(order) - 1, scores, floor, margin_db)  # at least one node stays integer; aims margin_db above
+    k = fewest_meeting(len(order) - 1, probe, floor, margin_db)  # at least one node stays integer; aims margin_db above
     record["tried"] = [{"float_layers": i, **probes[i][1]} for i in sorted(probes)]
     if k is None:
         top = max(record["tried"], key=lambda t: t["psnr_db"])
@@ -235,7 +239,7 @@ def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndar
 def requantize(prepared: Path, work: Path, calibrator: str, float_nodes, dst: Path, fmt: str) -> Path:
     """The searched quantisation again, in another format (e.g. Q/DQ for OpenVINO to compile):
     same graph, same calibrator's cached ranges, same float nodes; no calibration pass."""
-    cache = work / f"ranges-{calibrator}.json"
+    cache = ranges_cache(work, calibrator)
     if not cache.is_file():
         raise GencompressError(f"no cached {calibrator} ranges in {work}: requantize follows search_cpu_int8 in the same folder")
     return quantize_prepared(prepared, dst, None, fmt=fmt, calibrator=calibrator, nodes_to_exclude=float_nodes, cache=cache)

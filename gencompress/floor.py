@@ -49,6 +49,10 @@ class QualityFloor:
     def holds(self, scores: dict) -> bool:
         return scores["psnr_db"] >= self.min_psnr and (self.min_ssim is None or scores["ssim"] >= self.min_ssim)
 
+    def raised_by(self, margin_db: float) -> "QualityFloor":
+        """The same floor with its PSNR `margin_db` higher (what a search aims at)."""
+        return replace(self, min_psnr=self.min_psnr + margin_db)
+
     def describe(self) -> str:
         ssim_part = f" and SSIM >= {self.min_ssim:g}" if self.min_ssim is not None else ""
         return f"PSNR >= {self.min_psnr:g} dB{ssim_part} vs FP32" + (" (the default floor)" if self.default else "")
@@ -117,7 +121,7 @@ def fewest_meeting(most: int, scores, floor: QualityFloor, margin_db: float = 0.
     met the floor landed 0.02 dB under. Where no mix clears the margin, the fewest that meet
     the floor itself (the gate then decides); None where none does. `scores` should cache:
     the second search revisits the first one's probes."""
-    aim = replace(floor, min_psnr=floor.min_psnr + margin_db)
+    aim = floor.raised_by(margin_db)
     k = fewest_passing(most, lambda i: aim.holds(scores(i)))
     if k is None and margin_db:
         k = fewest_passing(most, lambda i: floor.holds(scores(i)))
