@@ -182,6 +182,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         if source.model is not None and cfg.prune is not None:  # the pruned model: checked again
             source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
+        timing_batch = _timing_batch(cfg, batch)  # the interleaved timings' batch (runtime choice, paired speed)
         if source.model is not None:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
             fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
@@ -203,7 +204,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
         export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
     with timer.stage("cpu runtime choice"):
-        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work, _timing_batch(cfg, batch), data)
+        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work, timing_batch, data)
     if runtime and runtime["runtime"] == "openvino":
         quant_form = f"{runtime['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {quant_form})"
     with timer.stage("evaluate"):
@@ -227,7 +228,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
         latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs, final)
     with timer.stage("paired speed"):
-        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs, _timing_batch(cfg, batch))
+        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs, timing_batch)
     with timer.stage("model stats"):
         params = count_params(source.model) if source.model is not None else None
         if cfg.prune is not None:  # pruning changed the count
