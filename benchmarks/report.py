@@ -259,3 +259,15 @@ def build_report_markdown(summary: dict) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def write_build_report(summary: dict, reference: np.ndarray, compressed: np.ndarray, folder: Path, inputs: np.ndarray | None = None,
+                       input_range=(-1.0, 1.0), output_range=(-1.0, 1.0)) -> dict[str, Path]:
+    """Write the build's report.md and samples.png into `folder`; return them keyed by their
+    place in the bundle. `inputs` (an image-input model's) is shown beside its outputs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    q = summary["quality"]
+    sample_grid(reference, compressed, folder / "samples.png", title=f"{summary['model']}: {summary['precision']} vs FP32, PSNR {q['psnr_db']:.2f} dB",
+                inputs=inputs, input_range=input_range, output_range=output_range)
+    (folder / "report.md").write_text(build_report_markdown(summary))
+    return {"report/report.md": folder / "report.md", "report/samples.png": folder / "samples.png"}

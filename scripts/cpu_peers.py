@@ -152,7 +152,7 @@ def gencompress_build(name: str, work: Path, random_init: bool) -> tuple[dict, o
 
 def peers(name: str, args) -> dict:
     from gencompress.compress.calibration import calibration_inputs
-    from gencompress.cli.pipeline import CALIB_SEED
+    from gencompress.export.precision import CALIB_SEED
     from gencompress.export import openvino
     from gencompress.export.cpu_runtime import Graph, time_runtimes
     from gencompress.export.onnx_export import OnnxConfig, export_module
@@ -245,7 +245,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "cpu_peers", "batch": BATCH, "threads": THREADS, "calibration_inputs": CALIB, "eval_inputs": EVAL,
               "quality_reference": "ONNX Runtime FP32 on the same exported ONNX", "rows": rows,
               "conditions": {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg()),
-                             "note": "shared 2-vCPU machine: other jobs ran meanwhile (load averages per model in each row)"}}
+                             "note": "load averages before and after each model are in its row (loadavg_before, loadavg_after)"}}
     result["table_markdown"] = markdown(result)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")

@@ -37,7 +37,7 @@ def isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_dcgan(isolated_cache):
-    """The embedded default: the zoo DCGAN trained on digits (about 90 s, once per run)."""
+    """The embedded default: the zoo DCGAN trained on digits (shipped in train/weights/)."""
     from gencompress.train.pretrained import get_or_train
 
     return get_or_train("dcgan", progress=False)

@@ -12,7 +12,7 @@ def _option(command: click.Command, name: str) -> click.Option:
 
 def test_jetson_table_describes_exactly_the_jetson_targets():
     from gencompress.benchmarks import devices
-    from gencompress.cli.pipeline import ESTIMATE_PROFILES
+    from gencompress.benchmarks.build_speed import ESTIMATE_PROFILES
     from gencompress.export.jetson import JETSON_TARGETS
 
     assert tuple(JETSON_TARGETS) == defaults.JETSON_TARGETS

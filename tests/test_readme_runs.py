@@ -115,7 +115,7 @@ def small(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(build_cmd, "run_build", _shrink(pipeline, "build", latency_iters=2, latency_warmup=1, eval_samples=8, latency_batches=(1,),
                                                          calib_samples=16, **steps))
     # the paired CPU timing starts a child process per build; tests/test_build.py covers it
-    monkeypatch.setattr(pipeline, "_paired_speedup", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "paired_speedup", lambda *a, **k: None)
     monkeypatch.setattr(pipeline, "prune", _shrink(compress, "prune", **steps))
     monkeypatch.setattr(compress, "prune", _shrink(compress, "prune", **steps))
     for module in (compress, precision):

@@ -142,8 +142,8 @@ def test_the_float_layer_search_aims_above_the_floor_and_falls_back_to_it():
 def test_interleaved_timings_use_no_more_than_the_mini_batch():
     """Graphs timed side by side each hold a batch of activations: a 256-px decoder (mini-batch 4)
     is timed at 4, a digits model (mini-batch 32) at the largest latency batch."""
-    from gencompress.cli.pipeline import _timing_batch
+    from gencompress.benchmarks import timing_batch
 
-    assert _timing_batch(BuildConfig(), 4) == 4
-    assert _timing_batch(BuildConfig(), 32) == 8
-    assert _timing_batch(BuildConfig(latency_batches=(1,)), 32) == 1
+    assert timing_batch(BuildConfig().latency_batches, 4) == 4
+    assert timing_batch(BuildConfig().latency_batches, 32) == 8
+    assert timing_batch((1,), 32) == 1

@@ -5,5 +5,6 @@
 """
 from .config import TrainConfig
 from .loop import fit
+from .pretrained import get_or_train, zoo_bundle
 
-__all__ = ["TrainConfig", "fit"]
+__all__ = ["TrainConfig", "fit", "get_or_train", "zoo_bundle"]

@@ -2,8 +2,10 @@
 
 `gencompress build` with no `--model` compresses the zoo's DCGAN trained here: a short
 non-saturating GAN run (Goodfellow et al. 2014, Adam 2e-4, beta1 0.5 as in DCGAN) that
-takes about two minutes on 2 CPU cores. The result is a bundle under the cache folder,
-written atomically, so a killed first run simply trains again next time.
+takes about three minutes on 2 CPU cores. That default ships trained inside the package
+(train/weights/, written by scripts/package_default_weights.py with this same function), so a
+fresh clone starts from it; any other model, step count or seed trains on first use into the
+cache folder, written atomically, so a killed first run simply trains again next time.
 """
 from __future__ import annotations
 
@@ -26,8 +28,23 @@ DEFAULT_STEPS = {"dcgan": 1500, "upsample_conv": 900, "vae_decoder": 1500}
 CACHE_VERSION = 2  # 2: GAN bundles carry their discriminator
 
 
+PACKAGED_DIR = Path(__file__).resolve().parent / "weights"  # trained bundles shipped with the package
+
+
 def cached_path(name: str, steps: int, seed: int) -> Path:
     return cache_dir() / "zoo" / f"{name}-digits-s{steps}-seed{seed}-v{CACHE_VERSION}"
+
+
+def packaged_bundle(name: str, steps: int, seed: int) -> Bundle | None:
+    """The shipped bundle for exactly this model, step count, seed and cache version, if one
+    ships and its files match their hashes (else None: it is trained instead, never trusted)."""
+    path = PACKAGED_DIR / cached_path(name, steps, seed).name
+    if not (path / "manifest.json").is_file():
+        return None
+    try:
+        return Bundle.load(path)
+    except GencompressError:
+        return None
 
 
 def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: bool = True) -> Bundle:
@@ -43,6 +60,9 @@ def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: b
             return Bundle.load(path)
         except GencompressError:
             pass  # a corrupt cache entry is retrained, never trusted
+    shipped = packaged_bundle(name, steps, seed)
+    if shipped is not None:
+        return shipped
     if progress:
         print(f"gencompress: training zoo model {name!r} on digits ({steps} steps, cached in {path})", file=sys.stderr)
     if is_vae:

@@ -11,6 +11,10 @@
 
 Precision: weakly typed builds (TensorRT < 10.12) set BuilderFlag.INT8 for Q/DQ graphs,
 with no calibrator (the scales are in the graph); strongly typed builds set no flag.
+
+Where Polygraphy is installed (feature detection: its TensorRT loaders import), the same build
+goes through its loaders (NetworkFromOnnxPath -> CreateConfig -> EngineBytesFromNetwork), which
+also parse from file (external weights) and lock the timing cache; otherwise the plain API above.
 """
 from __future__ import annotations
 
@@ -86,38 +90,100 @@ def _timing_cache_path(cfg: BuildConfig, version: str, gpu: str) -> Path:
     return cache_dir() / "tensorrt" / f"timing-{version}-{slug}.cache"
 
 
-def build_engine_file(onnx_path, plan_path, cfg: BuildConfig | None = None) -> dict:
-    """Build and serialise an engine; return what the manifest records about it."""
-    cfg = cfg or BuildConfig()
-    trt = import_tensorrt()
-    precision = cfg.precision or graph_precision(onnx_path)
-    version = TrtVersion.parse(trt.__version__)
-    ident = gpu_identity()
+def polygraphy_trt():
+    """Polygraphy's TensorRT loaders where Polygraphy is installed, else None (feature detection,
+    not a version table: the loaders this module calls must be there)."""
+    try:
+        from polygraphy.backend import trt as pg
+    except ImportError:
+        return None
+    return pg if all(hasattr(pg, n) for n in ("NetworkFromOnnxPath", "CreateConfig", "EngineBytesFromNetwork", "Profile")) else None
+
+
+def onnx_inputs(onnx_path) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, per-sample shape) of each graph input; a dynamic dimension other than batch is refused."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    found = []
+    for value in graph.input:
+        if value.name in weights:
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
+        if any(d <= 0 for d in dims[1:]):
+            raise GencompressError(f"input '{value.name}' has a dynamic dimension other than batch: {dims}")
+        found.append((value.name, dims[1:]))
+    return found
+
+
+def polygraphy_loaders(pg, onnx_path: Path, cfg: BuildConfig, version: TrtVersion, precision: str, cache_path: Path, workspace_pool):
+    """The engine-bytes loader: Polygraphy's NetworkFromOnnxPath -> CreateConfig ->
+    EngineBytesFromNetwork with this module's flags, profile, workspace and timing cache.
+    `workspace_pool`: trt.MemoryPoolType.WORKSPACE (a parameter so the shape is checkable
+    without TensorRT). Nothing is built until the returned loader is called."""
+    network = pg.NetworkFromOnnxPath(str(onnx_path), strongly_typed=typing_mode(version) == "strong-optin" or None)
+    profile = pg.Profile()
+    for name, per_sample in onnx_inputs(onnx_path):
+        profile.add(name, *cfg.batch.shapes(per_sample))
+    precision_flags = {name.lower(): True for name in builder_flag_names(version, precision)}  # INT8 -> int8=True
+    config = pg.CreateConfig(profiles=[profile], memory_pool_limits={workspace_pool: int(cfg.workspace_mib) << 20},
+                             load_timing_cache=str(cache_path) if cache_path.is_file() else None, **precision_flags)
+    return pg.EngineBytesFromNetwork(network, config=config, save_timing_cache=str(cache_path))
+
+
+def _plan_with_polygraphy(pg, trt, onnx_path: Path, cfg: BuildConfig, version: TrtVersion, precision: str, cache_path: Path) -> bytes:
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    loader = polygraphy_loaders(pg, onnx_path, cfg, version, precision, cache_path, trt.MemoryPoolType.WORKSPACE)
+    try:
+        return bytes(loader())
+    except Exception as exc:  # Polygraphy reports parser and builder failures as PolygraphyException
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        raise GencompressError(f"TensorRT {trt.__version__} (through Polygraphy) failed to build an engine from {onnx_path}: {first[:300]}") from exc
+
+
+def _plan_with_tensorrt(trt, onnx_path: Path, cfg: BuildConfig, version: TrtVersion, precision: str, cache_path: Path) -> bytes:
     logger = trt.Logger(trt.Logger.VERBOSE if cfg.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
     for name in network_flag_names(version):
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
-    parser = _parse(trt, network, logger, Path(onnx_path))  # keep alive while the network lives
+    parser = _parse(trt, network, logger, onnx_path)  # keep alive while the network lives
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_mib) << 20)
     for name in builder_flag_names(version, precision):
         config.set_flag(getattr(trt.BuilderFlag, name))
     _add_profile(trt, builder, network, config, cfg.batch)
-    cache_path = _timing_cache_path(cfg, str(version), ident["gpu"])
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     plan = builder.build_serialized_network(network, config)
     del parser
     if plan is None:
         raise GencompressError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see the log above)")
-    data = bytes(plan)
-    atomic_write_bytes(plan_path, data)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(plan)
+
+
+def build_engine_file(onnx_path, plan_path, cfg: BuildConfig | None = None) -> dict:
+    """Build and serialise an engine (through Polygraphy where it is installed); return what
+    the manifest records about it."""
+    cfg = cfg or BuildConfig()
+    trt = import_tensorrt()
+    precision = cfg.precision or graph_precision(onnx_path)
+    version = TrtVersion.parse(trt.__version__)
+    ident = gpu_identity()
+    cache_path = _timing_cache_path(cfg, str(version), ident["gpu"])
+    pg = polygraphy_trt()
+    if pg is not None:
+        data = _plan_with_polygraphy(pg, trt, Path(onnx_path), cfg, version, precision, cache_path)
+    else:
+        data = _plan_with_tensorrt(trt, Path(onnx_path), cfg, version, precision, cache_path)
+    atomic_write_bytes(plan_path, data)
     return {
         "tensorrt_version": trt.__version__, **ident, "precision": precision, "typing": typing_mode(version),
+        "builder": "polygraphy" if pg is not None else "tensorrt",
         "batch": cfg.batch.as_dict(), "workspace_mib": cfg.workspace_mib, "timing_cache": str(cache_path),
         "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
     }

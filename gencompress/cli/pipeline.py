@@ -20,24 +20,19 @@ from gencompress.batching import mini_batch
 from gencompress.bundle import ONNX, Bundle
 from gencompress.conditional import check_classes
 from gencompress.conditions import describe
-from gencompress.errors import GencompressError, MissingDependencyError
-from gencompress.inputs import UserData, evaluation_inputs, input_range, output_range, peak, prepare_inputs, settle_output_range
+from gencompress.errors import GencompressError
+from gencompress.inputs import evaluation_inputs, input_range, output_range, peak, prepare_inputs, settle_output_range
 from gencompress.floor import quality_floor
 from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, prune
-from gencompress.export import OnnxConfig
-from gencompress.export.onnx_export import export_module
-from gencompress.export.precision import CALIB_SEED, PRECISIONS, PrecisionConfig, apply_precision, int8_cpu_as_qdq
-from gencompress.export.stage import check_export
-from gencompress.export.openvino import BUNDLE_BIN as OPENVINO_BIN, BUNDLE_XML as OPENVINO_XML
-from gencompress.export.runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
-from gencompress.export import tensorrt as trt_backend
-from gencompress.benchmarks.latency import measure
-from gencompress.benchmarks.ort_pair import time_graphs
-from gencompress.benchmarks.report import build_report_markdown, sample_grid
+from gencompress.export import (OPENVINO_XML, PRECISIONS, OnnxConfig, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
+                                apply_precision, check_export, choose_cpu_runtime, deployment_runner, engine_for_target, export_module,
+                                run_batches)
+from gencompress.benchmarks import (Timing, latency_table, onnx_runners, paired_speedup, runtime_speedup,
+                                    target_estimate, timing_batch, write_build_report)
 
 DEFAULT_MODEL = "dcgan"
 TARGETS = defaults.TARGETS
@@ -135,13 +130,13 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
                 f"(it takes Nx{'x'.join(map(str, zoo.input_shape(spec)))})"
             )
         if cfg.random_init:
-            from gencompress.train.pretrained import zoo_bundle
+            from gencompress.train import zoo_bundle
 
             torch.manual_seed(0)
             bundle = zoo_bundle(spec, zoo.build(spec))
             bundle.record({"step": "load", "weights": RANDOM_WEIGHTS})
             return bundle, f"{spec} (random init)"
-        from gencompress.train.pretrained import get_or_train
+        from gencompress.train import get_or_train
 
         bundle = get_or_train(spec, progress=cfg.progress)
         return load_spec(str(bundle.path)), f"{spec} (trained on digits)"
@@ -182,7 +177,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         if source.model is not None and cfg.prune is not None:  # the pruned model: checked again
             source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
-        timing_batch = _timing_batch(cfg, batch)  # the interleaved timings' batch (runtime choice, paired speed)
+        paired_batch = timing_batch(cfg.latency_batches, batch)  # the interleaved timings' batch (runtime choice, paired speed)
         if source.model is not None:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
             fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
@@ -204,7 +199,11 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
         export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
     with timer.stage("cpu runtime choice"):
-        runtime = _choose_runtime(final, cfg, fp32_onnx, reference, inputs, work, timing_batch, data)
+        runtime = None
+        if cfg.precision == "int8" and cfg.target == "cpu" and cfg.cpu_runtime != "onnxruntime":
+            runtime = choose_cpu_runtime(final, fp32_onnx, reference, inputs, work, threads=cfg.threads, batch=paired_batch,
+                                         calib_samples=cfg.calib_samples, calib_from=cfg.calib_from,
+                                         min_psnr=floor.min_psnr if floor else None, data=data)
     if runtime and runtime["runtime"] == "openvino":
         quant_form = f"{runtime['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {quant_form})"
     with timer.stage("evaluate"):
@@ -212,7 +211,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
         # integer fusions lost 8 dB on the SD-VAE layout (export/verify.py).
         optimization = "all" if cfg.target == "cpu" else "disable"
-        compressed = run_batches(_final_runner(final, cfg, optimization), inputs, batch, _label(cfg, "evaluate"))
+        compressed = run_batches(deployment_runner(final, cfg.threads, optimization), inputs, batch, _label(cfg, "evaluate"))
         quality = {**fidelity(reference, compressed, peak(source.manifest)), "psnr_peak": peak(source.manifest),
                    "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
                    "reference": reference_name, "inputs": inputs_record,
@@ -226,15 +225,16 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     quant_step = final.last_step("quantize") or {}
 
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
-        latency = _latencies(source, fp32_onnx, final_onnx, cfg, inputs, final)
+        latency = latency_table(_latency_runners(source, fp32_onnx, final, cfg), inputs, _timing(cfg))
     with timer.stage("paired speed"):
-        paired = _runtime_speedup(runtime) or _paired_speedup(fp32_onnx, final_onnx, cfg, inputs, timing_batch)
+        paired = runtime_speedup(runtime) or paired_speedup(fp32_onnx, final_onnx, cfg.precision, inputs, paired_batch, _timing(cfg))
     with timer.stage("model stats"):
         params = count_params(source.model) if source.model is not None else None
         if cfg.prune is not None:  # pruning changed the count
             macs = count_macs(source.model, source.input_shape) if source.model is not None else None
     with timer.stage("engine"):
-        engine = _engine(final_onnx, cfg)
+        engine = engine_for_target(final_onnx, cfg.target)
+        engine_file = engine.pop("file", None)
     summary = {
         "model": name,
         "precision": cfg.precision,
@@ -244,7 +244,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "latency": latency,
         "paired_speedup": paired,
         "cpu_runtime": runtime,
-        "target_estimate": _target_estimate(fp32_onnx, final_onnx, cfg),
+        "target_estimate": target_estimate(fp32_onnx, final_onnx, cfg.target, max(cfg.latency_batches)),
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
         "bench_seconds": cfg.bench_seconds,
@@ -265,7 +265,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     }
     with timer.stage("report + save"):
         summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
-        _write_report(summary, reference, compressed, final, work, inputs)
+        _write_report(summary, reference, compressed, final, work, inputs, engine_file)
         final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
         saved = final.save(cfg.out)
     summary["time"] = timer.as_dict()
@@ -291,169 +291,25 @@ def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.n
                                f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
 
 
-def _choose_runtime(final: Bundle, cfg: BuildConfig, fp32_onnx: Path, reference: np.ndarray, inputs: np.ndarray,
-                    work: Path, timing_batch: int, data: UserData | None = None) -> dict | None:
-    """`--target cpu` INT8: measure ONNX Runtime's integer form against OpenVINO's INT8 forms
-    (export/cpu_runtime.py) and record the winner in the bundle: the runtime in a recipe step,
-    and, where OpenVINO won, its IR under openvino/ (model.onnx stays ONNX Runtime's form)."""
-    if cfg.precision != "int8" or cfg.target != "cpu" or cfg.cpu_runtime == "onnxruntime":
-        return None
-    floor = quality_floor(cfg.min_psnr, cfg.no_floor)
-    from gencompress.compress.calibration import calibration_inputs
-    from gencompress.export import cpu_runtime, openvino
-
-    if not openvino.available():
-        log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
-        return None
-    calib, _ = calibration_inputs(final, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
-    calib = calib.numpy()
-    qdq_dir = work / "openvino-qdq"
-    qdq_dir.mkdir()
-    qdq = int8_cpu_as_qdq(final.last_step("quantize"), work, qdq_dir / ONNX)
-    choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, final.file(ONNX), qdq, calib, inputs, reference, work / "runtime",
-                                            cfg.threads, timing_batch, floor.min_psnr if floor else None)
-    log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
-    step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
-            "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
-    if choice["runtime"] == "openvino":
-        winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
-        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / winner["name"] / openvino.IR_XML
-        xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
-        final.files[OPENVINO_XML], final.files[OPENVINO_BIN] = xml, xml.with_suffix(".bin")
-        step["files"] = [OPENVINO_XML, OPENVINO_BIN]
-    final.record(step)
-    return choice
+def _timing(cfg: BuildConfig) -> Timing:
+    return Timing(batches=cfg.latency_batches, iters=cfg.latency_iters, warmup=cfg.latency_warmup, seconds=cfg.bench_seconds,
+                  threads=cfg.threads, progress=cfg.progress)
 
 
-def _final_runner(final: Bundle, cfg: BuildConfig, optimization: str = "all"):
-    """The runner of the runtime the bundle was built for (OpenVINO's IR where it won)."""
-    step = final.last_step("runtime")
-    if step and step["runtime"] == "openvino":
-        from gencompress.export.openvino import OpenVinoModelFromFile, OpenVinoRunner
-
-        return OpenVinoRunner(OpenVinoModelFromFile(final.file(OPENVINO_XML), cfg.threads))
-    return OrtRunner(SessionFromOnnx(final.file(ONNX), cfg.threads, optimization))
-
-
-def _runtime_speedup(choice: dict | None) -> dict | None:
-    """The winner's paired speed against FP32 ONNX Runtime, where a runtime was chosen."""
-    if not choice:
-        return None
-    winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
-    return {"batch": choice["batch"], "speedup_vs_fp32_onnx": choice["speedup_vs_fp32_ort"], "runtime": choice["candidate"],
-            "median_ms": {"fp32": choice["fp32_ms"], "int8": winner["median_ms"]}, "method": choice["method"]}
-
-
-def _latencies(source: Bundle, fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray,
-               final: Bundle | None = None) -> list[dict]:
-    runners = []
-    if source.model is not None:
-        runners.append(("torch eager", "fp32", TorchRunner(source.model)))
-    runners.append(("onnxruntime", "fp32", OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads))))
-    if final_onnx != fp32_onnx:
-        runners.append(("onnxruntime", cfg.precision, OrtRunner(SessionFromOnnx(final_onnx, cfg.threads))))
-    if final is not None and OPENVINO_XML in final.files:  # the runtime the build chose
-        runners.append(("openvino", cfg.precision, _final_runner(final, cfg)))
-    rows = []
-    for backend, precision, runner in runners:
-        for batch in cfg.latency_batches:
-            x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
-            stats = measure(runner, x, cfg.latency_iters, cfg.latency_warmup, label=f"{backend} {precision} b{batch}" if cfg.progress else "",
-                            seconds=cfg.bench_seconds)
-            rows.append({"backend": backend, "precision": precision, **stats.as_dict()})
-        runner.close()
-    return with_speedups(rows)
-
-
-def with_speedups(rows: list[dict]) -> list[dict]:
-    """Each row gains `speedup_vs_fp32_onnx`: the FP32 ONNX median at the same batch over its own."""
-    fp32 = {r["batch"]: r["median_ms"] for r in rows if r["backend"] == "onnxruntime" and r["precision"] == "fp32"}
-    for r in rows:
-        base = fp32.get(r["batch"])
-        r["speedup_vs_fp32_onnx"] = base / r["median_ms"] if base and r["median_ms"] > 0 else None
-    return rows
-
-
-PAIRED_ROUNDS = 9
-PAIRED_SECONDS_FACTOR = 4  # the quoted ratio gets more time than one table row
-
-
-def _timing_batch(cfg: BuildConfig, mini_batch: int) -> int:
-    """The batch of the interleaved timings: the largest latency batch, but no more than the
-    mini-batch, because every graph timed side by side holds its own batch of activations (five
-    at once in the CPU runtime choice: 2.8 GB for a 256-px decoder at batch 8)."""
-    return max(1, min(max(cfg.latency_batches), mini_batch))
-
-
-def _paired_speedup(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig, inputs: np.ndarray, batch: int) -> dict | None:
-    """The compressed ONNX against the FP32 ONNX at the largest batch, timed in interleaved
-    rounds in a clean child process (benchmarks/ort_pair.py): the table's rows are timed one
-    after the other, which a drifting or shared CPU distorts; this ratio is the one to quote."""
-    if final_onnx == fp32_onnx:
-        return None
-    x = np.resize(inputs, (batch, *inputs.shape[1:])).astype(np.float32)
-    timing = time_graphs({"fp32": fp32_onnx, cfg.precision: final_onnx}, x, cfg.threads, rounds=PAIRED_ROUNDS, inner=10, warmup=5,
-                         seconds=PAIRED_SECONDS_FACTOR * cfg.bench_seconds)
-    return {"batch": batch, "speedup_vs_fp32_onnx": timing["ratio_to_first"][cfg.precision], "median_ms": timing["median_ms"],
-            "method": timing["method"]}
-
-
-
-
-# The roofline profile that stands for each TensorRT target (`--target gpu` names no GPU:
-# an H100 stands for it, and the line says so).
-ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in defaults.JETSON_TARGETS}}
-
-
-def _target_estimate(fp32_onnx: Path, final_onnx: Path, cfg: BuildConfig) -> dict | None:
-    """What a user deploying to a GPU or Jetson should expect: the roofline ESTIMATE of the
-    compressed graph against the FP32 graph on the target's profile (this machine's CPU
-    cannot time a TensorRT engine, and ONNX Runtime's CPU speed of a Q/DQ graph says little
-    about TensorRT's)."""
-    profile_name = ESTIMATE_PROFILES.get(cfg.target)
-    if profile_name is None or final_onnx == fp32_onnx:
-        return None
-    from gencompress.benchmarks import devices, roofline
-
-    profile, batch = devices.get(profile_name), max(cfg.latency_batches)
-    fp32_ms = roofline.estimate(fp32_onnx, profile, batch)["estimated_ms"]
-    ms = roofline.estimate(final_onnx, profile, batch)["estimated_ms"]
-    return {"label": "ESTIMATE (roofline), not a measurement", "profile": profile.key, "device": profile.name,
-            "batch": batch, "fp32_ms": fp32_ms, "compressed_ms": ms, "speedup_vs_fp32": fp32_ms / ms if ms > 0 else None}
-
-
-def _engine(onnx_path: Path, cfg: BuildConfig) -> dict:
-    """Build a TensorRT engine where TensorRT imports; say so plainly where it does not."""
-    if cfg.target == "cpu":
-        return {"built": False, "message": "no TensorRT engine for --target cpu (ONNX Runtime runs the ONNX)"}
-    if cfg.target in defaults.JETSON_TARGETS:
-        msg = f"engine not built here: run build_engine.sh on the {cfg.target} (engines are specific to its GPU and TensorRT)"
-        log(msg)
-        return {"built": False, "message": msg}
-    try:
-        trt_backend.import_tensorrt()
-    except MissingDependencyError as exc:
-        msg = f"TensorRT engine not built: {exc}. The Q/DQ ONNX in this bundle is what TensorRT builds from."
-        log(msg)
-        return {"built": False, "message": msg}
-    from gencompress.export.tensorrt.builder import build_engine_file
-
-    info = build_engine_file(onnx_path, onnx_path.with_name("engine.plan"))
-    return {"built": True, "message": f"TensorRT {info['tensorrt_version']} engine built on {info['gpu']}", **info}
+def _latency_runners(source: Bundle, fp32_onnx: Path, final: Bundle, cfg: BuildConfig) -> list:
+    """The table's rows: eager PyTorch (where there is a module), FP32 and compressed ONNX
+    Runtime, and OpenVINO where the build chose it."""
+    runners = [("torch eager", "fp32", TorchRunner(source.model))] if source.model is not None else []
+    runners += onnx_runners(fp32_onnx, final.file(ONNX), cfg.precision, cfg.threads)
+    if OPENVINO_XML in final.files:
+        runners.append(("openvino", cfg.precision, deployment_runner(final, cfg.threads)))
+    return runners
 
 
 def _write_report(summary: dict, reference: np.ndarray, compressed: np.ndarray, bundle: Bundle, work: Path,
-                  inputs: np.ndarray) -> None:
-    report = work / "report"
-    report.mkdir(exist_ok=True)
-    q = summary["quality"]
-    spec = bundle.manifest["input"]
-    shown = inputs if spec.get("kind") == "image" else None  # an image input is worth seeing beside its output
-    sample_grid(reference, compressed, report / "samples.png", title=f"{summary['model']}: {summary['precision']} vs FP32, PSNR {q['psnr_db']:.2f} dB",
-                inputs=shown, input_range=input_range(bundle.manifest), output_range=output_range(bundle.manifest))
-    (report / "report.md").write_text(build_report_markdown(summary))
-    bundle.files["report/report.md"] = report / "report.md"
-    bundle.files["report/samples.png"] = report / "samples.png"
-    engine = work / "engine.plan"
-    if engine.exists():
-        bundle.files["engine.plan"] = engine
+                  inputs: np.ndarray, engine_file: str | None) -> None:
+    shown = inputs if bundle.manifest["input"].get("kind") == "image" else None  # an image input is worth seeing beside its output
+    bundle.files.update(write_build_report(summary, reference, compressed, work / "report", shown,
+                                           input_range(bundle.manifest), output_range(bundle.manifest)))
+    if engine_file and Path(engine_file).exists():
+        bundle.files["engine.plan"] = Path(engine_file)

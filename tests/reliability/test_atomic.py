@@ -125,7 +125,7 @@ DRIVER = textwrap.dedent(
 
     mode = os.environ["DRIVER_MODE"]
     if mode in ("term-mid-save", "kill-mid-save"):
-        pipeline._latencies = lambda *a, **k: []  # straight to the save
+        pipeline.latency_table = lambda *a, **k: []  # straight to the save
         pipeline._write_report = lambda *a, **k: None
         real_save = bundle_mod._save_weights
 
@@ -206,7 +206,7 @@ def test_sigkill_mid_save_then_a_rerun_completes_and_cleans_up(tmp_path, previou
     assert len(left) == 2 and left[0] == ".out.lock" and left[1].startswith(".out.tmp-"), left
     import gencompress.cli.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "_latencies", lambda *a, **k: [])
+    monkeypatch.setattr(pipeline, "latency_table", lambda *a, **k: [])
     monkeypatch.setattr(pipeline, "_write_report", lambda *a, **k: None)
     monkeypatch.chdir(tmp_path)
     rerun = run_main(*BUILD_FP32, "out")

@@ -294,7 +294,7 @@ def test_full_disk_while_saving_keeps_the_previous_bundle(env, monkeypatch, tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(bundle_mod, "_save_weights", full_disk)
-    monkeypatch.setattr(pipeline, "_latencies", lambda *a, **k: [])  # not what this test is about
+    monkeypatch.setattr(pipeline, "latency_table", lambda *a, **k: [])  # not what this test is about
     outcome = run_main("build", "--fp32", "--model", "dcgan", "--random-init", "--out", out)
     assert_one_line_error(outcome, "No space left on device", only_line=False)
     assert f"cannot write {out}: No space left on device" in outcome.stderr

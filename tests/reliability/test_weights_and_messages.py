@@ -51,8 +51,8 @@ def proj(tmp_path, monkeypatch):
 def _quick_build(monkeypatch):
     import gencompress.cli.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "_latencies", lambda *a, **k: [])  # timing is not what these tests are about
-    monkeypatch.setattr(pipeline, "_paired_speedup", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "latency_table", lambda *a, **k: [])  # timing is not what these tests are about
+    monkeypatch.setattr(pipeline, "paired_speedup", lambda *a, **k: None)
 
 
 # --- 2. weights that are random or do not fit ------------------------------------------------

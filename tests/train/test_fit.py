@@ -199,3 +199,28 @@ def test_zoo_vae_decoder_trains_on_first_use_and_is_cached(tmp_path):
     again = get_or_train("vae_decoder", steps=20, progress=False)
     assert again.path == first.path
     assert again.manifest == first.manifest  # the cached bundle, weight hashes included, not a retrain
+
+
+def test_the_default_ships_trained_and_other_recipes_train_on_first_use(tmp_path, monkeypatch):
+    """`build` with no --model starts from the DCGAN shipped in the package (hash-checked),
+    not from three minutes of training; another step count trains and caches; a shipped copy
+    whose weights do not match their hash is never used."""
+    import shutil
+
+    from gencompress.train import pretrained
+
+    shipped = pretrained.get_or_train("dcgan", progress=False)
+    assert shipped.path.parent == pretrained.PACKAGED_DIR
+    step = shipped.manifest["recipe"][-1]
+    assert (step["step"], step["steps"], step["seed"]) == ("train", pretrained.DEFAULT_STEPS["dcgan"], 0)
+    assert "discriminator.safetensors" in shipped.files  # adversarial distillation needs it
+
+    trained = pretrained.get_or_train("dcgan", steps=3, progress=False)
+    assert trained.path == pretrained.cached_path("dcgan", 3, 0) and trained.manifest["recipe"][-1]["steps"] == 3
+
+    corrupt = tmp_path / "weights"
+    shutil.copytree(pretrained.PACKAGED_DIR, corrupt)
+    weights = corrupt / shipped.path.name / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    monkeypatch.setattr(pretrained, "PACKAGED_DIR", corrupt)
+    assert pretrained.packaged_bundle("dcgan", pretrained.DEFAULT_STEPS["dcgan"], 0) is None
