@@ -14,7 +14,7 @@ The candidates:
 
 Timing (`time_runtimes`): a child process that has run no PyTorch (its OpenMP workers spin and
 steal cores), every runtime on `threads` threads, R rounds; each round times every graph for
-`inner` calls after `settle` untimed calls (so a runtime's threads spinning down after the
+`inner` calls after a pause and about SETTLE_SECONDS of untimed calls (so a runtime's threads spinning down after the
 previous graph do not land on the next one's clock), and ratios are taken per round, so a
 drifting shared machine affects both sides of each ratio alike.
 
@@ -22,6 +22,7 @@ drifting shared machine affects both sides of each ratio alike.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -45,6 +46,12 @@ SAME_SPEED = 0.05
 NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
 BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see benchmarks/ort_pair.plan)
 SETTLE_BELOW_S = 0.05
+# Before each graph's timed calls in a round: a pause, then untimed calls for at least
+# SETTLE_SECONDS. The previous runtime's threads spin on after its last call; the same 1-3 ms
+# graph timed twice in one round (5 graphs, ONNX Runtime and OpenVINO) differed by up to 1.6x
+# with 2 settle calls and no pause, and by 1.5-10% with both (zoo upsample_conv, vae_decoder).
+COOLDOWN_S = 0.05
+SETTLE_SECONDS = 0.1
 
 
 @dataclass
@@ -109,11 +116,13 @@ def _time_in_child(spec: dict) -> dict:
     per_call = {name: warm_up(lambda r=runner: r.infer(x), spec) for name, runner in runners.items()}
     # settle calls keep a runtime's spinning threads off the next graph's clock: milliseconds,
     # which only a fast graph notices; a slow one is timed without them
-    settle = {name: spec["settle"] if t < SETTLE_BELOW_S else 0 for name, t in per_call.items()}
+    settle = {name: max(spec["settle"], math.ceil(SETTLE_SECONDS / max(t, 1e-6))) if t < SETTLE_BELOW_S else 0
+              for name, t in per_call.items()}
     planned, inner = plan(spec, sum(t * (1 + settle[n] / spec["inner"]) for n, t in per_call.items()))
     rounds: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(planned):
         for name, runner in runners.items():
+            time.sleep(COOLDOWN_S)  # the previous runtime's spinning threads wind down on no one's clock
             for _ in range(settle[name]):
                 runner.infer(x)
             times = []
@@ -128,7 +137,8 @@ def _time_in_child(spec: dict) -> dict:
         "ratio_to_first": {k: float(np.median(first / np.asarray(v))) for k, v in rounds.items()},
         "rounds": rounds,
         "method": (f"child process without PyTorch work, {spec['threads']} threads per runtime, {planned} interleaved rounds x "
-                   f"{inner} calls per graph (after {spec['settle']} untimed where a call takes under {SETTLE_BELOW_S * 1e3:g} ms), "
+                   f"{inner} calls per graph (after a {COOLDOWN_S * 1e3:g} ms pause and {SETTLE_SECONDS * 1e3:g} ms of untimed calls where a call "
+                   f"takes under {SETTLE_BELOW_S * 1e3:g} ms), "
                    f"up to {spec['warmup']} warm-up calls; batch {len(x)}; median of round medians, median of per-round ratios"
                    + (f"; bounded to about {spec['seconds']:g} s" if spec.get("seconds") else "")),
     }

@@ -176,3 +176,39 @@ def test_cpu_build_keeps_onnxruntime_without_measuring_when_asked_or_without_ope
 def test_bad_cpu_runtime_is_refused_before_any_work(tmp_path):
     bad = run_cli("build", "--int8", "--target", "cpu", "--cpu-runtime", "tvm", "--out", tmp_path / "bad")
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_each_timed_graph_waits_out_the_previous_runtime(tmp_path, monkeypatch):
+    """Runtimes' threads spin on after their last call: before each fast graph's timed calls in a
+    round, the timing child pauses COOLDOWN_S, then runs untimed calls for at least
+    SETTLE_SECONDS (2 untimed calls let the same 1-ms graph time 1.6x apart in one round)."""
+    import time as time_mod
+
+    import numpy as np
+
+    from gencompress.export import cpu_runtime
+
+    calls, pauses = [], []
+
+    class Counting:
+        def __init__(self, name):
+            self.name = name
+
+        def infer(self, x):
+            time_mod.sleep(0.002)  # a 2-ms graph
+            calls.append(self.name)
+            return x
+
+    monkeypatch.setattr(cpu_runtime.Graph, "runner", lambda self, threads: Counting(self.path.name))
+    real_sleep = time_mod.sleep
+    monkeypatch.setattr(cpu_runtime.time, "sleep", lambda s: (pauses.append(s), real_sleep(s)))
+    np.save(tmp_path / "x.npy", np.zeros((1, 1), np.float32))
+    spec = {"graphs": {n: {"runtime": "onnxruntime", "path": str(tmp_path / n), "precision": None} for n in ("a", "b")},
+            "threads": 2, "rounds": 2, "inner": 3, "warmup": 1, "settle": 2, "max_seconds": None, "input": str(tmp_path / "x.npy")}
+    result = cpu_runtime._time_in_child(spec)
+    assert pauses.count(cpu_runtime.COOLDOWN_S) == 2 * 2  # every graph, every round
+    per_round = (len(calls) - 2) / (2 * 2)  # less the warm-up calls
+    settle_calls = per_round - 3
+    # at least SETTLE_SECONDS of untimed calls, judged by the warm-up's cost per call (2 ms plus the sleep's overhead)
+    assert settle_calls >= cpu_runtime.SETTLE_SECONDS / 0.004 and settle_calls > spec["settle"]
+    assert set(result["median_ms"]) == {"a", "b"}
