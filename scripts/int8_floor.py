@@ -41,6 +41,10 @@ def run_one(model: str, target: str, floor: bool, random_init: bool, input_shape
             "paired_speedup": (s.get("paired_speedup") or {}).get("speedup_vs_fp32_onnx"), "seconds": time.time() - start}
 
 
+def _case(row: dict) -> tuple:
+    return row["model"], row["target"], row.get("zoo"), row["default_floor"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trained", action="store_true", help="zoo models trained on digits (cached after the first run)")
@@ -48,11 +52,12 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="dcgan,resnet_generator,upsample_conv,vae_decoder,decoders:taesd_like_plain,decoders:taesd_like")
     parser.add_argument("--compare", action="store_true", help="also build with the old default (no floor, max calibrator)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_floor.json"))
+    parser.add_argument("--merge", action="store_true", help="keep --out's rows for other (model, target, zoo, floor) cases")
     args = parser.parse_args(argv)
     from gencompress.atomic import atomic_write_text
     from gencompress.conditions import describe
 
-    rows = []
+    rows = json.loads(Path(args.out).read_text())["rows"] if args.merge and Path(args.out).is_file() else []
     with tempfile.TemporaryDirectory(prefix="int8-floor-") as work:
         for model in args.models.split(","):
             shape = (1, 4, 16, 16) if model.startswith("decoders:") else None
@@ -60,7 +65,9 @@ def main(argv=None) -> int:
                 for floor in (True, False) if args.compare else (True,):
                     row = {"model": model, "target": target, "default_floor": floor,
                            "zoo": "trained on digits" if args.trained else "random init" if shape is None else None,
-                           **run_one(model, target, floor, not args.trained and shape is None, shape, Path(work)), "loadavg": os.getloadavg()}
+                           **run_one(model, target, floor, not args.trained and shape is None, shape, Path(work)), "loadavg": os.getloadavg(),
+                           "commit": describe(2)["commit"]}
+                    rows = [r for r in rows if _case(r) != _case(row)]  # --merge: this run's row replaces an earlier one
                     print(json.dumps({k: row.get(k) for k in ("model", "target", "default_floor", "written", "psnr_db", "ssim", "keep_float", "error")}),
                           file=sys.stderr, flush=True)
                     rows.append(row)
