@@ -64,7 +64,7 @@ def main(argv=None) -> int:
             for target in args.targets.split(","):
                 for floor in (True, False) if args.compare else (True,):
                     row = {"model": model, "target": target, "default_floor": floor,
-                           "zoo": "trained on digits" if args.trained else "random init" if shape is None else None,
+                           "zoo": None if shape is not None else "trained on digits" if args.trained else "random init",  # decoders: not zoo
                            **run_one(model, target, floor, not args.trained and shape is None, shape, Path(work)), "loadavg": os.getloadavg(),
                            "commit": describe(2)["commit"]}
                     rows = [r for r in rows if _case(r) != _case(row)]  # --merge: this run's row replaces an earlier one
