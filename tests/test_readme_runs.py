@@ -111,6 +111,7 @@ def small(monkeypatch, tmp_path_factory):
         return pretrained.Bundle.load(cache / name)
 
     monkeypatch.setattr(pretrained, "get_or_train", random_init)
+    monkeypatch.setattr(train, "get_or_train", random_init)  # the package's name, which the build calls
     steps = {"distill_steps": 2, "qat_steps": 2}
     monkeypatch.setattr(build_cmd, "run_build", _shrink(pipeline, "build", latency_iters=2, latency_warmup=1, eval_samples=8, latency_batches=(1,),
                                                          calib_samples=16, **steps))

@@ -132,3 +132,18 @@ def test_html_renders_in_headless_chromium(report_dir, tmp_path):
     assert "Uncaught" not in proc.stderr
     dom = subprocess.run([*base, "--dump-dom", page], capture_output=True, text=True, timeout=90).stdout
     assert dom.count("<table") >= 6 and "Pareto" in dom
+
+
+def test_precision_section_says_why_layers_were_left_float():
+    """--target cpu reports float-for-quality and float-for-speed layers; a TensorRT search,
+    which times no layer here, says its layers were chosen by quality only."""
+    from gencompress.benchmarks.report import precision_markdown
+
+    layers = {"conv1": "fp32", "conv2": "int8", "conv3": "fp32"}
+    gpu = precision_markdown(layers, {"budget_db": 35, "psnr_db": 36.1, "keep_float": ["conv1"], "layer_psnr_db": {"conv1": 20.0}})
+    assert "left float for quality only" in gpu and "no layer was left float for speed" in gpu
+    speed = {"float_us": {"conv2": 5.0, "conv3": 3.0}, "int8_us": {"conv2": 2.0, "conv3": 4.0}, "float_for_speed": ["conv3"],
+             "runs": "5-20", "batch": 8, "threads": 2, "loadavg": [1.0, 1.0, 1.0]}
+    cpu = precision_markdown(layers, {"budget_db": 35, "psnr_db": 36.1, "keep_float": ["conv1", "conv3"], "float_for_quality": ["conv1"],
+                                      "layer_psnr_db": {"conv1": 20.0}, "speed": speed})
+    assert "Left float for quality: conv1; for speed (INT8 not faster): conv3" in cpu and "quality only" not in cpu
