@@ -5,7 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+# Two xdist workers share 2 cores: OpenMP threads that spin while idle (libgomp's default) take
+# the other worker's cores. Set before torch loads its OpenMP runtime; inherited by children.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from hypothesis import settings
 
 # CI never depends on the draw: derandomized, no example database (examples a run found are
