@@ -18,7 +18,9 @@ also parse from file (external weights) and lock the timing cache; otherwise the
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,9 +136,12 @@ def polygraphy_loaders(pg, onnx_path: Path, cfg: BuildConfig, version: TrtVersio
 
 def _plan_with_polygraphy(pg, trt, onnx_path: Path, cfg: BuildConfig, version: TrtVersion, precision: str, cache_path: Path) -> bytes:
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    loader = polygraphy_loaders(pg, onnx_path, cfg, version, precision, cache_path, trt.MemoryPoolType.WORKSPACE)
+    # Polygraphy's logger prints to stdout, which `build --json` keeps for its JSON: its lines go to stderr
     try:
-        return bytes(loader())
+        with contextlib.redirect_stdout(sys.stderr):
+            return bytes(polygraphy_loaders(pg, onnx_path, cfg, version, precision, cache_path, trt.MemoryPoolType.WORKSPACE)())
+    except GencompressError:
+        raise
     except Exception as exc:  # Polygraphy reports parser and builder failures as PolygraphyException
         first = (str(exc).strip().splitlines() or ["unknown error"])[0]
         raise GencompressError(f"TensorRT {trt.__version__} (through Polygraphy) failed to build an engine from {onnx_path}: {first[:300]}") from exc

@@ -56,3 +56,39 @@ def test_an_existing_timing_cache_is_loaded(tmp_path):
 def test_a_dynamic_dimension_other_than_batch_is_refused(tmp_path):
     with pytest.raises(GencompressError, match="dynamic dimension other than batch"):
         onnx_inputs(_graph(tmp_path / "m.onnx", channels="C"))
+
+
+class _FakeTrt:
+    """Stands for the `tensorrt` module where the wrapper needs it (no engine is built)."""
+
+    __version__ = "10.3.0"
+
+    class MemoryPoolType:
+        WORKSPACE = WORKSPACE
+
+
+def test_polygraphy_logging_stays_off_stdout_and_failures_are_one_line(tmp_path, capsys, monkeypatch):
+    """`build --json` keeps stdout for its JSON: Polygraphy's log lines (printed to stdout) go to
+    stderr; a Polygraphy failure becomes one GencompressError line."""
+    from gencompress.export.tensorrt import builder
+
+    class Loader:
+        def __init__(self, fail):
+            self.fail = fail
+
+        def __call__(self):
+            print("[I] Building engine with configuration: ...")
+            if self.fail:
+                raise RuntimeError("PolygraphyException: failed to parse ONNX model\nmore detail")
+            return b"plan"
+
+    for fail in (False, True):
+        monkeypatch.setattr(builder, "polygraphy_loaders", lambda *a, fail=fail: Loader(fail))
+        args = (pg, _FakeTrt, tmp_path / "m.onnx", BuildConfig(), TrtVersion.parse("10.3.0"), "int8", tmp_path / "t.cache")
+        if fail:
+            with pytest.raises(GencompressError, match=r"through Polygraphy\) failed .*: PolygraphyException: failed to parse ONNX model$"):
+                builder._plan_with_polygraphy(*args)
+        else:
+            assert builder._plan_with_polygraphy(*args) == b"plan"
+        out, err = capsys.readouterr()
+        assert out == "" and "Building engine" in err
