@@ -71,8 +71,8 @@ def deployment_runner(bundle: Bundle, threads: int, optimization: str = "all") -
     return OrtRunner(SessionFromOnnx(bundle.file(ONNX), threads, optimization))
 
 
-def engine_for_target(onnx_path: Path, target: str) -> dict:
-    """Build a TensorRT engine (engine.plan beside `onnx_path`) where TensorRT imports; say
+def engine_for_target(onnx_path: Path, plan_path: Path, target: str) -> dict:
+    """Build a TensorRT engine from `onnx_path` into `plan_path` where TensorRT imports; say
     plainly why not where it does not (cpu target, Jetson target, no TensorRT)."""
     if target == "cpu":
         return {"built": False, "message": "no TensorRT engine for --target cpu (ONNX Runtime runs the ONNX)"}
@@ -88,6 +88,5 @@ def engine_for_target(onnx_path: Path, target: str) -> dict:
         return {"built": False, "message": msg}
     from .tensorrt.builder import build_engine_file
 
-    info = build_engine_file(onnx_path, onnx_path.with_name("engine.plan"))
-    return {"built": True, "message": f"TensorRT {info['tensorrt_version']} engine built on {info['gpu']}", **info,
-            "file": str(onnx_path.with_name("engine.plan"))}
+    info = build_engine_file(onnx_path, plan_path)
+    return {"built": True, "message": f"TensorRT {info['tensorrt_version']} engine built on {info['gpu']}", **info}

@@ -73,15 +73,10 @@ def _parse(trt, network, logger, onnx_path: Path):
     return parser
 
 
-def _add_profile(trt, builder, network, config, batch: BatchProfile) -> None:
+def _add_profile(builder, config, inputs: list[tuple[str, tuple[int, ...]]], batch: BatchProfile) -> None:
     profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        per_sample = tuple(tensor.shape)[1:]
-        if any(d < 0 for d in per_sample):
-            raise GencompressError(f"input '{tensor.name}' has a dynamic dimension other than batch: {tuple(tensor.shape)}")
-        lo, opt, hi = batch.shapes(per_sample)
-        profile.set_shape(tensor.name, lo, opt, hi)
+    for name, per_sample in inputs:
+        profile.set_shape(name, *batch.shapes(per_sample))
     config.add_optimization_profile(profile)
 
 
@@ -103,20 +98,15 @@ def polygraphy_trt():
 
 
 def onnx_inputs(onnx_path) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, per-sample shape) of each graph input; a dynamic dimension other than batch is refused."""
+    """(name, per-sample shape) of each graph input, for the optimisation profile; refused, as
+    the export stage refuses it, where an axis other than batch is dynamic."""
     import onnx
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    weights = {t.name for t in graph.initializer}
-    found = []
-    for value in graph.input:
-        if value.name in weights:
-            continue
-        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
-        if any(d <= 0 for d in dims[1:]):
-            raise GencompressError(f"input '{value.name}' has a dynamic dimension other than batch: {dims}")
-        found.append((value.name, dims[1:]))
-    return found
+    from ..checks import check_static_except_batch, io_spec
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    check_static_except_batch(model, Path(onnx_path).name)
+    return [(tensor["name"], tuple(tensor["shape"][1:])) for tensor in io_spec(model)["inputs"]]
 
 
 def polygraphy_loaders(pg, onnx_path: Path, cfg: BuildConfig, version: TrtVersion, precision: str, cache_path: Path, workspace_pool):
@@ -159,7 +149,7 @@ def _plan_with_tensorrt(trt, onnx_path: Path, cfg: BuildConfig, version: TrtVers
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_mib) << 20)
     for name in builder_flag_names(version, precision):
         config.set_flag(getattr(trt.BuilderFlag, name))
-    _add_profile(trt, builder, network, config, cfg.batch)
+    _add_profile(builder, config, onnx_inputs(onnx_path), cfg.batch)
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     plan = builder.build_serialized_network(network, config)

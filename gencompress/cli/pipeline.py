@@ -6,7 +6,6 @@ bundle + report. This is the only module besides the CLI that knows every stage.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,6 +92,11 @@ class BuildConfig:
         if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
             raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
+    def timing(self) -> Timing:
+        """How the latency table and the paired ratio time things (benchmarks/build_speed.py)."""
+        return Timing(batches=self.latency_batches, iters=self.latency_iters, warmup=self.latency_warmup, seconds=self.bench_seconds,
+                      threads=self.threads, progress=self.progress)
+
     def precision_config(self, calib_batch: int = 32) -> PrecisionConfig:
         return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator,
                                calib_samples=self.calib_samples or defaults.CALIB_SAMPLES, calib_batch=calib_batch,
@@ -112,10 +116,6 @@ def sample_counts(cfg: BuildConfig, gmac_per_sample: float | None) -> BuildConfi
     judge = defaults.scaled_samples(evaluation, gmac_per_sample, defaults.JUDGE_BUDGET_GMAC, defaults.JUDGE_MIN_SAMPLES)
     histogram = defaults.scaled_samples(calib, gmac_per_sample, defaults.HISTOGRAM_BUDGET_GMAC, defaults.HISTOGRAM_MIN_SAMPLES)
     return replace(cfg, calib_samples=calib, eval_samples=evaluation, judge_samples=judge, histogram_samples=histogram)
-
-
-def log(msg: str) -> None:
-    print(f"gencompress: {msg}", file=sys.stderr)
 
 
 def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
@@ -225,16 +225,17 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     quant_step = final.last_step("quantize") or {}
 
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
-        latency = latency_table(_latency_runners(source, fp32_onnx, final, cfg), inputs, _timing(cfg))
+        latency = latency_table(_latency_runners(source, fp32_onnx, final, cfg), inputs, cfg.timing())
     with timer.stage("paired speed"):
-        paired = runtime_speedup(runtime) or paired_speedup(fp32_onnx, final_onnx, cfg.precision, inputs, paired_batch, _timing(cfg))
+        paired = runtime_speedup(runtime) or paired_speedup(fp32_onnx, final_onnx, cfg.precision, inputs, paired_batch, cfg.timing())
     with timer.stage("model stats"):
         params = count_params(source.model) if source.model is not None else None
         if cfg.prune is not None:  # pruning changed the count
             macs = count_macs(source.model, source.input_shape) if source.model is not None else None
     with timer.stage("engine"):
-        engine = engine_for_target(final_onnx, cfg.target)
-        engine_file = engine.pop("file", None)
+        engine = engine_for_target(final_onnx, work / "engine.plan", cfg.target)
+        if engine["built"]:
+            final.files["engine.plan"] = work / "engine.plan"
     summary = {
         "model": name,
         "precision": cfg.precision,
@@ -265,7 +266,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     }
     with timer.stage("report + save"):
         summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
-        _write_report(summary, reference, compressed, final, work, inputs, engine_file)
+        _write_report(summary, reference, compressed, final, work, inputs)
         final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
         saved = final.save(cfg.out)
     summary["time"] = timer.as_dict()
@@ -291,11 +292,6 @@ def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.n
                                f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
 
 
-def _timing(cfg: BuildConfig) -> Timing:
-    return Timing(batches=cfg.latency_batches, iters=cfg.latency_iters, warmup=cfg.latency_warmup, seconds=cfg.bench_seconds,
-                  threads=cfg.threads, progress=cfg.progress)
-
-
 def _latency_runners(source: Bundle, fp32_onnx: Path, final: Bundle, cfg: BuildConfig) -> list:
     """The table's rows: eager PyTorch (where there is a module), FP32 and compressed ONNX
     Runtime, and OpenVINO where the build chose it."""
@@ -307,9 +303,7 @@ def _latency_runners(source: Bundle, fp32_onnx: Path, final: Bundle, cfg: BuildC
 
 
 def _write_report(summary: dict, reference: np.ndarray, compressed: np.ndarray, bundle: Bundle, work: Path,
-                  inputs: np.ndarray, engine_file: str | None) -> None:
+                  inputs: np.ndarray) -> None:
     shown = inputs if bundle.manifest["input"].get("kind") == "image" else None  # an image input is worth seeing beside its output
     bundle.files.update(write_build_report(summary, reference, compressed, work / "report", shown,
                                            input_range(bundle.manifest), output_range(bundle.manifest)))
-    if engine_file and Path(engine_file).exists():
-        bundle.files["engine.plan"] = Path(engine_file)
