@@ -35,16 +35,20 @@ def cached_path(name: str, steps: int, seed: int) -> Path:
     return cache_dir() / "zoo" / f"{name}-digits-s{steps}-seed{seed}-v{CACHE_VERSION}"
 
 
-def packaged_bundle(name: str, steps: int, seed: int) -> Bundle | None:
-    """The shipped bundle for exactly this model, step count, seed and cache version, if one
-    ships and its files match their hashes (else None: it is trained instead, never trusted)."""
-    path = PACKAGED_DIR / cached_path(name, steps, seed).name
+def _whole_bundle(path: Path) -> Bundle | None:
+    """The bundle at `path` if there is one and its files match their hashes, else None: a
+    missing or corrupt one is trained again, never trusted."""
     if not (path / "manifest.json").is_file():
         return None
     try:
         return Bundle.load(path)
     except GencompressError:
         return None
+
+
+def packaged_bundle(name: str, steps: int, seed: int) -> Bundle | None:
+    """The shipped bundle for exactly this model, step count, seed and cache version, if one ships whole."""
+    return _whole_bundle(PACKAGED_DIR / cached_path(name, steps, seed).name)
 
 
 def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: bool = True) -> Bundle:
@@ -55,14 +59,9 @@ def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: b
         raise GencompressError(f"zoo model {name!r} has no digits training recipe")
     steps = steps or DEFAULT_STEPS.get(name, 1000)
     path = cached_path(name, steps, seed)
-    if (path / "manifest.json").is_file():
-        try:
-            return Bundle.load(path)
-        except GencompressError:
-            pass  # a corrupt cache entry is retrained, never trusted
-    shipped = packaged_bundle(name, steps, seed)
-    if shipped is not None:
-        return shipped
+    found = _whole_bundle(path) or packaged_bundle(name, steps, seed)
+    if found is not None:
+        return found
     if progress:
         print(f"gencompress: training zoo model {name!r} on digits ({steps} steps, cached in {path})", file=sys.stderr)
     if is_vae:
