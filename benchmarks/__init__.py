@@ -1,12 +1,19 @@
 """Stage 3: latency against quality loss, reports.
 
 `run(bundle, cfg)` times a bundle on each backend and batch and judges its quality;
-`sweep(bundle, cfg)` does so for every pruning ratio x precision; report_html turns
+`sweep.sweep(bundle, cfg)` does so for every pruning ratio x precision (the module, not a
+re-export: a lazy package attribute cannot share a submodule's name); report_html turns
 result JSONs into Markdown and self-contained HTML. `build` takes its speed numbers from
 build_speed and writes its report with report.write_build_report.
 """
-from .bench import BenchConfig, run  # noqa: F401
-from .build_speed import (ESTIMATE_PROFILES, Timing, latency_table, onnx_runners, paired_speedup, runtime_speedup,  # noqa: F401
-                          target_estimate, timing_batch)
-from .report import write_build_report  # noqa: F401
-from .sweep import SweepConfig, sweep  # noqa: F401
+from gencompress.lazy import lazy_exports
+
+# Imported on first use (gencompress/lazy.py): `python -m gencompress.benchmarks.ort_pair`, the
+# timing child, must not import PyTorch through this package first.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "BenchConfig": "bench", "run": "bench",
+    **{name: "build_speed" for name in ("ESTIMATE_PROFILES", "Timing", "latency_table", "onnx_runners", "paired_speedup",
+                                        "runtime_speedup", "target_estimate", "timing_batch")},
+    "write_build_report": "report",
+    "SweepConfig": "sweep",
+})

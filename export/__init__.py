@@ -5,10 +5,16 @@ The stage API that `build` (gencompress/cli/pipeline.py) chains: `export_module`
 `apply_precision` (the precision x target form), `check_export`, then `deploy`'s runtime choice,
 deployment runner and engine; the runners (loader + runner pairs) run graphs and modules.
 """
-from .deploy import choose_cpu_runtime, deployment_runner, engine_for_target  # noqa: F401
-from .onnx_export import OnnxConfig, export_module, to_onnx  # noqa: F401
-from .openvino import BUNDLE_XML as OPENVINO_XML  # noqa: F401
-from .precision import PRECISIONS, PrecisionConfig, apply_precision  # noqa: F401
-from .profiles import BatchProfile  # noqa: F401
-from .runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches  # noqa: F401
-from .stage import ExportConfig, check_export, export  # noqa: F401
+from gencompress.lazy import lazy_exports
+
+# Imported on first use (gencompress/lazy.py): the CPU timing child imports runners and
+# openvino from this package and must not pay for PyTorch, onnx and modelopt first.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "choose_cpu_runtime": "deploy", "deployment_runner": "deploy", "engine_for_target": "deploy",
+    "OnnxConfig": "onnx_export", "export_module": "onnx_export", "to_onnx": "onnx_export",
+    "OPENVINO_XML": "openvino:BUNDLE_XML",
+    "PRECISIONS": "precision", "PrecisionConfig": "precision", "apply_precision": "precision",
+    "BatchProfile": "profiles",
+    "OrtRunner": "runners", "SessionFromOnnx": "runners", "TorchRunner": "runners", "run_batches": "runners",
+    "ExportConfig": "stage", "check_export": "stage", "export": "stage",
+})

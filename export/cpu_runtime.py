@@ -33,7 +33,6 @@ import numpy as np
 
 from gencompress.child import child_main, run_in_child
 from gencompress.errors import GencompressError
-from gencompress.metrics import fidelity
 
 RUNTIMES = ("onnxruntime", "openvino")
 # Quality within this of the reference counts as equal: the PSNR of two INT8 forms on 64
@@ -185,6 +184,8 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
     within SAME_SPEED of the fastest, the best quality); where none is eligible (only possible
     with `min_psnr`), the best quality wins and `meets_budget` is False.
     """
+    from gencompress.metrics import fidelity  # PyTorch: here, not at the top, which the timing child also imports
+
     work = Path(work)
     candidates = [Candidate("onnxruntime", Graph("onnxruntime", ort_int8), note="ONNX Runtime integer form (QLinearConv)")]
     more, notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work)

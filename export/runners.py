@@ -21,11 +21,12 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # PyTorch is imported where a torch runner is made: the CPU timing child never pays for it
+    from torch import nn
 
 from gencompress.errors import GencompressError, first_line
 
@@ -119,11 +120,15 @@ class ModuleOnDevice(Loader):
         self.model, self.device, self.threads = model, str(device), threads
 
     def __call__(self) -> nn.Module:
+        import torch
+
         if self.threads:
             torch.set_num_threads(self.threads)
         return self.model.eval().to(self.device)
 
     def conditions(self) -> dict:
+        import torch
+
         return {"device": self.device, "threads": self.threads or torch.get_num_threads()}
 
 
@@ -138,16 +143,22 @@ class TorchRunner(Runner):
 
     def conditions(self) -> dict:
         """What a timing taken with this runner depends on."""
+        import torch
+
         built = self.loader.conditions() if self.loader is not None else {"threads": torch.get_num_threads()}
         return {"backend": "torch", "version": torch.__version__, **built, "device": self.device}
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             out = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
         return out.float().cpu().numpy()
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
+            import torch
+
             torch.cuda.synchronize()
 
 
