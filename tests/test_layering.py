@@ -30,3 +30,27 @@ def test_pipeline_imports_only_stage_apis():
 def test_the_check_sees_an_inner_import():
     """The check can fail: an inner import is found."""
     assert _stage_internals(["gencompress.export.runners", "gencompress.export", "gencompress.metrics"]) == ["gencompress.export.runners"]
+
+
+def test_timing_children_import_neither_torch_nor_modelopt():
+    """The paired ONNX Runtime timing and the CPU runtime timing run in child processes that a
+    build starts; importing PyTorch there (through a stage package's __init__) cost 3-4 s a child."""
+    import subprocess
+    import sys
+
+    children = ("gencompress.benchmarks.ort_pair", "gencompress.export.cpu_runtime", "gencompress.export.openvino")
+    code = f"import sys\nfor m in {children!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'onnx', 'modelopt') if m in sys.modules))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]", f"a timing child imports {found}"
+
+
+def test_the_stage_packages_still_name_their_api():
+    import gencompress.benchmarks as benchmarks
+    import gencompress.export as export
+    from gencompress.export.openvino import BUNDLE_XML
+
+    assert export.OPENVINO_XML == BUNDLE_XML and callable(export.apply_precision) and callable(benchmarks.paired_speedup)
+    assert {"apply_precision", "check_export", "OrtRunner"} <= set(dir(export))
+    from gencompress.benchmarks import devices  # a submodule that is not an API name still imports
+
+    assert devices.__name__ == "gencompress.benchmarks.devices"
