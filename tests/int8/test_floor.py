@@ -69,7 +69,8 @@ def test_taesd_like_decoder_on_cpu_meets_the_floor_or_writes_nothing(decoders_im
 
     out = tmp_path / "out"
     cfg = BuildConfig(model="decoders:taesd_like", input_shape=(1, 4, 16, 16), out=str(out), target="cpu", calib_samples=32,
-                      eval_samples=16, latency_batches=(1,), latency_iters=2, latency_warmup=1, progress=False)
+                      eval_samples=16, latency_batches=(1,), latency_iters=2, latency_warmup=1, progress=False,
+                      cpu_runtime="onnxruntime")  # the floor is this test's subject; the runtime choice is test_openvino's
     try:
         summary = build(cfg)
     except GencompressError as exc:

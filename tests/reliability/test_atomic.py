@@ -16,7 +16,7 @@ import pytest
 from gencompress.atomic import MARKER, atomic_dir, atomic_write_text
 from gencompress.bundle import Bundle
 from gencompress.errors import GencompressError
-from tests.reliability.util import random_dcgan_bundle, run_main, tree_digest
+from tests.reliability.util import QUICK_BUILD, random_dcgan_bundle, run_main, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -159,7 +159,7 @@ def _driver(tmp_path: Path, mode: str, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-BUILD_FP32 = ["build", "--fp32", "--model", "dcgan", "--random-init", "--out"]
+BUILD_FP32 = ["build", "--fp32", "--model", "dcgan", "--random-init", *QUICK_BUILD, "--out"]
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_two_concurrent_builds_to_one_out_end_with_one_complete_bundle(tmp_path,
     """The issue's case, int8 and fp32 started together: the one that claims --out second is
     refused naming the other (test_out_safety.py makes the order deterministic)."""
     out, _ = previous
-    common = ["--model", "dcgan", "--random-init", "--calib-samples", "16", "--out", str(out)]
+    common = ["--model", "dcgan", "--random-init", "--calib-samples", "16", *QUICK_BUILD, "--out", str(out)]
     cmd = [sys.executable, "-m", "gencompress"]
     procs = [subprocess.Popen([*cmd, "build", precision, *common], cwd=tmp_path, env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -17,7 +17,7 @@ import pytest
 from gencompress.atomic import MARKER, atomic_dir, claim_output, exclusive, lock_path
 from gencompress.bundle import Bundle
 from gencompress.errors import GencompressError
-from tests.reliability.util import assert_one_line_error, random_dcgan_bundle, run_main, tree_digest
+from tests.reliability.util import QUICK_BUILD, assert_one_line_error, random_dcgan_bundle, run_main, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,7 +139,7 @@ def test_a_second_build_to_the_same_out_is_refused_while_the_first_runs(tmp_path
     before = tree_digest(previous.path)
     (tmp_path / "holder.py").write_text(HOLDER)
     go = tmp_path / "go"
-    common = ["--model", "dcgan", "--random-init", "--out", "out"]
+    common = ["--model", "dcgan", "--random-init", *QUICK_BUILD, "--out", "out"]
     first = subprocess.Popen([sys.executable, "holder.py", "build", "--fp32", *common], cwd=tmp_path,
                              env=_env(GO_FILE=str(go)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

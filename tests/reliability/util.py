@@ -13,6 +13,11 @@ from gencompress.bundle import Bundle, sha256
 from gencompress.cli import main
 
 
+# A build's judging and timing cut to what a test of files, locks and signals needs: the
+# latency table and the paired ratio are not what these tests check.
+QUICK_BUILD = ["--eval-samples", "16", "--bench-seconds", "0.1"]
+
+
 class Outcome:
     def __init__(self, code: int, stdout: str, stderr: str):
         self.exit_code, self.stdout, self.stderr = code, stdout, stderr
