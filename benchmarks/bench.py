@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gencompress.bundle import ONNX, Bundle
+from gencompress.bundle import ONNX, SOURCE_ONNX, Bundle
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
@@ -116,7 +116,7 @@ ONNX_BACKENDS = ("ort", "trt", "openvino")
 def target_from_bundle(bundle: Bundle, workdir: Path, need_onnx: bool = True) -> Target:
     """Make sure the bundle has both forms a backend may need (ONNX exported if missing and
     an ONNX backend is asked for: PyTorch-only runs need no ONNX stack)."""
-    onnx_path = bundle.files.get(ONNX) or bundle.files.get("source.onnx")
+    onnx_path = bundle.files.get(ONNX) or bundle.files.get(SOURCE_ONNX)
     if onnx_path is None and bundle.model is not None and need_onnx:
         from gencompress.export.onnx_export import OnnxConfig, export_module
 

@@ -1,8 +1,11 @@
-"""The precision stage of `build`: a bundle and its FP32 ONNX -> a bundle holding model.onnx
-in the precision and form its target runs, under the quality floor.
+"""The precision stage of `build`: a bundle holding its FP32 graph (SOURCE_ONNX, see
+`with_fp32_onnx`) -> a bundle holding model.onnx in the precision and form its target runs,
+under the quality floor.
 
 One function per (precision, target) form, chosen by `apply_precision`:
-- INT8, --target cpu: ONNX Runtime's integer form, searched under the floor (int8_cpu.py);
+- INT8, --target cpu: ONNX Runtime's integer form, searched under the floor (int8_cpu.py),
+  then measured against OpenVINO's INT8 forms (cpu_runtime.py), the winner recorded in the
+  bundle's `runtime` step;
 - INT8, GPU/Jetson, PyTorch modules: modelopt fake-quant under the floor, exported to
   TensorRT's explicit Q/DQ (compress.quantize);
 - INT8, GPU/Jetson, a TorchScript or ONNX model: symmetric Q/DQ on the graph (onnx_quant);
@@ -12,11 +15,13 @@ The build (gencompress/cli/pipeline.py) only chains this with export, checks and
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from gencompress import defaults
-from gencompress.bundle import ONNX, Bundle
+from gencompress.bundle import ONNX, SOURCE_ONNX, Bundle
 from gencompress.compress import QuantConfig, quantize
 from gencompress.compress.calibration import calibration_inputs
 from gencompress.inputs import UserData
@@ -24,12 +29,15 @@ from gencompress.compress.quantize import CALIBRATOR_CHOICES
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, quality_floor
+from gencompress.progress import log
 
 from .int8_cpu import requantize, search_cpu_int8
 from .onnx_export import OnnxConfig, export_module, to_onnx
+from .runners import OrtRunner, SessionFromOnnx, run_batches
 from .onnx_quant import CPU_CALIBRATORS, CPU_FORM, convert_fp16, prepare_for_quantization, quantize_qdq_symmetric
 
 PRECISIONS = defaults.PRECISIONS
+CPU_RUNTIME_CHOICES = ("auto", "onnxruntime")  # --cpu-runtime: measure ONNX Runtime against OpenVINO, or keep ONNX Runtime
 CALIB_SEED = 1234  # the calibration draw; held-out search inputs use CALIB_SEED + 1, the build's evaluation seed 0
 
 
@@ -57,6 +65,8 @@ class PrecisionConfig:
     deconv_form: str = "sub-pixel"  # how --target cpu rewrites ConvTranspose (compress/rewrite.py)
     speed_aware: bool = True  # --target cpu: layers not faster in INT8 (ONNX Runtime's profile) stay float
     histogram_samples: int | None = None  # --target cpu: entropy/percentile calibrate on the first N inputs (None: all)
+    cpu_runtime: str = "auto"  # --target cpu: auto measures ONNX Runtime against OpenVINO (CPU_RUNTIME_CHOICES)
+    timing_batch: int = 8  # --target cpu: the batch the runtime choice times
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -67,6 +77,8 @@ class PrecisionConfig:
         if self.target == "cpu" and self.bias_correction:
             raise GencompressError("--bias-correction corrects modelopt's fake-quant model (gpu/Jetson targets); --target cpu has none "
                                    "(its NNCF candidates on OpenVINO apply NNCF's own bias correction)")
+        if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
+            raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
         if self.target == "cpu" and self.qat_steps:
             raise GencompressError("--qat-steps fine-tunes modelopt's fake-quant model (gpu/Jetson targets); --target cpu has none")
         self.quant_config().validate()
@@ -81,16 +93,33 @@ class PrecisionConfig:
                            search_margin_db=SEARCH_MARGIN_DB)
 
 
-def apply_precision(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, progress: bool = True,
+def with_fp32_onnx(source: Bundle, work: Path) -> Bundle:
+    """The source bundle holding its FP32 graph as SOURCE_ONNX (exported into `work` from its
+    PyTorch model; an imported ONNX model holds it already): what the precision stage
+    quantises or converts, and what the build times and judges the result against."""
+    if SOURCE_ONNX in source.files:
+        return source
+    if source.model is None:
+        raise GencompressError("the bundle has neither a PyTorch model nor an FP32 ONNX graph to compress")
+    # the same bundle, one more file: the graph is the source's own form, not a step of its recipe
+    fp32 = export_module(source.model, source.input_shape, Path(work) / "fp32.onnx", OnnxConfig())
+    return replace(source, files={**source.files, SOURCE_ONNX: fp32})
+
+
+def apply_precision(source: Bundle, cfg: PrecisionConfig, work: Path, progress: bool = True,
                     data: UserData | None = None) -> tuple[Bundle, str]:
-    """The bundle with model.onnx in cfg's precision and target form, and that form in words."""
+    """The bundle with model.onnx in cfg's precision and target form (and, for --target cpu,
+    the measured runtime), and that form in words. `source` holds its FP32 graph (with_fp32_onnx)."""
     cfg.validate()
+    fp32_onnx = source.file(SOURCE_ONNX)
     graph_only = source.model is None or source.manifest["architecture"]["kind"] == "torchscript"
     if cfg.precision == "int8" and cfg.target == "cpu":
         return int8_cpu(source, cfg, fp32_onnx, work, progress, data)
     if cfg.precision == "int8" and not graph_only:
         quantized = quantize(source, cfg.quant_config(), progress=progress, data=data)
-        return to_onnx(quantized, OnnxConfig(), work), "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
+        out = to_onnx(quantized, OnnxConfig(), work)
+        out.files.pop(SOURCE_ONNX)  # the bundle carries its Q/DQ graph, not the FP32 one
+        return out, "TensorRT explicit Q/DQ (modelopt): symmetric INT8, per-channel weights"
     if cfg.precision == "int8":
         # TorchScript and ONNX models have no modules to fake-quantise: quantise the graph.
         inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
@@ -136,7 +165,44 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
     out = _holding(source.derive(step), source, Path(shutil.move(path, work / ONNX)))
     keep = set(record["keep_float"])
     out.manifest["precision"] = {n: "fp32" if n in keep else "int8" for n in record.get("layer_psnr_db", {})}
+    if cfg.cpu_runtime == "onnxruntime":
+        return out, step["form"]
+    choice = choose_cpu_runtime(out, fp32_onnx, inputs.numpy(), held, work, cfg)
+    if choice and choice["runtime"] == "openvino":
+        return out, f"{choice['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {step['form']})"
     return out, step["form"]
+
+
+def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, held: np.ndarray, work: Path,
+                       cfg: PrecisionConfig) -> dict | None:
+    """Measure ONNX Runtime's integer form (`out`'s model.onnx) against OpenVINO's INT8 forms
+    (export/cpu_runtime.py) on the search's own calibration and held-out inputs, and record the
+    winner in `out`: a `runtime` step holding the whole choice, and, where OpenVINO won, its IR
+    under openvino/ (model.onnx stays ONNX Runtime's form). None where OpenVINO is not
+    installed (said on stderr)."""
+    from . import cpu_runtime, openvino
+
+    if not openvino.available():
+        log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
+        return None
+    reference = run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads)), held, cfg.calib_batch)
+    qdq_dir = work / "openvino-qdq"
+    qdq_dir.mkdir()
+    qdq = int8_cpu_as_qdq(out.last_step("quantize"), work, qdq_dir / ONNX)
+    floor = cfg.floor()
+    choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, out.file(ONNX), qdq, calibration, held, reference, work / "runtime",
+                                            cfg.threads, cfg.timing_batch, floor.min_psnr if floor else None)
+    log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
+    step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
+            "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
+    if choice["runtime"] == "openvino":
+        winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
+        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / winner["name"] / openvino.IR_XML
+        xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
+        out.files[openvino.BUNDLE_XML], out.files[openvino.BUNDLE_BIN] = xml, xml.with_suffix(".bin")
+        step["files"] = [openvino.BUNDLE_XML, openvino.BUNDLE_BIN]
+    out.record({**step, "choice": choice})
+    return choice
 
 
 def int8_cpu_as_qdq(step: dict, work: Path, dst: Path) -> Path:
@@ -148,6 +214,6 @@ def int8_cpu_as_qdq(step: dict, work: Path, dst: Path) -> Path:
 def _holding(out: Bundle, source: Bundle, path: Path) -> Bundle:
     if source.manifest["architecture"]["kind"] in ("torchscript", "onnx"):
         out.model = None  # the bundle carries the graph, not PyTorch weights
-    out.files.pop("source.onnx", None)
+    out.files.pop(SOURCE_ONNX, None)
     out.files[ONNX] = path
     return out

@@ -24,7 +24,7 @@ from torch import nn
 
 from gencompress import defaults
 from gencompress.atomic import check_output_dir
-from gencompress.bundle import ENGINE, ONNX, WEIGHTS, Bundle, Form, form_of
+from gencompress.bundle import ENGINE, ONNX, SOURCE_ONNX, WEIGHTS, Bundle, Form, form_of
 from gencompress.errors import GencompressError, VerificationError
 from gencompress.inputs import peak, prepare_inputs
 from gencompress.loading import load_spec, model_from_bundle
@@ -205,11 +205,11 @@ def require_int8_nodes(model, what: str) -> None:
 
 def recheck_onnx(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
     """A bundle or file that is ONNX only: check and lint it again (no PyTorch to verify against)."""
-    src = bundle.files.get(ONNX) or bundle.file("source.onnx")
+    src = bundle.files.get(ONNX) or bundle.file(SOURCE_ONNX)
     final, report = check_and_lint(Path(src), bundle.manifest, cfg, work / ONNX, cfg.precision or "unknown")
     step = {"step": "export", "format": "onnx", "target": cfg.target, "verification": "skipped: no PyTorch model in the bundle", **report}
     out = bundle.derive(step)
-    out.files.pop("source.onnx", None)
+    out.files.pop(SOURCE_ONNX, None)
     out.files[ONNX] = final
     return out
 
@@ -250,7 +250,7 @@ def build_engine(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
     import_tensorrt()  # raises with what to install
     from .tensorrt.builder import BuildConfig, build_engine_file
 
-    onnx_path = bundle.files.get(ONNX) or bundle.file("source.onnx")
+    onnx_path = bundle.files.get(ONNX) or bundle.file(SOURCE_ONNX)
     load_onnx(onnx_path, check=True)
     info = build_engine_file(onnx_path, work / ENGINE, BuildConfig(precision=cfg.precision, batch=cfg.batch, workspace_mib=cfg.workspace_mib))
     out = bundle.derive({"step": "engine", "tool": "tensorrt", **{k: v for k, v in info.items() if k != "path"}})

@@ -40,6 +40,7 @@ MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few KiB; anything this big is n
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
+SOURCE_ONNX = "source.onnx"  # the FP32 graph a bundle came from (an imported .onnx, or the build's export); never saved by build
 ENGINE = "engine.plan"
 
 # What a bundle can be.

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import conditional, zoo
-from .bundle import Bundle, last_step, load_safetensors, new_manifest, sha256
+from .bundle import SOURCE_ONNX, Bundle, last_step, load_safetensors, new_manifest, sha256
 from .errors import GencompressError, first_line
 
 IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -349,7 +349,7 @@ def _file_bundle(path: Path, input_shape, distribution: str) -> Bundle:
                 f"input shape {describe_shape(input_shape)} does not fit {path} (it takes Nx{describe_shape(shape[1:])})"
             )
         bundle = Bundle(new_manifest({"kind": "onnx", "name": path.name}, _input_spec(shape, distribution), _output_spec()))
-        bundle.files["source.onnx"] = path
+        bundle.files[SOURCE_ONNX] = path
         return bundle
     if _looks_like_zip(path):
         check_zip_archive(path)

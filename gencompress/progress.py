@@ -16,6 +16,11 @@ def bar(iterable: Iterable[T], desc: str, enabled: bool = True, **kwargs) -> Ite
     return tqdm(iterable, desc=desc, disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
+def log(msg: str) -> None:
+    """A one-line status on stderr, always (what a stage decided and why; stdout stays for --json)."""
+    print(f"gencompress: {msg}", file=sys.stderr)
+
+
 def note(msg: str) -> None:
     """A one-line status on stderr for a person at a terminal (quiet in CI logs and tests, like the bars)."""
     if sys.stderr.isatty():

@@ -32,6 +32,7 @@ def test_default_build_int8_meets_30db_and_reports_everything(trained_dcgan, tmp
     for name in ("manifest.json", "weights.safetensors", "model.onnx", "report/report.md", "report/samples.png"):
         assert (out / name).is_file(), name
     bundle = Bundle.load(out)  # hashes verify
+    assert "source.onnx" not in bundle.manifest["files"]  # the FP32 graph the build judged against stays in its work folder
     assert bundle.manifest["precision"] == {"0": "int8", "3": "int8", "6": "int8", "9": "int8"}
     quant_step = [s for s in bundle.manifest["recipe"] if s["step"] == "quantize"][0]
     assert quant_step["deconv_weight_axis"] == 1
@@ -169,12 +170,15 @@ def test_torchscript_and_onnx_files_take_the_onnx_level_path(tmp_path):
     s2 = _summary(run_cli("build", "--int8", "--model", onnx_file, "--out", tmp_path / "o", "--json", *FAST))
     assert s2["quality"]["reference"].startswith("FP32 ONNX") and s2["quality"]["psnr_db"] > 25.0
     assert not (tmp_path / "o" / "weights.safetensors").exists()
+    for out in ("t", "o"):  # the user's FP32 graph (source.onnx) is what they gave; the bundle holds the INT8 one
+        assert set(Bundle.load(tmp_path / out).manifest["files"]) & {"source.onnx", "model.onnx"} == {"model.onnx"}
 
 
 @pytest.mark.parametrize("precision", ["--fp32", "--fp16"])
 def test_float_precisions(tmp_path, precision):
     summary = _summary(run_cli("build", precision, "--model", "dcgan", "--random-init", "--out", tmp_path / "f", "--json"))
     assert summary["quality"]["psnr_db"] >= (100.0 if precision == "--fp32" else 40.0)
+    assert "source.onnx" not in Bundle.load(tmp_path / "f").manifest["files"]
 
 
 # --- bad input: one line, exit code 2, nothing half-written -----------------------------

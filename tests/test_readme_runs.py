@@ -118,7 +118,7 @@ def small(monkeypatch, tmp_path_factory):
     # the paired CPU timing starts a child process per build; tests/test_build.py covers it
     monkeypatch.setattr(pipeline, "paired_speedup", lambda *a, **k: None)
     # so does the CPU runtime choice (NNCF twice, then timing); tests/export/test_openvino.py covers it
-    monkeypatch.setattr(pipeline, "choose_cpu_runtime", lambda *a, **k: None)
+    monkeypatch.setattr(precision, "choose_cpu_runtime", lambda *a, **k: None)
     monkeypatch.setattr(pipeline, "prune", _shrink(compress, "prune", **steps))
     monkeypatch.setattr(compress, "prune", _shrink(compress, "prune", **steps))
     for module in (compress, precision):

@@ -5,7 +5,8 @@ import click
 
 from gencompress import defaults
 from gencompress.cli.options import calib_from_option, data_options, emit_json, fraction, model_options, precision_option, writes_output
-from gencompress.cli.pipeline import CPU_RUNTIME_CHOICES, BuildConfig, build as run_build
+from gencompress.cli.pipeline import BuildConfig, build as run_build
+from gencompress.export import CPU_RUNTIME_CHOICES
 from gencompress.progress import top_stages
 
 

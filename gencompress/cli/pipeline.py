@@ -16,7 +16,7 @@ import torch
 from gencompress import defaults, zoo
 from gencompress.atomic import check_output_dir
 from gencompress.batching import mini_batch
-from gencompress.bundle import ONNX, Bundle
+from gencompress.bundle import ONNX, SOURCE_ONNX, Bundle
 from gencompress.conditional import check_classes
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError
@@ -27,15 +27,13 @@ from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, prune
-from gencompress.export import (OPENVINO_XML, PRECISIONS, OnnxConfig, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
-                                apply_precision, check_export, choose_cpu_runtime, deployment_runner, engine_for_target, export_module,
-                                run_batches)
+from gencompress.export import (OPENVINO_XML, PRECISIONS, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
+                                apply_precision, check_export, deployment_runner, engine_for_target, run_batches, with_fp32_onnx)
 from gencompress.benchmarks import (Timing, latency_table, onnx_runners, paired_speedup, runtime_speedup,
                                     target_estimate, timing_batch, write_build_report)
 
 DEFAULT_MODEL = "dcgan"
 TARGETS = defaults.TARGETS
-CPU_RUNTIME_CHOICES = ("auto", "onnxruntime")
 
 
 @dataclass
@@ -89,21 +87,19 @@ class BuildConfig:
         self.precision_config().validate()
         if self.classes is not None:
             check_classes(self.classes)
-        if self.cpu_runtime not in CPU_RUNTIME_CHOICES:
-            raise GencompressError(f"unknown CPU runtime {self.cpu_runtime!r}; known: {', '.join(CPU_RUNTIME_CHOICES)}")
 
     def timing(self) -> Timing:
         """How the latency table and the paired ratio time things (benchmarks/build_speed.py)."""
         return Timing(batches=self.latency_batches, iters=self.latency_iters, warmup=self.latency_warmup, seconds=self.bench_seconds,
                       threads=self.threads, progress=self.progress)
 
-    def precision_config(self, calib_batch: int = 32) -> PrecisionConfig:
+    def precision_config(self, calib_batch: int = 32, timing_batch: int = 8) -> PrecisionConfig:
         return PrecisionConfig(precision=self.precision, target=self.target, calibrator=self.calibrator,
                                calib_samples=self.calib_samples or defaults.CALIB_SAMPLES, calib_batch=calib_batch,
                                calib_from=self.calib_from, deconv_weight_axis=self.deconv_weight_axis, min_psnr=self.min_psnr,
                                no_floor=self.no_floor, qat_steps=self.qat_steps, bias_correction=self.bias_correction,
                                eval_samples=self.judge_samples or self.eval_samples or defaults.EVAL_SAMPLES, threads=self.threads,
-                               histogram_samples=self.histogram_samples)
+                               histogram_samples=self.histogram_samples, cpu_runtime=self.cpu_runtime, timing_batch=timing_batch)
 
 
 def sample_counts(cfg: BuildConfig, gmac_per_sample: float | None) -> BuildConfig:
@@ -178,12 +174,12 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
             source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
         batch = mini_batch(source.model, source.input_shape, source.manifest["output"].get("shape"))
         paired_batch = timing_batch(cfg.latency_batches, batch)  # the interleaved timings' batch (runtime choice, paired speed)
+        source = with_fp32_onnx(source, work)
+        fp32_onnx = source.file(SOURCE_ONNX)  # what the compressed graph is timed and judged against
         if source.model is not None:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
-            fp32_onnx = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
             reference_name = "FP32 PyTorch"
         else:
-            fp32_onnx = source.file("source.onnx")
             reference = run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads)), inputs, batch, _label(cfg, "FP32 reference"))
             reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
@@ -193,19 +189,13 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         _check_reachable(floor, reference, fp32_onnx, inputs, cfg.threads, batch)
 
     with timer.stage(f"compress ({cfg.precision})", f"{cfg.calib_samples} calibration inputs in batches of {batch}"):
-        final, quant_form = apply_precision(source, cfg.precision_config(batch), fp32_onnx, work, cfg.progress, data)
+        final, quant_form = apply_precision(source, cfg.precision_config(batch, paired_batch), work, cfg.progress, data)
     final_onnx = final.file(ONNX)
+    runtime_step = final.last_step("runtime")  # --target cpu: the runtime the precision stage measured and chose
+    runtime = runtime_step["choice"] if runtime_step else None
     with timer.stage("export checks"):
         # checker (full), target ops, Q/DQ lint, ORT vs PyTorch; Jetson targets get device scripts
         export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
-    with timer.stage("cpu runtime choice"):
-        runtime = None
-        if cfg.precision == "int8" and cfg.target == "cpu" and cfg.cpu_runtime != "onnxruntime":
-            runtime = choose_cpu_runtime(final, fp32_onnx, reference, inputs, work, threads=cfg.threads, batch=paired_batch,
-                                         calib_samples=cfg.calib_samples, calib_from=cfg.calib_from,
-                                         min_psnr=floor.min_psnr if floor else None, data=data)
-    if runtime and runtime["runtime"] == "openvino":
-        quant_form = f"{runtime['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {quant_form})"
     with timer.stage("evaluate"):
         # --target cpu: ONNX Runtime is the deployment runtime, fusions and all. Other targets: the
         # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
