@@ -75,6 +75,7 @@ def _qdq_nodes(path):
     return [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
 
 
+@pytest.mark.slow
 def test_upsample_conv_builds_with_symmetric_qdq(tmp_path):
     out = tmp_path / "c"
     summary = _summary(run_cli("build", "--int8", "--model", "upsample_conv", "--random-init", "--out", out, "--json", *FAST))
@@ -93,6 +94,7 @@ def test_upsample_conv_builds_with_symmetric_qdq(tmp_path):
     assert dims[0].dim_param == "batch"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["upsample_conv", "vae_decoder"])
 def test_cpu_target_builds_integer_convs_and_reports_the_speed_against_fp32(name, tmp_path):
     """`--target cpu`: every conv a QLinearConv (deconvolutions and nearest upsampling

@@ -264,6 +264,7 @@ def test_bad_data_fails_before_quantize_and_export_write_anything(user):
         assert not (user / "o").exists()
 
 
+@pytest.mark.slow
 def test_bench_fid_against_the_users_reference_images_states_samples_and_extractor(user):
     assert run_cli("build", "--fp32", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
                    "--eval-samples", "4", "--out", "fp").exit_code == 0

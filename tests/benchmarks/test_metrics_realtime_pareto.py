@@ -94,6 +94,7 @@ def test_ssim_equals_torchmetrics(shape):
     assert ssim(x, y) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ssim_of_many_large_planes_stays_in_memory():
     """168 planes of 256x256 (56 RGB images of a 256-px decoder) asked torchmetrics for 53 GB."""
     import subprocess

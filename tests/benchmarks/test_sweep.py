@@ -1,12 +1,14 @@
 """`gencompress sweep`: pruned and converted variants measured against the original."""
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from gencompress.benchmarks.results_io import loads
 from gencompress.cli import cli
 
 
+@pytest.mark.slow
 def test_cli_sweep_prunes_converts_measures_and_marks_the_front(tiny_bundle, tmp_path):
     out = tmp_path / "sweep.json"
     args = ["sweep", str(tiny_bundle.path), "--prune", "0,0.5", "--precision", "fp32,fp16", "--batch", "1,8",

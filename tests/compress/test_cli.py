@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from gencompress.bundle import Bundle, sha256
@@ -112,6 +113,7 @@ def test_encoder_calibration_of_a_bundle_without_encoder_is_exit_2(tiny_dcgan, t
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
     """A GAN bundle from `gencompress train` carries its discriminator; --gan-weight fine-tunes
     it against the student while the student learns to fool it. It also names its data, so

@@ -48,6 +48,7 @@ def test_default_floor_and_its_options():
     assert not scores["meets_floor"] and QualityFloor(30.0).measure(ref, noisy)["meets_floor"]
 
 
+@pytest.mark.slow
 def test_taesd_like_decoder_on_cpu_meets_the_floor_or_writes_nothing(decoders_importable, tmp_path):
     """The issue's case: a TAESD-like decoder (wide activations) that ONNX Runtime's plain
     quantize_static breaks. `build --target cpu` must meet the default floor or exit 2."""

@@ -169,6 +169,7 @@ def previous(tmp_path):
     return saved.path, tree_digest(saved.path)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_save_exits_143_and_leaves_the_old_bundle(tmp_path, previous):
     out, before = previous
     proc = _driver(tmp_path, "term-mid-save", *BUILD_FP32, "out")
@@ -195,6 +196,7 @@ def test_sigint_during_the_pipeline_exits_130_and_leaves_the_old_bundle(tmp_path
     assert _our_temps(tmp_path / "tmpdir") == []
 
 
+@pytest.mark.slow
 def test_sigkill_mid_save_then_a_rerun_completes_and_cleans_up(tmp_path, previous, monkeypatch):
     out, before = previous
     proc = _driver(tmp_path, "kill-mid-save", *BUILD_FP32, "out")

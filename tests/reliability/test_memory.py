@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 PROBE = textwrap.dedent(
@@ -61,6 +63,7 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_peak_rss_is_flat_in_the_number_of_samples(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)

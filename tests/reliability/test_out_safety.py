@@ -133,6 +133,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_second_build_to_the_same_out_is_refused_while_the_first_runs(tmp_path):
     """Two real processes: the second is refused at once naming the first; the first's bundle lands whole."""
     previous = random_dcgan_bundle(tmp_path / "out", seed=7)
