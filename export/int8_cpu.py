@@ -74,13 +74,11 @@ class _Search:
     """Quantise the prepared float graph with given choices and score it on held-out inputs."""
 
     def __init__(self, prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor, fmt: str, threads: int,
-                 batch: int = 32, histogram_samples: int | None = None):
+                 batch: int = 32, histogram_samples: int | None = None, reference: np.ndarray | None = None):
         self.prepared, self.work, self.calib, self.held, self.batch = prepared, work, calib, held, batch
         self.histogram_samples = histogram_samples or len(calib)
         self.floor, self.fmt, self.threads = floor, fmt, threads
-        runner = OrtRunner(SessionFromOnnx(prepared, threads))
-        self.reference = run_batches(runner, held, batch)  # the float graph itself: the search's FP32
-        runner.close()
+        self.reference = float_reference(prepared, held, threads, batch) if reference is None else reference
         self.count = 0
 
     def quantize(self, calibrator: str, exclude=(), only=None) -> Path:
@@ -102,6 +100,15 @@ class _Search:
         finally:
             runner.close()
         return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
+
+
+def float_reference(prepared: Path, held: np.ndarray, threads: int, batch: int = 32) -> np.ndarray:
+    """The float graph's own outputs on the held-out inputs: what the search scores INT8 graphs against."""
+    runner = OrtRunner(SessionFromOnnx(prepared, threads))
+    try:
+        return run_batches(runner, held, batch)
+    finally:
+        runner.close()
 
 
 def node_times(path: Path, x: np.ndarray, threads: int, runs: int = PROFILE_RUNS, max_seconds: float = PROFILE_SECONDS) -> dict[str, float]:
@@ -188,14 +195,15 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
 def search_cpu_int8(prepared: Path, work: Path, calib: np.ndarray, held: np.ndarray, floor: QualityFloor | None,
                     calibrator: str = "auto", fmt: str = "qoperator", threads: int = 2, progress: bool = True,
                     speed_aware: bool = False, batch: int = 32, histogram_samples: int | None = None,
-                    margin_db: float = 0.0) -> tuple[Path, dict]:
+                    margin_db: float = 0.0, reference: np.ndarray | None = None) -> tuple[Path, dict]:
     """The integer graph that meets `floor` with the fewest float nodes; returns its path and
-    the record for the recipe and report (calibrators' scores, sensitivity, float nodes)."""
+    the record for the recipe and report (calibrators' scores, sensitivity, float nodes).
+    `reference`: float_reference(prepared, held), where the caller has it already."""
     if fmt not in CPU_FORMATS:
         raise GencompressError(f"unknown CPU INT8 format {fmt!r}; known: {', '.join(CPU_FORMATS)}")
     if calibrator != "auto" and calibrator not in CPU_CALIBRATORS:
         raise GencompressError(f"calibrator {calibrator!r} is not available for --target cpu; known: auto, {', '.join(CPU_CALIBRATORS)}")
-    search = _Search(prepared, work, calib, held, floor or QualityFloor(1.0), fmt, threads, batch, histogram_samples)
+    search = _Search(prepared, work, calib, held, floor or QualityFloor(1.0), fmt, threads, batch, histogram_samples, reference)
     names = tuple(CPU_CALIBRATORS) if calibrator == "auto" else (calibrator,)
     paths, scores = {}, {}
     for name in bar(list(names), "calibrators", progress, leave=False):

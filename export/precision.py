@@ -31,9 +31,8 @@ from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, quality_floor
 from gencompress.progress import log
 
-from .int8_cpu import requantize, search_cpu_int8
+from .int8_cpu import float_reference, requantize, search_cpu_int8
 from .onnx_export import OnnxConfig, export_module, to_onnx
-from .runners import OrtRunner, SessionFromOnnx, run_batches
 from .onnx_quant import CPU_CALIBRATORS, CPU_FORM, convert_fp16, prepare_for_quantization, quantize_qdq_symmetric
 
 PRECISIONS = defaults.PRECISIONS
@@ -153,9 +152,10 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
         src = export_module(rewritten, source.input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
         step.update(info)
     prepared = prepare_for_quantization(src, work / CPU_PREPARED)
+    reference = float_reference(prepared, held, cfg.threads, cfg.calib_batch)  # judges the search and the runtime choice alike
     path, record = search_cpu_int8(prepared, work, inputs.numpy(), held, cfg.floor(), cfg.calibrator, "qoperator", cfg.threads, progress,
                                    speed_aware=cfg.speed_aware, batch=cfg.calib_batch, histogram_samples=cfg.histogram_samples,
-                                   margin_db=SEARCH_MARGIN_DB)
+                                   margin_db=SEARCH_MARGIN_DB, reference=reference)
     step["calibrator"] = record["calibrators"]["chosen"]
     step["calibrators"] = record.pop("calibrators")
     step["floor"] = record["floor"]
@@ -167,13 +167,13 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
     out.manifest["precision"] = {n: "fp32" if n in keep else "int8" for n in record.get("layer_psnr_db", {})}
     if cfg.cpu_runtime == "onnxruntime":
         return out, step["form"]
-    choice = choose_cpu_runtime(out, fp32_onnx, inputs.numpy(), held, work, cfg)
+    choice = choose_cpu_runtime(out, fp32_onnx, inputs.numpy(), held, reference, work, cfg)
     if choice and choice["runtime"] == "openvino":
         return out, f"{choice['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {step['form']})"
     return out, step["form"]
 
 
-def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, held: np.ndarray, work: Path,
+def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, held: np.ndarray, reference: np.ndarray, work: Path,
                        cfg: PrecisionConfig) -> dict | None:
     """Measure ONNX Runtime's integer form (`out`'s model.onnx) against OpenVINO's INT8 forms
     (export/cpu_runtime.py) on the search's own calibration and held-out inputs, and record the
@@ -185,7 +185,6 @@ def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, he
     if not openvino.available():
         log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
         return None
-    reference = run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads)), held, cfg.calib_batch)
     qdq_dir = work / "openvino-qdq"
     qdq_dir.mkdir()
     qdq = int8_cpu_as_qdq(out.last_step("quantize"), work, qdq_dir / ONNX)
