@@ -257,7 +257,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     with timer.stage("report + save"):
         summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
         _write_report(summary, reference, compressed, final, work, inputs)
-        final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision",)}
+        # the manifest holds these once already: the per-layer precision map, and the runtime step's choice
+        final.manifest["metrics"]["build"] = {k: v for k, v in summary.items() if k not in ("layer_precision", "cpu_runtime")}
         saved = final.save(cfg.out)
     summary["time"] = timer.as_dict()
     summary["out"] = str(saved.path)
