@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.10",
     packages=sorted(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"gencompress": ["schema/*.json"], "gencompress.export": ["templates/*"], "gencompress.train": ["weights/*/*"]},
+    package_data={"gencompress": ["schema/*.json", "weights/*"], "gencompress.export": ["templates/*"], "gencompress.train": ["weights/*/*"]},
     install_requires=[
         # A range, not a pin: the lent GPU runs torch 2.11 and Jetsons ship their own.
         # The README installs torch==2.13.0 first so the CPU wheel satisfies it.

@@ -4,8 +4,11 @@ No weights are downloaded. The features come from, in order of preference:
   * `--inception-weights PATH`: a local TorchScript Inception feature extractor (for example
     NVIDIA's `inception-2015-12-05.pt` from the StyleGAN2-ADA metrics). A plain Inception-v3
     state dict is not supported: rebuilding that architecture needs torchvision.
-  * digits: a small CNN classifier trained on the digits once (about 10 s) and cached; its
-    penultimate layer gives FID/KID features and its logits give the Inception Score.
+  * digits: a small CNN classifier trained on the digits; its penultimate layer gives FID/KID
+    features and its logits give the Inception Score. It ships trained (gencompress/weights/,
+    written by scripts/package_default_weights.py, hash-checked on load), so every machine
+    scores with the same weights; where the shipped copy is missing or damaged it is trained
+    once (about 10 s) and cached.
   * other data (a folder, an npz): a small convolutional autoencoder trained on the data
     and cached; its bottleneck gives FID/KID features (no Inception Score: no labels).
 Numbers from different extractors are not comparable; every result names its extractor.
@@ -28,8 +31,9 @@ from .atomic import atomic_write_bytes
 from .cache import cache_dir
 from .errors import GencompressError, first_line
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: extractors' initial weights seeded too (before, they followed the caller's RNG state)
 FEATURE_DIM = 64
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"  # extractors that ship trained: NAME-vN.safetensors + .sha256
 
 
 class _Trunk(nn.Module):
@@ -86,10 +90,30 @@ class Extractor:
 # --- extractors ----------------------------------------------------------------------
 
 
+def shipped_path(name: str) -> Path:
+    return SHIPPED_DIR / f"{name}-v{CACHE_VERSION}.safetensors"
+
+
+def _shipped_state(name: str) -> dict[str, torch.Tensor] | None:
+    """The weights that ship with the package, where their file matches its recorded hash."""
+    from safetensors.torch import load_file
+
+    from .bundle import sha256
+
+    path = shipped_path(name)
+    recorded = path.with_suffix(".sha256")
+    if not (path.is_file() and recorded.is_file()) or sha256(path) != recorded.read_text().split()[0]:
+        return None  # missing or damaged: never trusted
+    return load_file(str(path))
+
+
 def _cached_state(name: str, train_fn) -> dict[str, torch.Tensor]:
-    """Weights from the cache, or trained now and written atomically."""
+    """Weights that ship with the package, else from the cache, else trained now and written atomically."""
     from safetensors.torch import load_file, save
 
+    shipped = _shipped_state(name)
+    if shipped is not None:
+        return shipped
     path = cache_dir() / "fid" / f"{name}-v{CACHE_VERSION}.safetensors"
     if path.is_file():
         try:
@@ -125,18 +149,20 @@ class _Classifier(nn.Module):
         return self.head(self.trunk(x))
 
 
-def digits_extractor() -> Extractor:
-    """A digits classifier (about 98% train accuracy) trained once (seconds) and cached."""
+def train_digits_classifier() -> nn.Module:
+    """The digits classifier (about 98% train accuracy): 250 Adam steps, seed 0."""
     from .data import load_digits
 
     images, labels = load_digits(32)
-
-    def train() -> nn.Module:
-        model = _Classifier(1, 10)
-        return _fit(model, lambda i: F.cross_entropy(model(images[i]), labels[i]), len(images), 250, seed=0)
-
+    torch.manual_seed(0)  # the initial weights too: the same classifier whatever ran before
     model = _Classifier(1, 10)
-    model.load_state_dict(_cached_state("digits-classifier", train))
+    return _fit(model, lambda i: F.cross_entropy(model(images[i]), labels[i]), len(images), 250, seed=0)
+
+
+def digits_extractor() -> Extractor:
+    """The digits classifier, as shipped (else trained once and cached)."""
+    model = _Classifier(1, 10)
+    model.load_state_dict(_cached_state("digits-classifier", train_digits_classifier))
     model.eval()
     return Extractor("digits-classifier", model.trunk, model)
 
@@ -161,6 +187,7 @@ def autoencoder_extractor(images: torch.Tensor, fingerprint: str) -> Extractor:
     nc = int(images.shape[1])
 
     def train() -> nn.Module:
+        torch.manual_seed(0)  # the initial weights too: the same extractor whatever ran before
         model = _AutoEncoder(nc)
         return _fit(model, lambda i: F.mse_loss(model(images[i]), images[i]), len(images), 250, seed=0)
 

@@ -8,6 +8,10 @@ instead of training for three minutes on a fresh clone.
 Writes manifest.json, weights.safetensors and discriminator.safetensors (hash-checked on load,
 like every bundle). Rerun it when the zoo architecture or the training recipe changes (the
 folder name carries steps, seed and the cache version, so a stale copy is simply not found).
+
+It also ships the digits classifier that FID/KID/IS on digits use (gencompress/fid.py), trained
+by the same function as on first use, with its SHA-256 beside it: every machine then scores
+with the same extractor, and no process spends ten seconds training it first.
 """
 from __future__ import annotations
 
@@ -36,7 +40,24 @@ def main(argv=None) -> int:
             shutil.rmtree(dst)
         shutil.copytree(trained.path, dst, ignore=shutil.ignore_patterns(MARKER))  # the overwrite marker is the cache's, not the package's
     print(f"packaged {args.model} -> {dst}", file=sys.stderr)
+    print(f"packaged the FID digits classifier -> {package_digits_classifier()}", file=sys.stderr)
     return 0
+
+
+def package_digits_classifier():
+    import torch
+    from safetensors.torch import save
+
+    from gencompress.atomic import atomic_write_bytes, atomic_write_text
+    from gencompress.bundle import sha256
+    from gencompress.fid import shipped_path, train_digits_classifier
+
+    dst = shipped_path("digits-classifier")
+    with torch.random.fork_rng():
+        state = {k: v.detach().contiguous() for k, v in train_digits_classifier().state_dict().items()}
+    atomic_write_bytes(dst, save(state))
+    atomic_write_text(dst.with_suffix(".sha256"), f"{sha256(dst)}  {dst.name}\n")
+    return dst
 
 
 if __name__ == "__main__":

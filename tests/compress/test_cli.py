@@ -134,7 +134,7 @@ def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
     with torch.no_grad():
         assert disc.eval()(bundle.model(torch.randn(2, *bundle.input_shape))).numel() == 2
     result = _run(["prune", str(tmp_path / "gan"), "--ratio", "0.5", "--distill-steps", "4", "--gan-weight", "0.1",
-                   "--checkpoint-every", "2", "--out", str(tmp_path / "out")])
+                   "--checkpoint-every", "2", "--fid-samples", "200", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     out = Bundle.load(tmp_path / "out")
     step = out.manifest["recipe"][-1]
@@ -142,7 +142,7 @@ def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
     assert math.isfinite(step["final_discriminator_loss"]) and step["final_discriminator_loss"] > 0
     # the bundle names its training data: FID/KID before and after distillation, in metrics and report
     dq = out.manifest["metrics"]["prune"]["data_quality"]
-    assert dq["data"] == "digits" and dq["samples"] == 1000
+    assert dq["data"] == "digits" and dq["samples"] == 200
     assert all(dq[k]["fid"] > 0 and dq[k]["extractor"] == "digits-classifier" for k in ("original", "pruned_no_distill", "pruned_distilled"))
     report = (tmp_path / "out" / "report" / "prune.md").read_text()
     assert f"| pruned, no distillation | {dq['pruned_no_distill']['fid']:.3f} |" in report
