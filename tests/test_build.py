@@ -111,7 +111,9 @@ def test_cpu_target_builds_integer_convs_and_reports_the_speed_against_fp32(name
     assert sum(ops.count(op) for op in ("Conv", "MatMul", "Gemm")) == len(summary["sensitivity"]["keep_float"])
     int8_rows = [r for r in summary["latency"] if r["precision"] == "int8"]
     assert {r["batch"] for r in int8_rows} == {1, 8} and all(r["speedup_vs_fp32_onnx"] > 0 for r in int8_rows)
-    step = [s for s in Bundle.load(out).manifest["recipe"] if s["step"] == "quantize"][-1]
+    saved = Bundle.load(out)
+    assert "source.onnx" not in saved.manifest["files"]
+    step = [s for s in saved.manifest["recipe"] if s["step"] == "quantize"][-1]
     assert step["calibration_data"].startswith("32 latents drawn normal")
     paired = summary["paired_speedup"]  # interleaved in a child process: the ratio to quote
     assert paired["batch"] == 8 and paired["speedup_vs_fp32_onnx"] > 0 and set(paired["median_ms"]) == {"fp32", "int8"}

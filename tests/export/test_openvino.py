@@ -158,6 +158,7 @@ def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path, monk
     bundle = Bundle.load(out)
     step = bundle.last_step("runtime")
     assert step["runtime"] == choice["runtime"] and step["candidate"] == choice["candidate"]
+    assert step["choice"] == choice and "cpu_runtime" not in bundle.manifest["metrics"]["build"]  # the choice, kept once
     assert len(draws) == 1, draws
     # the build's quality is the chosen runtime's own (the choice judged on held-out inputs, the gate on evaluation inputs)
     assert summary["quality"]["runtime"].startswith("OpenVINO" if choice["runtime"] == "openvino" else "ONNX Runtime")
