@@ -109,7 +109,7 @@ def _shipped_state(name: str) -> dict[str, torch.Tensor] | None:
 
 def _cached_state(name: str, train_fn) -> dict[str, torch.Tensor]:
     """Weights that ship with the package, else from the cache, else trained now and written atomically."""
-    from safetensors.torch import load_file, save
+    from safetensors.torch import load_file
 
     shipped = _shipped_state(name)
     if shipped is not None:
@@ -120,6 +120,14 @@ def _cached_state(name: str, train_fn) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception:  # a corrupt cache entry is retrained, never trusted
             pass
+    return train_and_save(train_fn, path)
+
+
+def train_and_save(train_fn, path: Path) -> dict[str, torch.Tensor]:
+    """Train with `train_fn` and write its weights to `path` atomically (safetensors); the cache
+    and the shipped copy (scripts/package_default_weights.py) are written the same way."""
+    from safetensors.torch import save
+
     with torch.random.fork_rng():  # never disturb the caller's RNG stream (bit-for-bit resume)
         state = {k: v.detach().contiguous() for k, v in train_fn().state_dict().items()}
     atomic_write_bytes(path, save(state))

@@ -45,17 +45,12 @@ def main(argv=None) -> int:
 
 
 def package_digits_classifier():
-    import torch
-    from safetensors.torch import save
-
-    from gencompress.atomic import atomic_write_bytes, atomic_write_text
+    from gencompress.atomic import atomic_write_text
     from gencompress.bundle import sha256
-    from gencompress.fid import shipped_path, train_digits_classifier
+    from gencompress.fid import shipped_path, train_and_save, train_digits_classifier
 
     dst = shipped_path("digits-classifier")
-    with torch.random.fork_rng():
-        state = {k: v.detach().contiguous() for k, v in train_digits_classifier().state_dict().items()}
-    atomic_write_bytes(dst, save(state))
+    train_and_save(train_digits_classifier, dst)
     atomic_write_text(dst.with_suffix(".sha256"), f"{sha256(dst)}  {dst.name}\n")
     return dst
 

@@ -16,7 +16,7 @@ import torch
 from gencompress import defaults, zoo
 from gencompress.atomic import check_output_dir
 from gencompress.batching import mini_batch
-from gencompress.bundle import ONNX, SOURCE_ONNX, Bundle
+from gencompress.bundle import ENGINE, ONNX, SOURCE_ONNX, Bundle
 from gencompress.conditional import check_classes
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError
@@ -223,9 +223,9 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         if cfg.prune is not None:  # pruning changed the count
             macs = count_macs(source.model, source.input_shape) if source.model is not None else None
     with timer.stage("engine"):
-        engine = engine_for_target(final_onnx, work / "engine.plan", cfg.target)
+        engine = engine_for_target(final_onnx, work / ENGINE, cfg.target)
         if engine["built"]:
-            final.files["engine.plan"] = work / "engine.plan"
+            final.files[ENGINE] = work / ENGINE
     summary = {
         "model": name,
         "precision": cfg.precision,
