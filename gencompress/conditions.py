@@ -49,6 +49,32 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction sets that decide which INT8/bf16 kernels a CPU runtime can use: machines differ
+# from one day to the next (AVX2 only, or AVX-512 VNNI and BF16), so every number records them.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "asimddp", "bf16")
+
+
+def cpu_flags() -> list[str]:
+    """The flags of CPU_FLAGS this CPU reports (/proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            present = set(line.split(":", 1)[1].split())
+            return [f for f in CPU_FLAGS if f in present]
+    return []
+
+
+def load_average() -> list[float] | None:
+    """1/5/15-minute load average, rounded (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def describe(threads: int | None = None, device: str = "cpu") -> dict:
     import torch
 
@@ -56,6 +82,8 @@ def describe(threads: int | None = None, device: str = "cpu") -> dict:
         "device": device,
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "loadavg_1_5_15": load_average(),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "platform": platform.platform(),
         "versions": versions(),
