@@ -1,4 +1,5 @@
-"""One install for the whole toolkit: `pip install -e ".[dev]"`.
+"""Installs: `pip install -e ".[cpu]"` for users (the toolkit and the runtimes `build --target cpu`
+measures), `pip install -e ".[dev]"` for contributors (all of that, plus the test and lint tools).
 
 The stage folders (train/, compress/, export/, benchmarks/) sit at the top of the
 repository so the layout reads like the pipeline; setup.py maps them into the
@@ -12,6 +13,12 @@ from setuptools import find_packages, setup
 # (one-off measurement scripts) are not installed.
 FOUND = find_packages(exclude=["tests", "tests.*", "scripts", "scripts.*", "build", "build.*"])
 PACKAGES = {(p if p.split(".")[0] == "gencompress" else f"gencompress.{p}"): p.replace(".", "/") for p in FOUND}
+
+# OpenVINO as a CPU runtime and NNCF's INT8 (export/openvino.py): CPU-only wheels that pull no torch
+# and no CUDA (openvino: numpy + telemetry, 59 MB; nncf: pure Python, with networkx, scipy, rich,
+# pydot, ninja); `build --target cpu` measures them against ONNX Runtime and uses them only where
+# they win. Optional: without them the build keeps ONNX Runtime and says so.
+CPU_RUNTIMES = ["openvino>=2025.0", "nncf>=2.16"]
 
 setup(
     name="gencompress",
@@ -48,7 +55,8 @@ setup(
         # needs only torch + lightning-utilities (no torch-fidelity, no torchvision).
         "torchmetrics>=1.3",
     ],
-    extras_require={"dev": [
+    extras_require={"cpu": CPU_RUNTIMES, "dev": [
+        *CPU_RUNTIMES,
         "pytest>=8", "hypothesis>=6.100",
         # the suite runs on 2 workers (pytest.ini: -n 2, work stealing): on a 2-core CI machine most
         # tests wait on child processes, file locks or Python overhead, so two overlap well
@@ -59,11 +67,8 @@ setup(
         # gencompress.benchmarks.architectures builds the SD-VAE and TAESD decoders from a config
         # (random weights, nothing downloaded); diffusers 0.42 pulls no torch of its own
         "diffusers>=0.30",
-        # OpenVINO as a CPU runtime and NNCF's INT8 (export/openvino.py): CPU-only wheels that pull no torch
-        # and no CUDA (openvino: numpy + telemetry, 59 MB; nncf: pure Python, with networkx, scipy, rich,
-        # pydot, ninja); `build --target cpu` measures them against ONNX Runtime and uses them only where
-        # they win. Optional: without them the build keeps ONNX Runtime and says so.
-        "openvino>=2025.0", "nncf>=2.16",
+        # the tests' suite of real photos (scikit-image ships them in skimage.data; nothing is downloaded)
+        "scikit-image>=0.22",
         # .ci/run lints with it before the tests (config: ruff.toml)
         "ruff>=0.5",
     ]},
