@@ -29,7 +29,7 @@ from torch import nn
 
 from . import __version__
 from . import defaults as _defaults
-from .atomic import atomic_dir
+from .atomic import _umask, atomic_dir
 from .errors import GencompressError
 
 # Version 2 added "hash_algorithm". Older manifests are migrated on load (MIGRATIONS);
@@ -194,12 +194,14 @@ class Bundle:
             hashes: dict[str, str] = {}
             if self.model is not None:
                 _save_weights(self.model, tmp / WEIGHTS)
+                _set_mode(tmp / WEIGHTS, executable=False)
                 hashes[WEIGHTS] = sha256(tmp / WEIGHTS)
             for name, src in self.files.items():
                 _check_member_name(name)  # never write outside the temp folder
                 dst = tmp / name
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
+                _set_mode(dst, executable=os.access(src, os.X_OK))
                 hashes[name] = sha256(dst)
             manifest["files"] = dict(sorted(hashes.items()))
             validate_manifest(manifest)
@@ -249,6 +251,12 @@ def _verify_hashes(root: Path, hashes: dict[str, str]) -> None:
             raise GencompressError(f"bundle {root} is missing {name}")
         if sha256(target) != expected:
             raise GencompressError(f"bundle {root}: {name} does not match its hash in the manifest (corrupt or tampered)")
+
+
+def _set_mode(path: Path, executable: bool) -> None:
+    """An ordinary file's mode under the umask, executable where its source was: copyfile drops
+    the mode (the Jetson scripts lost their x bit) and safetensors writes through a 0600 temp file."""
+    os.chmod(path, (0o777 if executable else 0o666) & ~_umask())
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
