@@ -8,8 +8,8 @@ build_speed and writes its report with report.write_build_report.
 """
 from gencompress.lazy import lazy_exports
 
-# Imported on first use (gencompress/lazy.py): `python -m gencompress.benchmarks.ort_pair`, the
-# timing child, must not import PyTorch through this package first.
+# Imported on first use (gencompress/lazy.py): a light module of this package (devices,
+# pareto) must not import PyTorch through this package first.
 __getattr__, __dir__ = lazy_exports(__name__, {
     "BenchConfig": "bench", "run": "bench",
     **{name: "build_speed" for name in ("ESTIMATE_PROFILES", "Timing", "latency_table", "onnx_runners", "paired_speedup",

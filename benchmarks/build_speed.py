@@ -4,7 +4,7 @@ and the labelled target estimate.
 Three numbers with three purposes:
 - `latency_table`: every backend at every batch, one after the other (time-bounded rows);
 - `paired_speedup`: the compressed ONNX against the FP32 ONNX timed in interleaved rounds in a
-  clean child (benchmarks/ort_pair.py): the table's rows are timed one after the other, which a
+  clean child (export/ort_pair.py): the table's rows are timed one after the other, which a
   drifting or shared CPU distorts, so this ratio is the one to quote for CPU;
 - `target_estimate`: for GPU/Jetson targets, the roofline ESTIMATE on the target's profile
   (this machine's CPU cannot time a TensorRT engine, and ONNX Runtime's CPU speed of a Q/DQ
@@ -19,7 +19,7 @@ import numpy as np
 
 from gencompress import defaults
 from gencompress.benchmarks.latency import measure
-from gencompress.benchmarks.ort_pair import time_graphs
+from gencompress.export.ort_pair import time_graphs
 from gencompress.export.runners import OrtRunner, Runner, SessionFromOnnx
 
 PAIRED_ROUNDS = 9

@@ -43,7 +43,7 @@ EQUAL_QUALITY_DB = 0.1
 SAME_SPEED = 0.05
 # NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
 NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
-BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see benchmarks/ort_pair.plan)
+BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see export/ort_pair.plan)
 SETTLE_BELOW_S = 0.05
 # Before each graph's timed calls in a round: a pause, then untimed calls for at least
 # SETTLE_SECONDS. The previous runtime's threads spin on after its last call; the same 1-3 ms
@@ -99,7 +99,7 @@ def time_runtimes(graphs: dict[str, Graph], batch_input: np.ndarray, threads: in
     is the reference of the ratios. Returns {"median_ms", "ratio_to_first", "rounds", "method"}.
 
     `max_seconds`: the warm-up calls tell each graph's cost, and the calls per round, then the
-    rounds, shrink to fit this time (benchmarks/ort_pair.plan), so a large model on a small
+    rounds, shrink to fit this time (export/ort_pair.plan), so a large model on a small
     CPU does not hold the build for minutes."""
     spec = {"graphs": {k: {"runtime": g.runtime, "path": str(g.path), "precision": g.precision} for k, g in graphs.items()},
             "threads": threads, "rounds": rounds, "inner": inner, "warmup": warmup, "settle": settle, "max_seconds": max_seconds}
@@ -107,7 +107,7 @@ def time_runtimes(graphs: dict[str, Graph], batch_input: np.ndarray, threads: in
 
 
 def _time_in_child(spec: dict) -> dict:
-    from gencompress.benchmarks.ort_pair import plan, warm_up
+    from .ort_pair import plan, warm_up
 
     spec = {**spec, "seconds": spec.get("max_seconds")}  # ort_pair's name for the time bound
     runners = {name: Graph(g["runtime"], Path(g["path"]), g["precision"]).runner(spec["threads"]) for name, g in spec["graphs"].items()}

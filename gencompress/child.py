@@ -2,7 +2,7 @@
 
 The parent writes the job's spec (JSON) and its input (.npy) to a temporary folder and runs
 `python -m MODULE SPEC`; the child prints its result as the last line of stdout. Used by the
-paired ONNX Runtime timing (benchmarks/ort_pair.py) and the CPU runtime choice
+paired ONNX Runtime timing (export/ort_pair.py) and the CPU runtime choice
 (export/cpu_runtime.py), so their ratios are never skewed by the parent's state.
 """
 from __future__ import annotations

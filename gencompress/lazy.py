@@ -1,7 +1,7 @@
 """A stage package's API, imported on first use (PEP 562 module `__getattr__`).
 
 `gencompress.export` and `gencompress.benchmarks` name their API in `__init__`, but importing
-one of their light modules (the timing children: `python -m gencompress.benchmarks.ort_pair`)
+one of their light modules (the timing children: `python -m gencompress.export.ort_pair`)
 must not drag in PyTorch and modelopt through the package's `__init__`: each child would pay
 seconds of imports before it times a millisecond graph.
 """

@@ -31,7 +31,7 @@ from gencompress.compress import PruneConfig, prune
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner, SessionFromOnnx
-from gencompress.benchmarks.ort_pair import time_graphs
+from gencompress.export.ort_pair import time_graphs
 
 
 def source_bundle(name: str, distill_steps: int, trained: bool):

@@ -29,7 +29,7 @@ from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner, SessionFromOnnx
 
-from gencompress.benchmarks.ort_pair import time_graphs
+from gencompress.export.ort_pair import time_graphs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, not an installed module
 from cpu_int8 import source_bundle  # noqa: E402

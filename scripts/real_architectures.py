@@ -6,7 +6,7 @@ for, which includes build's ONNX Runtime timing process) and its wall time. Then
 process, the written bundle's model.onnx is judged against the FP32 PyTorch model on
 SUPPLIED inputs: a fixed draw saved to an .npz beside the JSON (its sha256 recorded), apart
 from the build's own evaluation draw. The CPU INT8 speed against FP32 ONNX is the build's
-paired, interleaved measurement (benchmarks/ort_pair.py). Load averages are recorded before
+paired, interleaved measurement (export/ort_pair.py). Load averages are recorded before
 and after every build: the machine is shared, and wall times move with the load.
 
     python scripts/real_architectures.py [--only taesd_decoder,sr_compact] [--targets gpu,cpu]

@@ -20,7 +20,7 @@ benchmarks/latency.py): the warm-up calls tell each graph's cost, and the calls 
 and then the rounds shrink (to no fewer than MIN_ROUNDS rounds of one call) so that the
 timed rounds fit in `seconds`; a 1 ms graph keeps its `rounds` x `inner`.
 
-    python -m gencompress.benchmarks.ort_pair SPEC.json   (written by `time_graphs`)
+    python -m gencompress.export.ort_pair SPEC.json   (written by `time_graphs`)
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def time_graphs(graphs: dict[str, Path], batch_input: np.ndarray, threads: int =
     """
     spec = {"graphs": {k: str(v) for k, v in graphs.items()}, "threads": threads, "rounds": rounds, "inner": inner,
             "warmup": warmup, "seconds": seconds}
-    return run_in_child("gencompress.benchmarks.ort_pair", spec, batch_input, "ONNX Runtime timing")
+    return run_in_child("gencompress.export.ort_pair", spec, batch_input, "ONNX Runtime timing")
 
 
 def _session(path: str):

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from gencompress.benchmarks.ort_pair import time_graphs
+from gencompress.export.ort_pair import time_graphs
 from gencompress.errors import GencompressError
 
 
