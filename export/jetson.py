@@ -16,7 +16,7 @@ from gencompress import __version__
 from gencompress.errors import GencompressError
 
 from .profiles import BatchProfile, shape_text
-from .tensorrt.versions import TrtVersion, trtexec_bench_args, trtexec_build_args, typing_mode
+from .tensorrt.versions import TrtVersion, float_layer_precision, trtexec_bench_args, trtexec_build_args, typing_mode
 
 TEMPLATES = ("build_engine.sh", "run_bench.sh", "README.md")
 
@@ -54,9 +54,9 @@ def get_target(name: str) -> JetsonTarget:
         raise GencompressError(f"unknown Jetson target {name!r}; known: {', '.join(JETSON_TARGETS)}") from None
 
 
-def _command(args: list[str]) -> str:
-    # One argument per line keeps the scripts readable and diffable.
-    return ' \\\n  '.join(['"$TRTEXEC"', *(shlex.quote(a) for a in args)])
+def _command(args: list[str], indent: str) -> str:
+    """The elements of a bash array: one argument per line keeps the scripts readable and diffable."""
+    return f"\n{indent}".join(['"$TRTEXEC"', *(shlex.quote(a) for a in args)])
 
 
 def render_values(target: JetsonTarget, precision: str, input_name: str, per_sample, profile: BatchProfile) -> dict[str, str]:
@@ -77,12 +77,13 @@ def render_values(target: JetsonTarget, precision: str, input_name: str, per_sam
         "CUDA": target.cuda,
         "TYPING": typing_mode(version),
         "PRECISION": precision,
+        "FLOAT_LAYERS": f"layers without Q/DQ build in {float_layer_precision(version, precision).upper()}",
         "PROFILE": str(profile),
         "INPUT": input_name,
         "PER_SAMPLE": shape_text(per_sample),
         "BATCHES": " ".join(map(str, batches)),
-        "BUILD_COMMAND": _command(build),
-        "BENCH_COMMAND": _command(bench).replace("BATCHx", '"${batch}"x'),
+        "BUILD_COMMAND": _command(build, "  "),
+        "BENCH_COMMAND": _command(bench, "    ").replace("BATCHx", '"${batch}"x'),
         "GENCOMPRESS_VERSION": __version__,
     }
 

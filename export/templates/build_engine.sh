@@ -5,9 +5,23 @@
 # TensorRT @@TENSORRT@@ (@@TYPING@@ typing), CUDA @@CUDA@@. Written by gencompress @@GENCOMPRESS_VERSION@@.
 #
 #   ./build_engine.sh                      # trtexec (ships with JetPack)
+#   ./build_engine.sh --dry-run            # print the trtexec command, run nothing
 #   USE_GENCOMPRESS=1 ./build_engine.sh    # gencompress's TensorRT builder, when it is installed here
 set -euo pipefail
 cd "$(dirname "$0")"
+
+usage="usage: ./build_engine.sh [--dry-run] [--help]
+  builds engine.plan from model.onnx with trtexec (TRTEXEC=PATH names another trtexec);
+  --dry-run prints the trtexec command instead of running it;
+  USE_GENCOMPRESS=1 builds with gencompress's TensorRT builder instead"
+dry_run=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=1 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "error: unknown argument $arg" >&2; echo "$usage" >&2; exit 2 ;;
+  esac
+done
 
 expected="@@TENSORRT_MM@@"
 # shellcheck disable=SC2016  # ${Version} is dpkg-query's format field, not a shell variable
@@ -17,7 +31,7 @@ if [ -n "$found" ] && [ "${found#"$expected"}" = "$found" ]; then
   echo "         the trtexec flags below may need adjusting (see README.md)" >&2
 fi
 
-if [ "${USE_GENCOMPRESS:-0}" = "1" ]; then
+if [ "${USE_GENCOMPRESS:-0}" = "1" ] && [ "$dry_run" = "0" ]; then
   if ! command -v gencompress >/dev/null 2>&1; then
     echo "error: USE_GENCOMPRESS=1 but gencompress is not installed here" >&2
     exit 2
@@ -33,10 +47,20 @@ if [ ! -x "$TRTEXEC" ]; then
   TRTEXEC="$(command -v trtexec || true)"
 fi
 if [ -z "$TRTEXEC" ]; then
-  echo "error: trtexec not found; install JetPack's TensorRT (sudo apt install nvidia-jetpack) or set TRTEXEC" >&2
-  exit 2
+  if [ "$dry_run" = "0" ]; then
+    echo "error: trtexec not found; install JetPack's TensorRT (sudo apt install nvidia-jetpack) or set TRTEXEC" >&2
+    exit 2
+  fi
+  TRTEXEC=trtexec
 fi
 
-# Precision @@PRECISION@@; batch profile MIN:OPT:MAX = @@PROFILE@@ on input '@@INPUT@@'.
-@@BUILD_COMMAND@@
+# Precision @@PRECISION@@ (@@FLOAT_LAYERS@@); batch profile MIN:OPT:MAX = @@PROFILE@@ on input '@@INPUT@@'.
+build_command=(
+  @@BUILD_COMMAND@@
+)
+if [ "$dry_run" = "1" ]; then
+  echo "${build_command[*]}"
+  exit 0
+fi
+"${build_command[@]}"
 echo "wrote engine.plan; time it with ./run_bench.sh"

@@ -6,13 +6,43 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+usage="usage: ./run_bench.sh [--dry-run] [--help]
+  times engine.plan with trtexec at batch sizes @@BATCHES@@ (logs in bench/; TRTEXEC=PATH names another trtexec);
+  --dry-run prints the trtexec commands instead of running them; TEGRASTATS=1 also logs power"
+dry_run=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=1 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "error: unknown argument $arg" >&2; echo "$usage" >&2; exit 2 ;;
+  esac
+done
+
 TRTEXEC="${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}"
 if [ ! -x "$TRTEXEC" ]; then
   TRTEXEC="$(command -v trtexec || true)"
 fi
 if [ -z "$TRTEXEC" ]; then
-  echo "error: trtexec not found; install JetPack's TensorRT or set TRTEXEC" >&2
-  exit 2
+  if [ "$dry_run" = "0" ]; then
+    echo "error: trtexec not found; install JetPack's TensorRT or set TRTEXEC" >&2
+    exit 2
+  fi
+  TRTEXEC=trtexec
+fi
+
+set_bench_command() {  # the trtexec command that times batch $1, into the array bench_command
+  local batch="$1"
+  bench_command=(
+    @@BENCH_COMMAND@@
+    --exportTimes="bench/times_b${batch}.json"
+  )
+}
+if [ "$dry_run" = "1" ]; then
+  for batch in @@BATCHES@@; do
+    set_bench_command "$batch"
+    echo "${bench_command[*]}"
+  done
+  exit 0
 fi
 if [ ! -f engine.plan ]; then
   echo "error: engine.plan not found; run ./build_engine.sh first" >&2
@@ -34,8 +64,8 @@ fi
 
 for batch in @@BATCHES@@; do
   echo "== batch ${batch}"
-  @@BENCH_COMMAND@@ \
-    --exportTimes="bench/times_b${batch}.json" | tee "bench/trtexec_b${batch}.log"
+  set_bench_command "$batch"
+  "${bench_command[@]}" | tee "bench/trtexec_b${batch}.log"
 done
 
 if [ -n "$stats_pid" ]; then

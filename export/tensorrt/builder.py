@@ -9,8 +9,9 @@
     config.set_timing_cache(config.create_timing_cache(bytes), ignore_mismatch=False)
     plan    = builder.build_serialized_network(network, config)
 
-Precision: weakly typed builds (TensorRT < 10.12) set BuilderFlag.INT8 for Q/DQ graphs,
-with no calibrator (the scales are in the graph); strongly typed builds set no flag.
+Precision: weakly typed builds (TensorRT < 10.12) set BuilderFlag.INT8 and FP16 for Q/DQ graphs
+(FP16 for the layers kept float), with no calibrator (the scales are in the graph); strongly typed
+builds set no flag.
 
 Where Polygraphy is installed (feature detection: its TensorRT loaders import), the same build
 goes through its loaders (NetworkFromOnnxPath -> CreateConfig -> EngineBytesFromNetwork), which

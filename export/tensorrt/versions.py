@@ -3,7 +3,8 @@
 - 10.0: implicit batch is gone; every network is explicit batch, so the old
   EXPLICIT_BATCH creation flag is deprecated and ignored (we pass no flag for it).
 - 10.0-10.11: weak typing is the default; a Q/DQ INT8 network needs BuilderFlag.INT8
-  (and no calibrator: the scales are in the graph), FP16 needs BuilderFlag.FP16.
+  (and no calibrator: the scales are in the graph) and FP16 for the layers it keeps float
+  (else they build in FP32); an FP16 build needs BuilderFlag.FP16.
 - 10.12: weak typing is deprecated; we build strongly typed networks (STRONGLY_TYPED
   creation flag, `trtexec --stronglyTyped`): precision comes from the graph itself.
 - 11.x: weak typing is removed (no INT8/FP16 builder flags, no --int8/--fp16 in trtexec);
@@ -59,13 +60,22 @@ def network_flag_names(version: TrtVersion) -> tuple[str, ...]:
 def builder_flag_names(version: TrtVersion, precision: str) -> tuple[str, ...]:
     """Names in trt.BuilderFlag to set: only weakly typed builds have precision flags.
 
-    INT8 Q/DQ graphs carry their own scales, so no calibrator is ever set.
+    INT8 Q/DQ graphs carry their own scales, so no calibrator is ever set. INT8 sets FP16 too:
+    with INT8 alone, the layers a mixed graph keeps float (no Q/DQ around them) build in FP32.
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise GencompressError(f"unknown precision {precision!r}")
     if typing_mode(version) != "weak" or precision == "fp32":
         return ()
-    return ("INT8",) if precision == "int8" else ("FP16",)
+    return ("INT8", "FP16") if precision == "int8" else ("FP16",)
+
+
+def float_layer_precision(version: TrtVersion, precision: str) -> str:
+    """The precision the layers left float build in: FP16 where weak typing's FP16 flag is set;
+    strongly typed builds keep the graph's own (our Q/DQ and FP32 graphs are FP32 between the Q/DQ)."""
+    if precision == "fp16" or "FP16" in builder_flag_names(version, precision):
+        return "fp16"
+    return "fp32"
 
 
 def trtexec_precision_args(version: TrtVersion, precision: str) -> list[str]:

@@ -46,8 +46,8 @@ def test_version_too_old_or_garbage():
 @pytest.mark.parametrize(
     "version,mode,net,int8,fp16",
     [
-        ("10.3.0", "weak", (), ("INT8",), ("FP16",)),
-        ("10.11.0", "weak", (), ("INT8",), ("FP16",)),
+        ("10.3.0", "weak", (), ("INT8", "FP16"), ("FP16",)),
+        ("10.11.0", "weak", (), ("INT8", "FP16"), ("FP16",)),
         ("10.12.0", "strong-optin", ("STRONGLY_TYPED",), (), ()),
         ("10.13.3", "strong-optin", ("STRONGLY_TYPED",), (), ()),
         ("11.0.0", "strong-always", (), (), ()),
@@ -72,7 +72,7 @@ def test_trtexec_build_jetpack6_weak_typing():
     args = _build("10.3.0")
     assert args[:2] == ["--onnx=model.onnx", "--saveEngine=engine.plan"]
     assert "--minShapes=latent:1x100x1x1" in args and "--optShapes=latent:8x100x1x1" in args and "--maxShapes=latent:32x100x1x1" in args
-    assert "--int8" in args and "--stronglyTyped" not in args
+    assert "--int8" in args and "--fp16" in args and "--stronglyTyped" not in args  # float layers in FP16
     assert "--memPoolSize=workspace:2048M" in args and "--timingCacheFile=timing.cache" in args
     assert not any(a.startswith("--workspace") or a.startswith("--explicitBatch") for a in args)  # removed in 10.0
     assert "--fp16" in _build("10.3.0", "fp16") and "--int8" not in _build("10.3.0", "fp32")

@@ -31,14 +31,14 @@ def _graph(path, channels="4"):
 
 @pytest.mark.parametrize("version, int8_flag, strongly_typed", [("10.3.0", True, False), ("10.13.0", False, True), ("11.0.0", False, False)])
 def test_loaders_carry_the_builder_settings(tmp_path, version, int8_flag, strongly_typed):
-    """Weakly typed TensorRT (10.3 on JetPack 6) gets int8=True; 10.12+ opts into strong typing;
+    """Weakly typed TensorRT (10.3 on JetPack 6) gets int8=True and fp16=True (float layers in FP16); 10.12+ opts into strong typing;
     11.x is always strongly typed; the profile, workspace and timing cache are Polygraphy's own."""
     cfg = BuildConfig(batch=BatchProfile(1, 8, 32), workspace_mib=512)
     cache = tmp_path / "timing.cache"
     loader = polygraphy_loaders(pg, _graph(tmp_path / "m.onnx"), cfg, TrtVersion.parse(version), "int8", cache, WORKSPACE)
     config, network = loader._config, loader._network
     assert isinstance(loader, pg.EngineBytesFromNetwork) and isinstance(config, pg.CreateConfig)
-    assert config.int8 is int8_flag and config.fp16 is False
+    assert config.int8 is int8_flag and config.fp16 is int8_flag
     assert network.strongly_typed is strongly_typed  # 11.x needs no flag: its networks are strongly typed
     assert config.memory_pool_limits == {WORKSPACE: 512 << 20}
     (profile,) = config.profiles
