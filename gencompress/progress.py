@@ -1,4 +1,6 @@
-"""Progress bars on stderr, shown only to a person at a terminal (not in CI logs)."""
+"""Progress on stderr with an ETA (tqdm): live at a terminal; in a log (stderr not a TTY: a pipe,
+nohup, CI) only for work that lasts, as one plain line every LOG_INTERVAL_S, so a long first-use
+training or build is never silent and short loops (and tests) leave the log clean."""
 from __future__ import annotations
 
 import sys
@@ -10,10 +12,34 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 
+LOG_DELAY_S = 30.0  # not a TTY: a bar appears only once its loop has run this long
+LOG_INTERVAL_S = 30.0  # not a TTY: then one line per this many seconds, and its last line
+LOG_FORMAT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"  # no bar glyphs in a log
+
+
+class _LogLines:
+    """A file for tqdm that turns its carriage-return redraws into whole lines (a log reads
+    top to bottom) and drops the blank redraw that clears a finished leave=False bar."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
 
 def bar(iterable: Iterable[T], desc: str, enabled: bool = True, **kwargs) -> Iterable[T]:
-    # disable=None lets tqdm switch itself off when stderr is not a TTY
-    return tqdm(iterable, desc=desc, disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True, **kwargs)
+    """tqdm over `iterable` on stderr (ETA in its [elapsed<remaining] field); nothing when not enabled."""
+    stream = sys.stderr
+    if stream.isatty():
+        return tqdm(iterable, desc=desc, disable=not enabled, file=stream, dynamic_ncols=True, **kwargs)
+    return tqdm(iterable, desc=desc, disable=not enabled, file=_LogLines(stream), bar_format=LOG_FORMAT,
+                delay=LOG_DELAY_S, mininterval=LOG_INTERVAL_S, **kwargs)
 
 
 def log(msg: str) -> None:
@@ -44,6 +70,9 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        took = time.perf_counter() - start
+        if self.progress and not sys.stderr.isatty() and took >= LOG_DELAY_S:  # a log names the long stages as they end
+            log(f"{name} done in {took:.0f} s ({self.total():.0f} s so far)")
 
     def total(self) -> float:
         return time.perf_counter() - self._started
