@@ -1,6 +1,8 @@
-"""Every measured number in the README comes from a committed JSON the same section names.
+"""Every measured number in the README and docs/ comes from a committed JSON.
 
-A README section (text between headings) that quotes results names the JSON(s) under
+Results tables are generated: each lies between `<!-- table: NAME -->` markers and must equal,
+character for character, what `scripts/readme_tables.py` writes from its JSON, so editing any
+number in one fails here; no table outside the markers holds numbers. In prose, a section (text between headings) that quotes results names the JSON(s) under
 `benchmarks/results/` they come from; each result-like number in it (a speed ratio `2.6x`,
 `dB`, `ms`, seconds, an FID, every number in a results table) must equal, at the precision
 printed, a number in one of those JSONs. Commands (code blocks, `inline code`) are options,
@@ -8,6 +10,7 @@ not results, and are skipped.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -21,10 +24,20 @@ NUM = r"\d+(?:\.\d+)?"
 UNIT = re.compile(rf"(?<![\w.])({NUM})(?:\s?-\s?({NUM}))?\s?(?:x\b|dB\b|ms\b|s\b(?! on first))")
 METRIC = re.compile(rf"(?:\bFID|\bKID|->)\s+({NUM})")
 CITED = re.compile(r"benchmarks/results/([\w.-]+\.json)")
+MARKED = re.compile(r"<!-- table: [\w-]+ -->\n.*?<!-- /table -->", re.S)
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def readme_tables():
+    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "scripts" / "readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sections(text: str) -> list[tuple[str, str]]:
-    """(heading, prose) pairs; code blocks and inline code removed."""
+    """(heading, prose) pairs; generated tables, code blocks and inline code removed."""
+    text = MARKED.sub("", text)
     text = re.sub(r"```.*?```", "", text, flags=re.S)
     text = re.sub(r"`[^`\n]*`", lambda m: m.group(0) if CITED.search(m.group(0)) else "", text)
     parts = re.split(r"^(#+ .*)$", text, flags=re.M)
@@ -88,9 +101,33 @@ def unbacked(text: str) -> list[str]:
     return problems
 
 
-def test_every_readme_number_is_in_a_named_committed_json():
-    problems = unbacked((ROOT / "README.md").read_text())
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: p.name)
+def test_every_number_in_prose_is_in_a_named_committed_json(doc):
+    problems = unbacked(doc.read_text())
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: p.name)
+def test_results_tables_are_exactly_what_their_json_gives(doc):
+    text = doc.read_text()
+    assert readme_tables().render(text) == text, f"{doc.name}: run python scripts/readme_tables.py"
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: p.name)
+def test_no_hand_written_table_holds_numbers(doc):
+    text = re.sub(r"```.*?```", "", MARKED.sub("", doc.read_text()), flags=re.S)
+    rows = [line for line in text.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
+    numeric = [row for row in rows if re.search(rf"(?<![\w.`-]){NUM}(?![\w`])", re.sub(r"`[^`]*`", "", row))]
+    assert not numeric, f"{doc.name}: tables with numbers belong between table markers: {numeric[:3]}"
+
+
+def test_editing_a_number_in_a_generated_table_is_caught():
+    doc = next(d for d in DOCUMENTS if "<!-- table: user_latents -->" in d.read_text())
+    text = doc.read_text()
+    start = text.index("<!-- table: user_latents -->")
+    edited = text[:start] + re.sub(r"\| 47\.19 \|", "| 47.91 |", text[start:], count=1)
+    assert edited != text
+    assert readme_tables().render(edited) != edited
 
 
 @pytest.mark.parametrize("text", [

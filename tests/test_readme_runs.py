@@ -28,6 +28,8 @@ from click.testing import CliRunner
 from gencompress.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
+# The README first, then the docs whose `bash` blocks build on its bundles, in reading order.
+DOCUMENTS = ("README.md", "docs/int8.md", "docs/jetson.md", "docs/benchmarks.md", "docs/training.md")
 SETUP = ("python3 -m pip install", "python3 -m pytest")  # run verbatim by .ci/run, not here
 FENCE = "`" * 3
 
@@ -143,7 +145,7 @@ def _run(argv: tuple[str, ...]):
 def test_readme_blocks_run_in_order(small, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # `--model my_gen:make_generator` imports from here, as from a shell
-    commands = readme_commands((ROOT / "README.md").read_text())
+    commands = [c for doc in DOCUMENTS for c in readme_commands((ROOT / doc).read_text())]
     skipped = [c for c in commands if c[0] == "run" and any(shlex.join(c[1:]).startswith(s) for s in SETUP)]
     assert len(skipped) == 3  # pip install torch, pip install -e, pytest
     for command in commands:
@@ -160,6 +162,11 @@ def test_readme_blocks_run_in_order(small, tmp_path, monkeypatch):
     for path in ("my-bundle/model.onnx", "b3/model.onnx", "q/weights.safetensors", "onnx-bundle/model.onnx",
                  "orin-bundle/build_engine.sh", "report/report.html", "my-gan/manifest.json", "my-vae/manifest.json"):
         assert (tmp_path / path).is_file(), path
+
+
+def test_every_document_with_commands_is_run():
+    with_bash = {str(p.relative_to(ROOT)) for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")] if f"{FENCE}bash" in p.read_text()}
+    assert with_bash == set(DOCUMENTS)
 
 
 def test_readme_parser_reads_heredocs_continuations_and_comments():
