@@ -22,7 +22,7 @@ import numpy as np
 
 from gencompress.errors import GencompressError, MissingDependencyError, first_line, import_optional
 
-from .runners import Loader, Runner
+from .runner_base import Loader, Runner
 
 IR_XML = "model.xml"
 IR_BIN = "model.bin"

@@ -16,7 +16,7 @@ import numpy as np
 from gencompress.bundle import ENGINE, Bundle
 from gencompress.errors import GencompressError
 
-from ..runners import Loader, Runner
+from ..runner_base import Loader, Runner
 from . import import_tensorrt
 from .compat import check_engine_file, check_engine_record
 
