@@ -126,19 +126,25 @@ def sd_vae_decoder(block_out_channels: tuple[int, ...] = (32, 64, 128, 128), lay
     """SD's VAE decoder layout (post_quant_conv + Decoder). SD 1.x uses widths (128, 256, 512, 512):
     310 GMAC per 256x256 image, hours of calibration on 2 cores; the default here keeps every layer
     type and the depth at a quarter of the width (1/16 of the MACs)."""
-    diffusers = _diffusers()
 
     def build():
-        vae = diffusers.AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=latent_channels,
-            down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
-            up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
-            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
-            norm_num_groups=norm_num_groups, act_fn="silu", mid_block_add_attention=True,
-        )
+        vae = sd_vae_autoencoder(block_out_channels, layers_per_block, norm_num_groups, latent_channels)
         return LatentToImage(vae.decoder, vae.post_quant_conv)
 
     return _seeded(build, seed, _latent(latent_channels, 4))
+
+
+def sd_vae_autoencoder(block_out_channels: tuple[int, ...] = (32, 64, 128, 128), layers_per_block: int = 2,
+                       norm_num_groups: int = 32, latent_channels: int = 4) -> nn.Module:
+    """The whole AutoencoderKL (encoder too) that sd_vae_decoder takes its decoder from, with
+    diffusers' own initialisation (the trained suite, gencompress.benchmarks.suite, trains it)."""
+    return _diffusers().AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=latent_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
+        block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+        norm_num_groups=norm_num_groups, act_fn="silu", mid_block_add_attention=True,
+    )
 
 
 def sd_vae_decoder_small() -> nn.Module:
@@ -339,3 +345,50 @@ def stylegan2_like_small() -> nn.Module:
 
 
 NAMES = tuple(FULL_INPUT_SHAPES)
+
+
+# --- the same layouts trained on the shipped photos (gencompress.benchmarks.suite) ----------
+# sr_compact and taesd ship trained inside the package; the others train on first use (a few
+# minutes) and are cached. The decoders take latents of photos through their trained encoder:
+# `python scripts/train_suite.py latents taesd OUT.npz` writes those of the held-out photos.
+
+
+def sr_compact_trained() -> nn.Module:
+    """sr_compact trained x4 on bicubic-downscaled photo crops; inputs and outputs in [0, 1]."""
+    from .suite import generator
+
+    return generator("sr_compact")
+
+
+def taesd_decoder_trained() -> nn.Module:
+    """The TAESD decoder of an AutoencoderTiny (released config) trained on photos; images in [-1, 1]."""
+    from .suite import generator
+
+    return generator("taesd")
+
+
+def sd_vae_decoder_trained() -> nn.Module:
+    """sd_vae_decoder's layout, decoder of a VAE trained on photos; images in [-1, 1]."""
+    from .suite import generator
+
+    return generator("sd_vae")
+
+
+def unet_pix2pix_trained() -> nn.Module:
+    """unet_pix2pix trained to denoise photos (Gaussian sigma 0.2 on [0, 1]); images in [-1, 1]."""
+    from .suite import generator
+
+    return generator("unet_pix2pix")
+
+
+def stylegan2_like_trained() -> nn.Module:
+    """stylegan2_like after a short GAN run on digits (grey digits, 128 px)."""
+    from .suite import generator
+
+    return generator("stylegan2")
+
+
+# trained entry point -> (its layout in FULL_INPUT_SHAPES, its name in the suite)
+TRAINED = {"sr_compact_trained": ("sr_compact", "sr_compact"), "taesd_decoder_trained": ("taesd_decoder", "taesd"),
+           "sd_vae_decoder_trained": ("sd_vae_decoder", "sd_vae"), "unet_pix2pix_trained": ("unet_pix2pix", "unet_pix2pix"),
+           "stylegan2_like_trained": ("stylegan2_like", "stylegan2")}
