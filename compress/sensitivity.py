@@ -25,7 +25,7 @@ from gencompress.progress import bar
 from .distill import DistillConfig, distill
 
 
-def _layers(qmodel: nn.Module) -> dict[str, list[nn.Module]]:
+def int8_layers(qmodel: nn.Module) -> dict[str, list[nn.Module]]:
     """Layer name -> its enabled quantisers (input and weight)."""
     found: dict[str, list[nn.Module]] = {}
     for name, module in qmodel.named_modules():
@@ -36,7 +36,7 @@ def _layers(qmodel: nn.Module) -> dict[str, list[nn.Module]]:
     return found
 
 
-def _set_quantized(layers: dict[str, list[nn.Module]], on: set[str]) -> None:
+def set_int8(layers: dict[str, list[nn.Module]], on: set[str]) -> None:
     for name, quantizers in layers.items():
         for q in quantizers:
             q.enable() if name in on else q.disable()
@@ -50,9 +50,9 @@ def layer_sensitivity(qmodel, layers, x, reference, progress: bool, batch: int =
     """PSNR (dB) against FP32 with only that layer quantised; lower is more sensitive."""
     result = {}
     for name in bar(list(layers), "sensitivity", progress, leave=False):
-        _set_quantized(layers, {name})
+        set_int8(layers, {name})
         result[name] = _psnr_of(qmodel, x, reference, batch)
-    _set_quantized(layers, set(layers))
+    set_int8(layers, set(layers))
     return result
 
 
@@ -66,7 +66,7 @@ def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floo
     above the floor where it can (floor.fewest_meeting). Each layer's sensitivity is
     measured (and reported) even when the all-INT8 model already meets the floor.
     """
-    layers = _layers(qmodel)
+    layers = int8_layers(qmodel)
     if not layers:
         raise GencompressError("the quantised model has no enabled quantiser to search over")
     sens = layer_sensitivity(qmodel, layers, x, reference, progress, batch)
@@ -75,14 +75,14 @@ def choose_mix(qmodel: nn.Module, x: torch.Tensor, reference: torch.Tensor, floo
 
     def scores(k: int) -> dict:
         if k not in probes:
-            _set_quantized(layers, set(layers) - set(order[:k]))
+            set_int8(layers, set(layers) - set(order[:k]))
             probes[k] = {"float_layers": k, **floor.measure(reference, forward_batched(qmodel, x, batch))}
         return probes[k]
 
     k = fewest_meeting(len(order) - 1, scores, floor, margin_db)  # at least one layer stays INT8
     tried = [probes[i] for i in sorted(probes)]
     if k is not None:
-        _set_quantized(layers, set(layers) - set(order[:k]))
+        set_int8(layers, set(layers) - set(order[:k]))
         return {"budget_db": floor.min_psnr, "floor": floor.as_dict(), "psnr_db": probes[k]["psnr_db"], "ssim": probes[k]["ssim"],
                 "keep_float": order[:k], "layer_psnr_db": {n: finite_db(v) for n, v in sens.items()}, "tried": tried}
     best = max(tried, key=lambda t: t["psnr_db"])

@@ -14,6 +14,7 @@ The build (gencompress/cli/pipeline.py) only chains this with export, checks and
 """
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from gencompress.inputs import UserData
 from gencompress.compress.quantize import CALIBRATOR_CHOICES
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, quality_floor
+from gencompress.floor import QualityFloor, fewest_passing, not_met, quality_floor
 from gencompress.progress import log
 
 from .int8_cpu import float_reference, requantize, search_cpu_int8
@@ -141,11 +142,17 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
     and the float nodes searched under the floor (export/int8_cpu.py)."""
     from gencompress.compress.rewrite import cpu_integer_ready
 
-    inputs, how = calibration_inputs(source, cfg.calib_samples, CALIB_SEED, cfg.calib_from, data)
+    from . import openvino
+
+    # one draw serves both: NNCF's candidates take as many inputs as nncf.quantize does by default, the search the first calib_samples
+    with_nncf = cfg.cpu_runtime == "auto" and openvino.available()
+    drawn, how = calibration_inputs(source, max(cfg.calib_samples, openvino.NNCF_SUBSET_SIZE) if with_nncf else cfg.calib_samples,
+                                    CALIB_SEED, cfg.calib_from, data)
+    inputs = drawn[: cfg.calib_samples]
     held = (data.evaluation[: cfg.eval_samples] if data is not None
             else draw_inputs(tuple(source.input_shape), cfg.eval_samples, source.manifest["input"], CALIB_SEED + 1)).numpy()
     step = {"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "cpu-u8s8-qoperator",
-            "form": CPU_FORM.format(fmt="qoperator"), "calibration_data": how}
+            "form": CPU_FORM.format(fmt="qoperator"), "calibration_data": how if len(drawn) == len(inputs) else f"the first {len(inputs)} of {how}"}
     src = fp32_onnx
     if not (source.model is None or source.manifest["architecture"]["kind"] == "torchscript"):
         rewritten, info = cpu_integer_ready(source.model, source.input_shape, form=cfg.deconv_form)
@@ -167,36 +174,51 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
     out.manifest["precision"] = {n: "fp32" if n in keep else "int8" for n in record.get("layer_psnr_db", {})}
     if cfg.cpu_runtime == "onnxruntime":
         return out, step["form"]
-    choice = choose_cpu_runtime(out, fp32_onnx, inputs.numpy(), held, reference, work, cfg)
-    if choice and choice["runtime"] == "openvino":
-        return out, f"{choice['candidate']} on OpenVINO's CPU plugin (chosen by measurement; model.onnx keeps {step['form']})"
+    choice = choose_cpu_runtime(out, fp32_onnx, drawn.numpy(), held, reference, work, cfg)
+    if choice["why_float"]:
+        return out, f"none: the float model, {choice['candidate']} ({choice['why_float']})"
+    if choice["runtime"] == "openvino":
+        return out, (f"{choice['candidate']} on OpenVINO's CPU plugin, float layers in {choice['float_precision']} "
+                     f"(chosen by measurement; model.onnx keeps {step['form']})")
     return out, step["form"]
 
 
 def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, held: np.ndarray, reference: np.ndarray, work: Path,
-                       cfg: PrecisionConfig) -> dict | None:
+                       cfg: PrecisionConfig) -> dict:
     """Measure ONNX Runtime's integer form (`out`'s model.onnx) against OpenVINO's INT8 forms
-    (export/cpu_runtime.py) on the search's own calibration and held-out inputs, and record the
-    winner in `out`: a `runtime` step holding the whole choice, and, where OpenVINO won, its IR
-    under openvino/ (model.onnx stays ONNX Runtime's form). None where OpenVINO is not
-    installed (said on stderr)."""
+    and the float model (export/cpu_runtime.py) on the search's calibration (NNCF: all of
+    `calibration`) and held-out inputs, and record the winner in `out`: a `runtime` step holding
+    the whole choice; where OpenVINO won, its IR under openvino/ (model.onnx stays ONNX
+    Runtime's form); where a float form won, model.onnx the FP32 graph (ship_float). Without
+    OpenVINO and NNCF (said on stderr) the float model on ONNX Runtime is the only other candidate."""
     from . import cpu_runtime, openvino
 
-    if not openvino.available():
-        log("CPU runtime: ONNX Runtime (OpenVINO and NNCF are not installed, so not measured: pip install openvino nncf)")
-        return None
-    qdq_dir = work / "openvino-qdq"
-    qdq_dir.mkdir()
-    qdq = int8_cpu_as_qdq(out.last_step("quantize"), work, qdq_dir / ONNX)
+    with_openvino = openvino.available()
+    qdq = None
+    if with_openvino:
+        qdq_dir = work / "openvino-qdq"
+        qdq_dir.mkdir()
+        qdq = int8_cpu_as_qdq(out.last_step("quantize"), work, qdq_dir / ONNX)
+    else:
+        log("CPU runtime: OpenVINO and NNCF are not installed, so not measured (pip install openvino nncf); "
+            "ONNX Runtime's integer form against its float model only")
     floor = cfg.floor()
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, out.file(ONNX), qdq, calibration, held, reference, work / "runtime",
-                                            cfg.threads, cfg.timing_batch, floor.min_psnr if floor else None)
+                                            cfg.threads, cfg.timing_batch, floor.min_psnr if floor else None, openvino=with_openvino)
     log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
     step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
-            "psnr_db": choice["psnr_db"], "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
+            "precision": choice["precision"], "float_precision": choice["float_precision"],
+            "inference_precision": choice["inference_precision"], "psnr_db": choice["psnr_db"],
+            "speedup_vs_fp32_ort": choice["speedup_vs_fp32_ort"]}
+    if choice["why_float"]:
+        ship_float(out, fp32_onnx, choice, work)
+        step["why_float"] = choice["why_float"]
+    elif choice["float_precision"] != "fp32":  # OpenVINO's INT8 form runs the layers it keeps float in bf16
+        out.manifest["precision"] = {n: choice["float_precision"] if p == "fp32" else p for n, p in out.manifest["precision"].items()}
     if choice["runtime"] == "openvino":
         winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
-        src = qdq if winner["graph"]["file"].endswith(".onnx") else work / "runtime" / winner["name"] / openvino.IR_XML
+        src = (fp32_onnx if choice["why_float"] else qdq if winner["graph"]["file"].endswith(".onnx")
+               else work / "runtime" / winner["name"] / openvino.IR_XML)
         xml = openvino.save_ir(openvino.read_model(src), work / "openvino" / openvino.IR_XML)
         out.files[openvino.BUNDLE_XML], out.files[openvino.BUNDLE_BIN] = xml, xml.with_suffix(".bin")
         step["files"] = [openvino.BUNDLE_XML, openvino.BUNDLE_BIN]
@@ -204,10 +226,124 @@ def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, he
     return choice
 
 
+def ship_float(out: Bundle, fp32_onnx: Path, choice: dict, work: Path) -> None:
+    """No INT8 form beat the float model (cpu_runtime.why_float): `out` carries the FP32 graph as
+    model.onnx, a `convert` step that says why, and every layer in the winner's float precision."""
+    dst = work / "float" / ONNX
+    dst.parent.mkdir()
+    out.files[ONNX] = Path(shutil.copyfile(fp32_onnx, dst))
+    out.record({"step": "convert", "precision": "fp32", "target": "cpu", "why": choice["why_float"],
+                "runtime": choice["candidate"], "inference_precision": choice["float_precision"]})
+    out.manifest["precision"] = dict.fromkeys(out.manifest["precision"], choice["float_precision"])
+
+
 def int8_cpu_as_qdq(step: dict, work: Path, dst: Path) -> Path:
     """The quantisation `int8_cpu` searched (its calibrator's cached ranges, its float nodes),
     written again as Q/DQ for another runtime to compile (OpenVINO): no second calibration."""
     return requantize(work / CPU_PREPARED, work, step["calibrator"], step["float_nodes"], dst, "qdq")
+
+
+def extend_float_layers(final: Bundle, floor: QualityFloor, judge, work: Path, gate: tuple[dict, np.ndarray]) -> tuple[Bundle, np.ndarray, dict] | None:
+    """The float-layer search continued on the build gate's verdict.
+
+    The search judges its mixes on a few held-out inputs (judge_samples: 8 for a big model) and
+    the gate measures the build's evaluation inputs; where they disagree (an SD-VAE-layout
+    decoder met the floor on 8, measured 34.77 dB on 51) the mix was thrown away although more
+    float layers would pass. Here more layers go float, in the sensitivity order the search
+    measured, each mix judged by `judge` (bundle -> (scores, outputs): the gate's own runtime on
+    its own inputs), the fewest first by doubling then bisection (floor.fewest_passing: about
+    2 log2(layers) passes), at least one layer staying INT8. `gate`: the gate's scores and
+    outputs of `final`. Returns the bundle, its outputs and the record (also kept in the
+    quantize step's sensitivity); None for a form with no search to continue (a graph quantised
+    without one); raises the floor's one-line error, with the best reached, where no mix meets it.
+    --target cpu continues on ONNX Runtime's integer form: a runtime choice made on the judge
+    inputs (OpenVINO) is not re-measured, and ONNX Runtime runs the bundle."""
+    step = final.last_step("quantize") or {}
+    sens = step.get("sensitivity") or {}
+    if "layer_psnr_db" not in sens:
+        return None
+    already = list(sens["keep_float"])
+    rest = [n for n in sorted(sens["layer_psnr_db"], key=sens["layer_psnr_db"].get) if n not in already]  # most sensitive first
+    from_openvino = (final.last_step("runtime") or {}).get("runtime") == "openvino"
+    make = _ModeloptMixes(final, rest, work) if step.get("tool") == "nvidia-modelopt" else _OrtIntegerMixes(final, step, rest, work)
+    tried = {} if from_openvino else {0: (final, *gate)}  # j = 0 is the mix the gate measured, unless the runtime changes
+
+    def passes(j: int) -> bool:
+        if j not in tried:
+            bundle = make(j)
+            tried[j] = (bundle, *judge(bundle))
+        return tried[j][1]["meets_floor"]
+
+    j = fewest_passing(len(rest) - 1, passes)
+    record = {"judged_on": "the build's evaluation inputs", "search_float_layers": len(already),
+              "tried": [{"float_layers_added": i, **{k: tried[i][1][k] for k in ("psnr_db", "ssim", "meets_floor")}} for i in sorted(tried)]}
+    if j is None:
+        best = max(record["tried"], key=lambda t: t["psnr_db"])
+        raise not_met(floor, best, f"on the build's evaluation inputs, {len(already) + best['float_layers_added']} of "
+                                   f"{len(already) + len(rest)} layers float, the most sensitive first")
+    bundle, scores, outputs = tried[j]
+    make.settle(j)
+    record.update(layers_added=j, added=rest[:j], psnr_db=scores["psnr_db"], ssim=scores["ssim"])
+    qstep = bundle.last_step("quantize")
+    qstep["sensitivity"]["keep_float"] = [*already, *rest[:j]]
+    qstep["sensitivity"]["gate_extension"] = record
+    if "keep_float" in qstep:  # modelopt: the patterns restore_quantized keeps float
+        qstep["keep_float"] = [*qstep["keep_float"], *rest[:j]]
+    if "float_nodes" in qstep:  # ONNX Runtime's integer form: the nodes left float
+        qstep["float_nodes"] = make.float_nodes(j)
+    bundle.manifest["precision"].update({n: "fp32" for n in rest[:j] if n in bundle.manifest["precision"]})
+    log(f"gate: {j} more layer(s) float met {floor.describe()} on the evaluation inputs ({scores['psnr_db']:.2f} dB)")
+    return bundle, outputs, record
+
+
+class _ModeloptMixes:
+    """modelopt's fake-quant model with the first `j` of `rest` float too, exported as the build's Q/DQ graph."""
+
+    def __init__(self, final: Bundle, rest: list[str], work: Path):
+        from gencompress.compress.sensitivity import int8_layers
+
+        self.final, self.rest, self.work = final, rest, work
+        self.layers = int8_layers(final.model)  # the layers INT8 now; the search's float ones stay float
+
+    def settle(self, j: int) -> None:
+        from gencompress.compress.sensitivity import set_int8
+
+        set_int8(self.layers, set(self.layers) - set(self.rest[:j]))
+
+    def __call__(self, j: int) -> Bundle:
+        self.settle(j)
+        path = export_module(self.final.model, self.final.input_shape, self.work / f"gate-extension-{j}.onnx", OnnxConfig())
+        return replace(self.final, files={**self.final.files, ONNX: path})
+
+
+class _OrtIntegerMixes:
+    """ONNX Runtime's integer graph with the first `j` of `rest` float too: requantised from the
+    search's cached ranges (no calibration pass), run by ONNX Runtime."""
+
+    def __init__(self, final: Bundle, step: dict, rest: list[str], work: Path):
+        from .int8_cpu import layer_groups
+
+        self.final, self.step, self.rest, self.work = final, step, rest, work
+        self.groups = layer_groups(work / CPU_PREPARED)
+
+    def float_nodes(self, j: int) -> list[str]:
+        return [*self.step["float_nodes"], *(m for n in self.rest[:j] for m in self.groups[n])]
+
+    def settle(self, j: int) -> None:
+        """Nothing to set: each mix is its own graph."""
+
+    def __call__(self, j: int) -> Bundle:
+        from . import openvino
+
+        path = requantize(self.work / CPU_PREPARED, self.work, self.step["calibrator"], self.float_nodes(j),
+                          self.work / f"gate-extension-{j}.onnx", "qoperator")
+        files = {k: v for k, v in self.final.files.items() if k not in (openvino.BUNDLE_XML, openvino.BUNDLE_BIN)}
+        bundle = replace(self.final, manifest=copy.deepcopy(self.final.manifest), files={**files, ONNX: path})
+        if (bundle.last_step("runtime") or {}).get("runtime") == "openvino":
+            bundle.record({"step": "runtime", "target": "cpu", "runtime": "onnxruntime", "choice": None,
+                           "note": "the gate extended the float layers of ONNX Runtime's integer form; the OpenVINO form, "
+                                   "chosen on the judge inputs, was not measured again"})
+        return bundle
 
 
 def _holding(out: Bundle, source: Bundle, path: Path) -> Bundle:

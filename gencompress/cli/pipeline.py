@@ -20,17 +20,19 @@ from gencompress.bundle import ENGINE, ONNX, SOURCE_ONNX, Bundle
 from gencompress.conditional import check_classes
 from gencompress.conditions import describe
 from gencompress.errors import GencompressError
-from gencompress.inputs import evaluation_inputs, input_range, output_range, peak, prepare_inputs, settle_output_range
+from gencompress.inputs import (evaluation_inputs, input_range, output_range, output_range_warnings, peak, prepare_inputs,
+                                settle_output_range)
 from gencompress.floor import quality_floor
-from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_spec, weight_warnings
+from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_checkpoint_into, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
 from gencompress.progress import StageTimer
 from gencompress.compress import PruneConfig, prune
 from gencompress.export import (OPENVINO_XML, PRECISIONS, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
-                                apply_precision, check_export, deployment_runner, engine_for_target, run_batches, with_fp32_onnx)
+                                apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers, run_batches,
+                                with_fp32_onnx)
 from gencompress.benchmarks import (Timing, latency_table, onnx_runners, paired_speedup, runtime_speedup,
-                                    target_estimate, timing_batch, write_build_report)
+                                    estimate_profile, target_estimate, timing_batch, write_build_report)
 
 DEFAULT_MODEL = "dcgan"
 TARGETS = defaults.TARGETS
@@ -68,6 +70,7 @@ class BuildConfig:
     qat_steps: int = 0
     bias_correction: bool = False  # --bias-correction: empirical bias correction after calibration (modelopt)
     cpu_runtime: str = "auto"  # --target cpu INT8: auto (measure ONNX Runtime vs OpenVINO) | onnxruntime
+    device: str | None = None  # --device: the GPU/Jetson profile of a TensorRT target's estimate (None: the target's own)
     data: str | None = None  # --data SPEC (gencompress/inputs.py); None: inputs drawn from the input spec
     io_spec: dict = field(default_factory=dict)  # apply_io_spec's keywords: input_kind, input_range, input_std, output_range
 
@@ -76,6 +79,7 @@ class BuildConfig:
             raise GencompressError(f"unknown precision {self.precision!r}")
         if self.target not in TARGETS:
             raise GencompressError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
+        estimate_profile(self.target, self.device)  # an unknown or contradicting --device: refused before any work
         if any(n is not None and n < 1 for n in (self.calib_samples, self.eval_samples)):
             raise GencompressError("--calib-samples and --eval-samples must be at least 1")
         if not self.bench_seconds > 0:
@@ -85,8 +89,26 @@ class BuildConfig:
         if self.prune is not None:
             PruneConfig(ratio=self.prune, distill_steps=self.distill_steps).validate()
         self.precision_config().validate()
+        self.refuse_inapplicable()
         if self.classes is not None:
             check_classes(self.classes)
+
+    def refuse_inapplicable(self) -> None:
+        """An option that does not apply to this precision or target is an error, never a no-op."""
+        if self.prune is None and self.distill_steps != defaults.DISTILL_STEPS:
+            raise GencompressError("--distill-steps distils after pruning; it needs --prune")
+        if self.precision != "int8":
+            int8_only = {"--calib-samples": self.calib_samples is not None, "--calib-from": self.calib_from != "auto",
+                         "--calibrator": self.calibrator != defaults.DEFAULT_CALIBRATOR, "--deconv-weight-axis": self.deconv_weight_axis != 1,
+                         "--min-psnr": self.min_psnr is not None, "--no-quality-floor": self.no_floor,
+                         "--bias-correction": self.bias_correction, "--qat-steps": self.qat_steps != 0, "--cpu-runtime": self.cpu_runtime != "auto"}
+            given = [name for name, is_given in int8_only.items() if is_given]
+            if given:
+                raise GencompressError(f"{given[0]} applies to --precision int8, not {self.precision}")
+        if self.target != "cpu" and self.cpu_runtime != "auto":
+            raise GencompressError(f"--cpu-runtime chooses the runtime of --target cpu; --target {self.target} runs TensorRT")
+        if self.data is not None and self.calib_from != "auto":
+            raise GencompressError(f"--calib-from {self.calib_from} does not apply with --data: your data calibrates")
 
     def timing(self) -> Timing:
         """How the latency table and the paired ratio time things (benchmarks/build_speed.py)."""
@@ -125,17 +147,26 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
                 f"input shape {'x'.join(map(str, cfg.input_shape))} does not fit zoo model {spec!r} "
                 f"(it takes Nx{'x'.join(map(str, zoo.input_shape(spec)))})"
             )
-        if cfg.random_init:
+        if cfg.trust_pickle and not cfg.checkpoint:
+            raise GencompressError("--trust-pickle applies only to a --checkpoint (it allows unpickling that file); none was given")
+        if cfg.random_init and cfg.checkpoint:
+            raise GencompressError("--random-init and --checkpoint contradict each other: give the weights, or ask for random ones")
+        if cfg.random_init or cfg.checkpoint:
             from gencompress.train import zoo_bundle
 
             torch.manual_seed(0)
             bundle = zoo_bundle(spec, zoo.build(spec))
+            if cfg.checkpoint:  # strict: a missing, extra or mis-shaped layer is refused by name
+                bundle.record(load_checkpoint_into(bundle.model, cfg.checkpoint, cfg.trust_pickle))
+                return bundle, f"{spec} ({Path(cfg.checkpoint).name})"
             bundle.record({"step": "load", "weights": RANDOM_WEIGHTS})
             return bundle, f"{spec} (random init)"
         from gencompress.train import get_or_train
 
         bundle = get_or_train(spec, progress=cfg.progress)
         return load_spec(str(bundle.path)), f"{spec} (trained on digits)"
+    if cfg.random_init:
+        raise GencompressError(f"--random-init applies to a zoo name ({', '.join(zoo.names())}), not {spec}")
     return load_spec(spec, cfg.input_shape, cfg.checkpoint, cfg.trust_pickle, classes=cfg.classes), spec
 
 
@@ -207,8 +238,25 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                    "reference": reference_name, "inputs": inputs_record,
                    "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
                                else f"ONNX Runtime CPU, graph optimisation {optimization}")}
+    gate_extension = None
     if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
         quality.update(floor.measure(reference, compressed, peak(source.manifest)), floor=floor.describe())
+        if not quality["meets_floor"] and cfg.precision == "int8":  # the search's judge inputs disagreed: continue it on the gate's
+            def judge(bundle: Bundle) -> tuple[dict, np.ndarray]:
+                out = run_batches(deployment_runner(bundle, cfg.threads, optimization), inputs, batch, _label(cfg, "gate"))
+                return floor.measure(reference, out, peak(source.manifest)), out
+
+            with timer.stage("gate: more float layers", f"judged on the {len(inputs)} evaluation inputs"):
+                extended = extend_float_layers(final, floor, judge, work, (quality, compressed))
+            if extended is not None:
+                final, compressed, gate_extension = extended
+                final_onnx = final.file(ONNX)
+                runtime_step = final.last_step("runtime")
+                runtime = runtime_step["choice"] if runtime_step else None
+                quality.update(fidelity(reference, compressed, peak(source.manifest)), **floor.measure(reference, compressed, peak(source.manifest)))
+                if not runtime:
+                    quality["runtime"] = f"ONNX Runtime CPU, graph optimisation {optimization}"
+                export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
         if not quality["meets_floor"]:
             raise GencompressError(f"the {cfg.precision} model measured {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} on the "
                                    f"{cfg.eval_samples} evaluation inputs, under {floor.describe()}; nothing written")
@@ -228,14 +276,16 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
             final.files[ENGINE] = work / ENGINE
     summary = {
         "model": name,
-        "precision": cfg.precision,
+        "precision": final.form.precision,  # what shipped: --target cpu INT8 ships the float model where no INT8 form beat it
+        "float_shipped": runtime.get("why_float") if runtime else None,  # why, in one line
         "target": cfg.target,
         "quant_form": quant_form,
         "quality": quality,
         "latency": latency,
         "paired_speedup": paired,
         "cpu_runtime": runtime,
-        "target_estimate": target_estimate(fp32_onnx, final_onnx, cfg.target, max(cfg.latency_batches)),
+        "gate_extension": gate_extension,  # the float layers the gate added to the search's, judged on the evaluation inputs
+        "target_estimate": target_estimate(fp32_onnx, final_onnx, cfg.target, max(cfg.latency_batches), cfg.device),
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,
         "bench_seconds": cfg.bench_seconds,
@@ -252,7 +302,9 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "engine": engine,
         "export_checks": export_checks,
         "prune": source.manifest["metrics"].get("prune"),
-        "warnings": weight_warnings(source.manifest),  # random weights: said in the CLI line and the report
+        # said in the CLI line and the report: random weights, else FP32 outputs that do not fit the output range
+        # (an untrained model's outputs say nothing about the trained one's range)
+        "warnings": weight_warnings(source.manifest) or output_range_warnings(source.manifest, reference),
     }
     with timer.stage("report + save"):
         summary["time"] = timer.as_dict()  # the report's copy: everything up to the report
@@ -287,9 +339,10 @@ def _latency_runners(source: Bundle, fp32_onnx: Path, final: Bundle, cfg: BuildC
     """The table's rows: eager PyTorch (where there is a module), FP32 and compressed ONNX
     Runtime, and OpenVINO where the build chose it."""
     runners = [("torch eager", "fp32", TorchRunner(source.model))] if source.model is not None else []
-    runners += onnx_runners(fp32_onnx, final.file(ONNX), cfg.precision, cfg.threads)
+    shipped = final.form.precision  # fp32 where a --target cpu build shipped the float model: one FP32 ONNX Runtime row, not two
+    runners += onnx_runners(fp32_onnx, fp32_onnx if shipped == "fp32" else final.file(ONNX), shipped, cfg.threads)
     if OPENVINO_XML in final.files:
-        runners.append(("openvino", cfg.precision, deployment_runner(final, cfg.threads)))
+        runners.append(("openvino", (final.last_step("runtime") or {}).get("precision", shipped), deployment_runner(final, cfg.threads)))
     return runners
 
 
