@@ -25,7 +25,7 @@ from gencompress.export.runners import BACKENDS, OrtRunner, Runner, SessionFromO
 from gencompress.metrics import fidelity, ssim
 
 from . import runners_extra, tegrastats  # runners_extra registers torch-compile, cuda-graph, trt
-from .latency import measure
+from .latency import UNSTABLE_FACTOR, measure, unstable_note
 from .memory import device_peak_mb, host_peak_rss_mb, host_rss_mb, reset_device_peak
 from .realtime import verdict
 
@@ -36,6 +36,7 @@ ROW_KEYS = (
     "min_ms", "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "throughput_ips",
     "host_rss_mb", "host_peak_rss_mb", "device_peak_mem_mb", "power_w", "energy_per_image_j",
     "psnr_db", "ssim", "max_abs_error", "cosine", "quality_samples", "source",
+    "unstable",  # why the row's calls disagree beyond latency.UNSTABLE_FACTOR (a loaded machine), else None
 )
 
 
@@ -247,6 +248,40 @@ def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bun
         "quality_vs_data": _vs_data(bundle, target, cfg, data),
         "sample_grids": _grids(ref, samples, target.name),
     }
+
+
+TABLE_COLUMNS = (("variant", "variant"), ("backend", "backend"), ("precision", "precision"), ("batch", "batch"),
+                 ("median ms", "median_ms"), ("min ms", "min_ms"), ("p99 ms", "p99_ms"), ("images/s", "throughput_ips"),
+                 ("PSNR dB", "psnr_db"), ("SSIM", "ssim"))
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+    return "n/a" if value is None else str(value)
+
+
+def format_load(load) -> str:
+    """'load 3.29 / 2.10 / 1.50 (1/5/15 min)' from os.getloadavg()'s three numbers."""
+    return "load n/a" if not load else f"load {' / '.join(f'{x:.2f}' for x in load)} (1/5/15 min)"
+
+
+def results_table(result: dict) -> str:
+    """The rows as an aligned text table for a terminal, unstable rows marked, then the load average
+    they were taken under (and a warning when any row is unstable)."""
+    header = [title for title, _ in TABLE_COLUMNS] + ["note"]
+    body = [[_cell(row.get(key)) for _, key in TABLE_COLUMNS] + [unstable_note(row)]
+            for row in result["rows"]]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
+    unstable = sum(1 for row in result["rows"] if row.get("unstable"))
+    load = format_load(result.get("conditions", {}).get("loadavg_1_5_15"))
+    if unstable:
+        lines.append(f"{unstable} of {len(result['rows'])} rows unstable (their calls differ by more than {UNSTABLE_FACTOR:g}x: "
+                     f"another process took the cores?); {load}: rerun them on an idle machine before trusting their speed")
+    else:
+        lines.append(f"taken at {load}")
+    return "\n".join(lines)
 
 
 def _estimates(target: Target, rows: list[dict], cfg: BenchConfig) -> list[dict]:

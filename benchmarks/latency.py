@@ -26,6 +26,7 @@ from gencompress.export.runners import Runner
 MIN_CALLS = 3  # a median needs a few samples even when one call outlasts the time cap
 WARMUP_SHARE = 0.25  # warm-up stops after this share of the time cap
 DEFAULT_SECONDS = 10.0  # the time cap per timing when a caller gives none
+UNSTABLE_FACTOR = 1.5  # a row whose median is this many times its minimum (or p99 its median) is flagged: a loaded machine
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,24 @@ class LatencyStats:
     throughput_ips: float  # images per second at the median latency
     seconds: float = 0.0  # wall time of the timed calls
     stopped_by: str = "count"  # "count": all `iters` calls ran; "time": the --bench-seconds cap stopped it
+    unstable: str | None = None  # why the calls disagree ("median 3.2x min"), None when they agree (instability())
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def instability(min_ms: float, median_ms: float, p99_ms: float, factor: float = UNSTABLE_FACTOR) -> str | None:
+    """Why a row's calls disagree by more than `factor` ("median 70.0x min", "p99 2.1x median"), or None.
+    One model's calls on an idle machine agree within a few percent; a spread this wide means
+    something else took the cores (load), so its median is not the model's speed."""
+    spread = [f"median {median_ms / min_ms:.1f}x min"] if min_ms > 0 and median_ms > factor * min_ms else []
+    spread += [f"p99 {p99_ms / median_ms:.1f}x median"] if median_ms > 0 and p99_ms > factor * median_ms else []
+    return ", ".join(spread) or None
+
+
+def unstable_note(row: dict) -> str:
+    """A table's note for a latency row: 'unstable (load?): median 70.0x min', or '' for a steady one."""
+    return f"unstable (load?): {row['unstable']}" if row.get("unstable") else ""
 
 
 def summarize(samples_ms, batch: int, warmup: int) -> LatencyStats:
@@ -86,6 +102,7 @@ def summarize(samples_ms, batch: int, warmup: int) -> LatencyStats:
         p90_ms=float(np.percentile(t, 90)),
         p99_ms=float(np.percentile(t, 99)),
         std_ms=float(t.std()),
+        unstable=instability(float(t.min()), median, float(np.percentile(t, 99))),
         throughput_ips=batch * 1000.0 / median if median > 0 else float("inf"),
     )
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .latency import unstable_note
+
 DIFF_GAIN = 10  # amplification of |original - compressed| in the grid
 
 
@@ -230,9 +232,9 @@ def build_report_markdown(summary: dict) -> str:
         + f", on {cond['device_name']}.",
         "",
         markdown_table(
-            ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s", "speed vs FP32 ONNX"],
-            [[r["backend"], r["precision"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["throughput_ips"], _times(r.get("speedup_vs_fp32_onnx"))]
-             for r in summary["latency"]],
+            ["backend", "precision", "batch", "median ms", "p90 ms", "p99 ms", "images/s", "speed vs FP32 ONNX", "note"],
+            [[r["backend"], r["precision"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"], r["throughput_ips"], _times(r.get("speedup_vs_fp32_onnx")),
+              unstable_note(r)] for r in summary["latency"]],
         ),
         "",
         *_calls_line(summary["latency"]),

@@ -20,6 +20,7 @@ from gencompress.atomic import atomic_dir
 from gencompress.errors import GencompressError
 
 from . import plots, results_io
+from .latency import unstable_note
 from .report import _fmt, markdown_table, sample_grid
 
 RESULT_KINDS = ("gencompress-bench", "gencompress-sweep")
@@ -71,12 +72,13 @@ def grid_base64(reference: np.ndarray, output: np.ndarray, title: str = "") -> s
 
 
 LATENCY_HEADER = ["variant", "backend", "precision", "device", "batch", "median ms", "p90 ms", "p99 ms", "std ms",
-                  "images/s", "peak RSS MiB", "PSNR dB", "SSIM", "source"]
+                  "images/s", "peak RSS MiB", "PSNR dB", "SSIM", "source", "note"]
 
 
 def latency_rows(rows: list[dict]) -> list[list]:
     return [[r["variant"], r["backend"], r["precision"], r["device"], r["batch"], r["median_ms"], r["p90_ms"], r["p99_ms"],
-             r["std_ms"], r["throughput_ips"], r.get("host_peak_rss_mb"), r.get("psnr_db"), r.get("ssim"), r.get("source")]
+             r["std_ms"], r["throughput_ips"], r.get("host_peak_rss_mb"), r.get("psnr_db"), r.get("ssim"), r.get("source"),
+             unstable_note(r)]
             for r in rows]
 
 
@@ -90,6 +92,10 @@ def summary_section(runs: list[dict], rows: list[dict]) -> Section:
     front_rows = [[r["variant"], r["backend"], r["precision"], r["median_ms"], r.get("psnr_db")] for r in front]
     text = (f"Latency (median, batch {batch}) against quality (PSNR vs the original FP32 model, on the same latents). "
             "Points on the Pareto front: no other configuration is both faster and closer to the original.")
+    under = [(u, run["floor"]["describe"]) for run in runs for u in run.get("under_floor", [])]
+    if under:  # sweep.mark_floor: crossed out on the scatter, never on the front
+        text += (f" Kept off the front, under the quality floor that build enforces ({under[0][1]}): "
+                 + "; ".join(f"{u['variant']} ({u['note']})" for u, _ in under) + ".")
     return Section("Latency against quality", text, [(["variant", "backend", "precision", "median ms", "PSNR dB"], front_rows)],
                    [("scatter.png", scatter)])
 
