@@ -12,7 +12,7 @@ from gencompress.lazy import lazy_exports
 # pareto) must not import PyTorch through this package first.
 __getattr__, __dir__ = lazy_exports(__name__, {
     "BenchConfig": "bench", "run": "bench",
-    **{name: "build_speed" for name in ("ESTIMATE_PROFILES", "Timing", "latency_table", "onnx_runners", "paired_speedup",
+    **{name: "build_speed" for name in ("ESTIMATE_PROFILES", "Timing", "estimate_profile", "latency_table", "onnx_runners", "paired_speedup",
                                         "runtime_speedup", "target_estimate", "timing_batch")},
     "write_build_report": "report",
     "SweepConfig": "sweep",

@@ -8,7 +8,7 @@ Three numbers with three purposes:
   drifting or shared CPU distorts, so this ratio is the one to quote for CPU;
 - `target_estimate`: for GPU/Jetson targets, the roofline ESTIMATE on the target's profile
   (this machine's CPU cannot time a TensorRT engine, and ONNX Runtime's CPU speed of a Q/DQ
-  graph says little about TensorRT's).
+  graph says little about TensorRT's), against the FP16 engine a GPU user would otherwise run.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gencompress import defaults
+from gencompress.errors import GencompressError
 from gencompress.benchmarks.latency import measure
 from gencompress.export.ort_pair import time_graphs
 from gencompress.export.runners import OrtRunner, Runner, SessionFromOnnx
@@ -25,8 +26,8 @@ from gencompress.export.runners import OrtRunner, Runner, SessionFromOnnx
 PAIRED_ROUNDS = 9
 PAIRED_SECONDS_FACTOR = 4  # the quoted ratio gets more time than one table row
 
-# The roofline profile that stands for each TensorRT target (`--target gpu` names no GPU:
-# an H100 stands for it, and the line says so).
+# The roofline profile that stands for each TensorRT target where `--device` names none
+# (`--target gpu` names no GPU: an H100 stands for it, and the CLI line says so).
 ESTIMATE_PROFILES = {"gpu": "h100", **{t: t for t in defaults.JETSON_TARGETS}}
 
 
@@ -99,16 +100,53 @@ def runtime_speedup(choice: dict | None) -> dict | None:
             "median_ms": {"fp32": choice["fp32_ms"], "int8": winner["median_ms"]}, "method": choice["method"]}
 
 
-def target_estimate(fp32_onnx: Path, final_onnx: Path, target: str, batch: int) -> dict | None:
+def estimate_profile(target: str, device: str | None) -> str | None:
+    """The device profile of `target`'s estimate: `device` (`--device`) where given, else the
+    target's own. A profile that is not a GPU/Jetson, or that contradicts the target, is refused."""
+    from gencompress.benchmarks import devices
+
+    if device is None:
+        return ESTIMATE_PROFILES.get(target)
+    profile = devices.get(device)  # an unknown name is refused with the known ones
+    if target == "cpu":
+        raise GencompressError(f"--device {device} names the GPU/Jetson of a TensorRT target's estimate; "
+                               "--target cpu measures on this CPU instead")
+    if profile.kind not in ("gpu", "jetson"):
+        raise GencompressError(f"--device {device} is not a GPU or Jetson profile (see `gencompress estimate --list-devices`)")
+    if target in defaults.JETSON_TARGETS and device != target:
+        raise GencompressError(f"--device {device} contradicts --target {target}, which is its own profile; drop --device")
+    if target == "gpu" and profile.kind == "jetson":
+        raise GencompressError(f"--device {device} is a Jetson: build with --target {device} (its scripts and TensorRT flags)")
+    return device
+
+
+def engine_float_precision(target: str) -> str:
+    """The precision the INT8 engine's float layers run in on `target` (export/tensorrt/versions.py):
+    FP16 under weakly typed TensorRT (--int8 --fp16); a strongly typed build keeps the graph's FP32.
+    `--target gpu` builds with whichever TensorRT the user has: taken as weakly typed 10.x."""
+    from gencompress.export.jetson import JETSON_TARGETS
+    from gencompress.export.tensorrt.versions import TrtVersion, float_layer_precision
+
+    if target in JETSON_TARGETS:
+        return float_layer_precision(TrtVersion.parse(JETSON_TARGETS[target].tensorrt), "int8")
+    return "fp16"
+
+
+def target_estimate(fp32_onnx: Path, final_onnx: Path, target: str, batch: int, device: str | None = None) -> dict | None:
     """What a user deploying to a GPU or Jetson should expect: the roofline ESTIMATE of the
-    compressed graph against the FP32 graph on the target's profile, labelled as such."""
-    profile_name = ESTIMATE_PROFILES.get(target)
+    compressed engine against the FP16 engine of the same model (what a GPU user runs without
+    INT8) on the target's profile, labelled as such; FP32 kept as a secondary baseline."""
+    profile_name = estimate_profile(target, device)
     if profile_name is None or final_onnx == fp32_onnx:
         return None
     from gencompress.benchmarks import devices, roofline
 
     profile = devices.get(profile_name)
-    fp32_ms = roofline.estimate(fp32_onnx, profile, batch)["estimated_ms"]
-    ms = roofline.estimate(final_onnx, profile, batch)["estimated_ms"]
+    fp16_ms = roofline.estimate(fp32_onnx, profile, batch, float_precision="fp16")["estimated_ms"]
+    fp32_ms = roofline.estimate(fp32_onnx, profile, batch, float_precision="fp32")["estimated_ms"]
+    float_layers = engine_float_precision(target)
+    ms = roofline.estimate(final_onnx, profile, batch, float_precision=float_layers)["estimated_ms"]
     return {"label": "ESTIMATE (roofline), not a measurement", "profile": profile.key, "device": profile.name,
-            "batch": batch, "fp32_ms": fp32_ms, "compressed_ms": ms, "speedup_vs_fp32": fp32_ms / ms if ms > 0 else None}
+            "device_named": device is not None, "batch": batch, "fp16_ms": fp16_ms, "fp32_ms": fp32_ms,
+            "compressed_ms": ms, "compressed_float_layers": float_layers,
+            "speedup_vs_fp16": fp16_ms / ms if ms > 0 else None, "speedup_vs_fp32": fp32_ms / ms if ms > 0 else None}

@@ -94,11 +94,12 @@ def prune_markdown(stats: dict) -> str:
 
 
 def _estimate_line(est: dict | None, precision: str) -> list[str]:
-    """For a TensorRT target: what to expect there, labelled as the estimate it is."""
-    if not est or not est.get("speedup_vs_fp32"):
+    """For a TensorRT target: what to expect there against the FP16 engine, labelled as the estimate it is."""
+    if not est or not est.get("speedup_vs_fp16"):
         return []
-    return [f"On the target ({est['device']}), batch {est['batch']}: {precision} about **{est['speedup_vs_fp32']:.2f}x** the FP32 "
-            f"engine's speed, {est['compressed_ms']:.3f} ms against {est['fp32_ms']:.3f} ms: an {est['label']}. "
+    return [f"On the target ({est['device']}), batch {est['batch']}: {precision} about **{est['speedup_vs_fp16']:.2f}x** the FP16 "
+            f"engine's speed, {est['compressed_ms']:.3f} ms against {est['fp16_ms']:.3f} ms ({est['speedup_vs_fp32']:.2f}x the FP32 "
+            f"engine's {est['fp32_ms']:.3f} ms; layers kept float run in {est['compressed_float_layers'].upper()}): an {est['label']}. "
             "The table above is ONNX Runtime on this machine's CPU, which is not the target.", ""]
 
 

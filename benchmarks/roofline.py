@@ -140,10 +140,14 @@ def _int8_weighted(node, producers) -> bool:
     return len(node.input) > 1 and producers.get(node.input[1]) == "DequantizeLinear"
 
 
-def node_precision(node, producers, shapes, profile: DeviceProfile) -> str:
+def node_precision(node, producers, shapes, profile: DeviceProfile, float_precision: str | None = None) -> str:
+    """int8 for a layer with an INT8 kernel; else `float_precision` where given (the precision a GPU
+    engine builder runs float layers in: FP16 under TensorRT's --fp16), else the graph's own."""
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and _int8_weighted(node, producers):
         if profile.kind != "cpu" or node.op_type in INT8_ON_CPU:
             return "int8"
+    if float_precision is not None:
+        return float_precision
     first = shapes.get(node.input[0]) if node.input else None
     return "fp16" if first and first[1] == 10 else "fp32"
 
@@ -163,15 +167,17 @@ def _shapes_known(node, shapes) -> bool:
     return all(name in shapes for name in [*node.input, *node.output] if name)
 
 
-def estimate_layer(node, shapes, producers, profile: DeviceProfile) -> LayerEstimate | None:
+def estimate_layer(node, shapes, producers, profile: DeviceProfile, float_precision: str | None = None) -> LayerEstimate | None:
     if not _shapes_known(node, shapes):
         return None  # listed in the result's unknown_shapes instead of guessed
     if node.op_type in FREE or (node.op_type in QDQ + FUSED_ON_GPU and profile.kind != "cpu"):
         return None  # folded away by the engine builder / graph optimiser
-    precision = node_precision(node, producers, shapes, profile)
+    precision = node_precision(node, producers, shapes, profile, float_precision)
     flops, nbytes = node_flops(node, shapes), node_bytes(node, shapes)
     if precision == "int8":  # the INT8 kernel reads int8 weights and activations, not the DQ'd floats
         nbytes /= 4.0
+    elif precision == "fp16" and _first_dtype(node, shapes) == 1:  # an FP32 graph's tensors, held in FP16 by the engine
+        nbytes /= 2.0
     compute_ms = flops / (profile.peak_tflops(precision) * 1e12) * 1e3 / vector_efficiency(node, shapes, profile)
     memory_ms = nbytes / (profile.mem_bw_gbs * 1e9) * 1e3
     overhead_ms = profile.op_overhead_us / 1e3
@@ -179,17 +185,28 @@ def estimate_layer(node, shapes, producers, profile: DeviceProfile) -> LayerEsti
                          overhead_ms, max(compute_ms, memory_ms) + overhead_ms, "compute" if compute_ms >= memory_ms else "memory")
 
 
-def estimate(onnx_path: str | Path, profile: DeviceProfile, batch: int = 1) -> dict:
-    """Per-layer roofline and total latency (ms) of one forward pass at `batch`."""
+def _first_dtype(node, shapes) -> int | None:
+    first = shapes.get(node.input[0]) if node.input else None
+    return first[1] if first else None
+
+
+def estimate(onnx_path: str | Path, profile: DeviceProfile, batch: int = 1, float_precision: str | None = None) -> dict:
+    """Per-layer roofline and total latency (ms) of one forward pass at `batch`.
+
+    `float_precision` ("fp16"/"fp32"): the precision layers without INT8 kernels run in, on a
+    GPU/Jetson profile (an engine built with FP16 enabled runs an FP32 graph's float layers in
+    FP16); None: the graph's own. CPU profiles always take the graph's own."""
+    if profile.kind == "cpu":
+        float_precision = None
     model = _infer(onnx_path, batch)
     shapes = _shapes(model)
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
     missing = [n.name or n.op_type for n in model.graph.node if n.op_type not in FREE and not _shapes_known(n, shapes)]
-    layers = [est for node in model.graph.node if (est := estimate_layer(node, shapes, producers, profile)) is not None]
+    layers = [est for node in model.graph.node if (est := estimate_layer(node, shapes, producers, profile, float_precision)) is not None]
     total = sum(layer.ms for layer in layers)
     return {
         "label": "ESTIMATE (roofline), not a measurement",
         "profile": profile.key, "profile_name": profile.name, "calibrated_profile": profile.calibrated,
-        "batch": batch, "estimated_ms": total, "flops": sum(l.flops for l in layers), "bytes": sum(l.bytes for l in layers),
+        "batch": batch, "float_precision": float_precision or "graph", "estimated_ms": total, "flops": sum(l.flops for l in layers), "bytes": sum(l.bytes for l in layers),
         "layers": [asdict(l) for l in layers], "unknown_shapes": missing,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress import defaults
+from gencompress.cli.options import device_profile_option
 from gencompress.cli.options import calib_from_option, data_options, emit_json, fraction, model_options, precision_option, writes_output
 from gencompress.cli.pipeline import BuildConfig, build as run_build
 from gencompress.export import CPU_RUNTIME_CHOICES
@@ -38,10 +39,12 @@ from gencompress.progress import top_stages
                    "at equal-or-better quality; onnxruntime skips OpenVINO.")
 @click.option("--out", default="gencompress-build", show_default=True, metavar="DIR", help="Output bundle folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results summary as JSON on stdout.")
+@device_profile_option(help="GPU profile of the INT8 speed estimate for --target gpu [default: h100]; a Jetson target is its "
+                            "own profile. See `gencompress estimate --list-devices`.")
 @writes_output
 def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, precision, calib_samples, calib_from, target, deconv_weight_axis,
           prune_ratio, distill_steps, calibrator, min_psnr, no_floor, bias_correction, qat_steps, eval_samples, bench_seconds, cpu_runtime, out, as_json,
-          data):
+          data, device):
     """Compress a generator end to end: quantise, export ONNX, measure, report.
 
     With no --model, uses the zoo DCGAN trained on scikit-learn's digits (trained on
@@ -52,7 +55,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, pr
         precision=precision, target=target, calib_samples=calib_samples, calib_from=calib_from,
         deconv_weight_axis=int(deconv_weight_axis), random_init=random_init, classes=classes,
         prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, bias_correction=bias_correction, qat_steps=qat_steps,
-        bench_seconds=bench_seconds, cpu_runtime=cpu_runtime, eval_samples=eval_samples, data=data.spec, io_spec=data.io_spec,
+        bench_seconds=bench_seconds, cpu_runtime=cpu_runtime, eval_samples=eval_samples, data=data.spec, io_spec=data.io_spec, device=device,
     )
     summary = run_build(cfg)
     if as_json:
@@ -64,27 +67,39 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, pr
 
 
 def headline(summary: dict) -> str:
-    """The line a user reads: quality, then the speed that is about their target.
+    """The line a user reads: the speed that is about their target, then quality.
 
-    On `--target cpu` the chosen CPU runtime is the deployment, so its measured ratio leads. For a
-    TensorRT target the lead is the labelled roofline estimate on the target; the CPU
-    measurement follows, named as what it is.
+    On `--target cpu` the chosen CPU runtime is the deployment, so its measured ratio comes with
+    the quality. For a TensorRT target the line leads with the labelled roofline estimate on the
+    target against the FP16 engine a GPU user would otherwise run; the CPU measurement follows,
+    named as ONNX Runtime on this CPU, which is not the target.
     """
     q, precision = summary["quality"], summary["precision"]
-    line = f"wrote {summary['out']}: {precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}"
+    quality = f"{precision} PSNR {q['psnr_db']:.2f} dB vs {q['reference']}"
+    line = f"wrote {summary['out']}: {quality}"
     fast, est = summary.get("paired_speedup"), summary.get("target_estimate")  # None for an FP32 build
     if fast and summary["target"] == "cpu":
         runtime = "OpenVINO" if str(fast.get("runtime", "")).startswith("openvino") else "ONNX Runtime"
         line += (f", {fast['speedup_vs_fp32_onnx']:.2f}x the FP32 ONNX Runtime speed at batch {fast['batch']} "
                  f"(measured, {runtime} on this CPU)")
-    elif est and est.get("speedup_vs_fp32"):
-        line += (f"; on {est['device']} expect about {est['speedup_vs_fp32']:.2f}x the FP32 engine's speed at batch {est['batch']} "
-                 f"(ESTIMATE from a roofline, not a measurement: time it there with run_bench.sh or `gencompress bench --backend trt`)")
+    elif est and est.get("speedup_vs_fp16"):
+        line = f"wrote {summary['out']}: {_estimate_text(est, precision, summary['target'])}; {quality}"
         if fast:
-            line += f"; measured here only on ONNX Runtime CPU, not the target: {fast['speedup_vs_fp32_onnx']:.2f}x"
+            line += (f"; ONNX Runtime on this CPU (a stand-in, not the target): {fast['speedup_vs_fp32_onnx']:.2f}x "
+                     "its FP32 speed, which says little about TensorRT's")
     line += _how_line(summary)
     warn = "".join(f"; WARNING: {w}" for w in summary.get("warnings", []))
     return f"{line}; report in {summary['out']}/report/report.md{warn}"
+
+
+def _estimate_text(est: dict, precision: str, target: str) -> str:
+    """The target estimate, named as one and against FP16 (FP32's ratio beside it)."""
+    stand_in = ""
+    if target == "gpu" and not est.get("device_named"):
+        stand_in = " (standing in for your GPU: name it with --device, see `gencompress estimate --list-devices`)"
+    return (f"on {est['device']}{stand_in} expect {precision} at about {est['speedup_vs_fp16']:.2f}x the FP16 engine's speed "
+            f"({est['speedup_vs_fp32']:.2f}x FP32's) at batch {est['batch']}: an ESTIMATE from a roofline, not a measurement "
+            "(time it there with run_bench.sh or `gencompress bench --backend trt`)")
 
 
 def _how_line(summary: dict) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.bench_cmd import int_list, load_bundle
-from gencompress.cli.options import emit_json
+from gencompress.cli.options import device_profile_option, emit_json
 
 
 @click.command()
 @click.argument("bundle", metavar="BUNDLE", required=False)
-@click.option("--device", default="jetson-orin-nano", show_default=True, help="Device profile (see --list-devices).")
+@device_profile_option("jetson-orin-nano")
 @click.option("--batch", "batches", default="1,8", show_default=True, callback=int_list, help="Comma-separated batch sizes.")
 @click.option("--no-compare", is_flag=True, help="Do not measure ONNX Runtime beside a CPU profile's estimate.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))

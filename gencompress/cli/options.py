@@ -95,6 +95,11 @@ def writes_output(f):
     return command
 
 
+def device_profile_option(default: str | None = None, help: str = "Device profile of the roofline estimate (see `gencompress estimate --list-devices`)."):
+    """--device PROFILE: a device profile of benchmarks/devices.py, the one meaning of --device in build and estimate."""
+    return click.option("--device", "device", default=default, show_default=default is not None, metavar="PROFILE", help=help)
+
+
 def emit_json(data) -> None:
     """Results go to stdout as JSON; progress and messages went to stderr."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
