@@ -231,7 +231,7 @@ def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bun
         runner, precision, memory_format = make_runner(backend, target, cfg)
         output = run_batches(runner, inputs, max(cfg.batches))
         quality = quality_against(ref, output, peak(bundle.manifest))
-        samples[backend] = output[:8]
+        samples[backend] = output  # the grid picks the worst and typical inputs among all of them
         base = {"model": target.name, "variant": cfg.variant or target.name, "backend": backend, "precision": precision,
                 "device": cfg.device, "memory_format": memory_format, **quality, "source": "measured"}
         for timing in time_runner(runner, inputs, cfg, f"{backend} {precision}"):
@@ -246,7 +246,7 @@ def _run_target(bundle: Bundle, target: Target, cfg: BenchConfig, reference: Bun
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],
         "estimate_vs_measured": _estimates(target, rows, cfg),
         "quality_vs_data": _vs_data(bundle, target, cfg, data),
-        "sample_grids": _grids(ref, samples, target.name),
+        "sample_grids": _grids(ref, samples, cfg.variant or target.name, bundle),
     }
 
 
@@ -316,8 +316,12 @@ def _vs_data(bundle: Bundle, target: Target, cfg: BenchConfig, data: UserData | 
     return {"backend": cfg.backends[0], **quality_vs_data(images, bundle, cfg.inception_weights, cfg.ref_data)}
 
 
-def _grids(reference: np.ndarray, samples: dict, name: str) -> dict:
-    """A base64 PNG per backend (original / compressed / amplified diff) for the report."""
+def _grids(reference: np.ndarray, samples: dict, name: str, bundle: Bundle) -> dict:
+    """A base64 PNG per backend (original / compressed / amplified diff), titled with the variant
+    (a sweep's every grid was "dcgan: ort"), for the report."""
+    from gencompress.inputs import output_range
+
     from .report_html import grid_base64
 
-    return {backend: grid_base64(reference[: len(out)], out, f"{name}: {backend}") for backend, out in samples.items()}
+    return {backend: grid_base64(reference, out, f"{name}: {backend}", peak(bundle.manifest), output_range(bundle.manifest))
+            for backend, out in samples.items()}

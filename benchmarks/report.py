@@ -6,6 +6,7 @@ model (super-resolution, image-to-image) the input comes first.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,34 +14,76 @@ import numpy as np
 from .latency import unstable_note
 
 DIFF_GAIN = 10  # amplification of |original - compressed| in the grid
+GRID_WORST = 4  # the grid's first columns: the inputs the compressed model gets most wrong; the rest are typical ones
+
+
+@dataclass(frozen=True)
+class GridColumn:
+    index: int  # into the evaluation inputs
+    kind: str  # "worst" | "typical"
+    rank: int  # worst: 1 = the largest error; typical: the error percentile among all inputs (0 = the smallest)
+    psnr_db: float  # this input's own PSNR against the original
+
+    def caption(self) -> str:
+        which = f"worst {self.rank}" if self.kind == "worst" else f"typical, error p{self.rank}"
+        return f"#{self.index} {which}\n{self.psnr_db:.1f} dB" if np.isfinite(self.psnr_db) else f"#{self.index} {which}\nidentical"
+
+
+def per_sample_psnr(reference: np.ndarray, compressed: np.ndarray, peak: float) -> np.ndarray:
+    """Each input's own PSNR (dB; inf where the outputs are identical)."""
+    mse = ((reference.astype(np.float64) - compressed) ** 2).reshape(len(reference), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(peak**2 / mse)
+
+
+def grid_columns(reference: np.ndarray, compressed: np.ndarray, peak: float, n: int = 8, worst: int = GRID_WORST) -> list[GridColumn]:
+    """Which inputs the grid shows: the `worst` ones by per-sample error (worst first), then typical
+    ones spread evenly over the other inputs' error ranks. The first inputs alone can all be alike
+    (a folder of photo crops starts with flat sky) and hide where INT8 goes wrong."""
+    psnr = per_sample_psnr(reference, compressed, peak)
+    n = min(n, len(psnr))
+    by_error = np.argsort(psnr, kind="stable")  # largest error (lowest PSNR) first; ties keep input order
+    n_worst = min(worst, n // 2) if n > 1 else n
+    rest = by_error[n_worst:]
+    picks = np.unique(np.linspace(0, len(rest) - 1, n - n_worst).round().astype(int)) if n > n_worst else np.array([], int)
+    last = max(len(psnr) - 1, 1)
+    columns = [GridColumn(int(i), "worst", k + 1, float(psnr[i])) for k, i in enumerate(by_error[:n_worst])]
+    # a typical input's rank: its error percentile among all inputs (p100 the worst, p0 the best)
+    columns += [GridColumn(int(rest[j]), "typical", round(100 * (last - n_worst - j) / last), float(psnr[rest[j]])) for j in picks]
+    return columns
 
 
 def sample_grid(reference: np.ndarray, compressed: np.ndarray, path: Path, n: int = 8, title: str = "",
-                inputs: np.ndarray | None = None, input_range=(-1.0, 1.0), output_range=(-1.0, 1.0)) -> Path:
-    """Save a PNG: [input /] original / compressed / |difference| x DIFF_GAIN.
+                inputs: np.ndarray | None = None, input_range=(-1.0, 1.0), output_range=(-1.0, 1.0),
+                peak: float | None = None, columns: list[GridColumn] | None = None) -> Path:
+    """Save a PNG: [input /] original / compressed / |difference| x DIFF_GAIN, one column per
+    input that grid_columns() picks (or `columns`), captioned (worst or typical, and its own PSNR).
 
     `inputs` (image-input models: super-resolution, image-to-image) adds the input as the first
     row. Each row is shown over its own range (input range, output range); the difference is
-    shown as a fraction of the output range's width, amplified."""
+    shown as a fraction of the output range's width, amplified. `peak`: PSNR's (the output range's width)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = min(n, len(reference))
     low, high = output_range
-    rows = [("original (FP32)", reference, output_range), ("compressed", compressed, output_range),
-            (f"|diff| x{DIFF_GAIN}", np.abs(reference[:n] - compressed[:n]) * DIFF_GAIN + low, output_range)]
+    columns = columns or grid_columns(reference, compressed, high - low if peak is None else peak, n)
+    shown = [c.index for c in columns]
+    rows = [("original (FP32)", reference[shown], output_range), ("compressed", compressed[shown], output_range),
+            (f"|diff| x{DIFF_GAIN}", np.abs(reference[shown] - compressed[shown]) * DIFF_GAIN + low, output_range)]
     if inputs is not None:
-        rows.insert(0, ("input", inputs, input_range))
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.47 * len(rows)), squeeze=False)
+        rows.insert(0, ("input", inputs[shown], input_range))
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.3 * len(columns), 1.47 * len(rows) + 0.3), squeeze=False)
     for r, (label, images, value_range) in enumerate(rows):
-        for c in range(n):
+        for c, column in enumerate(columns):
             ax = axes[r][c]
             img = images[c]
             ax.imshow(to_display(img, value_range), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column.caption(), fontsize=7, color="tab:red" if column.kind == "worst" else "black")
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
     if title:
@@ -49,6 +92,18 @@ def sample_grid(reference: np.ndarray, compressed: np.ndarray, path: Path, n: in
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def grid_markdown(columns: list[GridColumn]) -> str:
+    """What the grid's columns are, for the report's text."""
+    def listed(kind: str) -> str:
+        return ", ".join(c.caption().replace("\n", " ") for c in columns if c.kind == kind)
+
+    n_worst = sum(c.kind == "worst" for c in columns)
+    text = f"Columns: the {n_worst} evaluation inputs with the largest error ({listed('worst')})"
+    if len(columns) > n_worst:
+        text += f", then {len(columns) - n_worst} typical ones spread over the others' error ranks ({listed('typical')}; p100 is the worst)"
+    return text + ". Each input's own PSNR is shown with it."
 
 
 def to_display(chw: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
@@ -203,8 +258,8 @@ def _time_section(took: dict | None) -> list[str]:
             markdown_table(["stage", "seconds", "share"], rows), ""]
 
 
-def build_report_markdown(summary: dict) -> str:
-    """Markdown for a build summary (see gencompress.cli.pipeline for its keys)."""
+def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -> str:
+    """Markdown for a build summary (see gencompress.cli.pipeline for its keys); `grid`: the sample grid's columns."""
     q, cond = summary["quality"], summary["conditions"]
     parts = [
         f"# gencompress build report: {summary['model']}",
@@ -222,6 +277,7 @@ def build_report_markdown(summary: dict) -> str:
         "",
         "![samples](samples.png)",
         "",
+        *([grid_markdown(grid), ""] if grid else []),
         "### Quality floor",
         "",
         floor_markdown(q, summary.get("calibrators")),
@@ -271,7 +327,9 @@ def write_build_report(summary: dict, reference: np.ndarray, compressed: np.ndar
     place in the bundle. `inputs` (an image-input model's) is shown beside its outputs."""
     folder.mkdir(parents=True, exist_ok=True)
     q = summary["quality"]
+    low, high = output_range
+    columns = grid_columns(reference, compressed, q.get("psnr_peak", high - low))
     sample_grid(reference, compressed, folder / "samples.png", title=f"{summary['model']}: {summary['precision']} vs FP32, PSNR {q['psnr_db']:.2f} dB",
-                inputs=inputs, input_range=input_range, output_range=output_range)
-    (folder / "report.md").write_text(build_report_markdown(summary))
+                inputs=inputs, input_range=input_range, output_range=output_range, columns=columns)
+    (folder / "report.md").write_text(build_report_markdown(summary, columns))
     return {"report/report.md": folder / "report.md", "report/samples.png": folder / "samples.png"}

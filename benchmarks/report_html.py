@@ -62,9 +62,11 @@ def load_runs(paths: list[str]) -> list[dict]:
     return runs
 
 
-def grid_base64(reference: np.ndarray, output: np.ndarray, title: str = "") -> str:
+def grid_base64(reference: np.ndarray, output: np.ndarray, title: str = "", peak: float = 2.0, output_range=(-1.0, 1.0)) -> str:
+    """The sample grid (worst and typical inputs, report.grid_columns) as base64 PNG."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = sample_grid(reference, output, Path(tmp) / "grid.png", title=title)
+        path = Path(tmp) / "grid.png"
+        sample_grid(reference, output, path, title=title, output_range=output_range, peak=peak)
         return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
@@ -157,7 +159,9 @@ def samples_section(runs: list[dict]) -> Section | None:
             figures.append((f"samples_{safe}.png", base64.b64decode(b64)))
     if not figures:
         return None
-    text = "Same latents: original FP32 (top), compressed (middle), |difference| x10 (bottom)."
+    text = ("Same inputs: original FP32 (top), compressed (middle), |difference| x10 (bottom). Each grid is titled with its "
+            "variant and backend; its first columns (red captions) are the inputs with the largest error, the others typical "
+            "ones spread over the error ranks (error p100: the worst), each with its own PSNR.")
     return Section("Sample grids", text, figures=figures)
 
 
