@@ -78,13 +78,13 @@ class BenchConfig:
         if self.fps is not None and self.fps <= 0 or self.budget_ms is not None and self.budget_ms <= 0:
             raise GencompressError("--fps and --budget-ms must be positive")
         if self.quality_samples < 1:
-            raise GencompressError("--quality-samples must be at least 1")
+            raise GencompressError("--eval-samples must be at least 1")
         if self.ref_data is not None:
             from .quality import check_ref_data
 
             check_ref_data(self.ref_data)
             if self.data_samples <= 0:
-                raise GencompressError("--ref-data needs --data-samples N (the generated images compared with it)")
+                raise GencompressError("--ref-data needs --fid-samples N (the generated images compared with it)")
 
 
 @dataclass
@@ -141,7 +141,9 @@ def make_runner(backend: str, target: Target, cfg: BenchConfig) -> tuple[Runner,
             if ir is None and target.bundle is not None and target.bundle.form.quantisation == "ort-qlinear" and not target.bundle.form.has_qdq:
                 raise GencompressError("this bundle's model.onnx is ONNX Runtime's integer form (QLinearConv), which OpenVINO cannot "
                                        "read, and its build chose ONNX Runtime (no openvino/ IR in it): use --backend ort")
-            return factory(ir or target.onnx, cfg.threads), target.onnx_precision, "nchw"
+            # the IR compiled as the build measured it (its float layers in bf16 where that won)
+            hint = (target.bundle.last_step("runtime") or {}).get("inference_precision", "f32") if ir is not None else "f32"
+            return factory(ir or target.onnx, cfg.threads, hint), target.onnx_precision, "nchw"
         if backend == "trt":  # the engine built from the bundle's ONNX
             return factory(target.bundle), target.onnx_precision, "nchw"
         return factory(target.onnx), target.onnx_precision, "nchw"

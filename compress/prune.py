@@ -79,7 +79,7 @@ class PruneConfig:
 
     def validate(self) -> None:
         if not 0.0 < self.ratio < 1.0:
-            raise GencompressError(f"--ratio must be strictly between 0 and 1 (got {self.ratio})")
+            raise GencompressError(f"--prune must be strictly between 0 and 1 (got {self.ratio})")
         if self.importance not in IMPORTANCES:
             raise GencompressError(f"unknown importance {self.importance!r}; known: {', '.join(IMPORTANCES)}")
         if self.round_to < 1:
@@ -225,7 +225,7 @@ def _check_groups(pruner, cfg: PruneConfig, round_to: int, names: dict) -> None:
         if _kept(len(idxs), cfg.ratio, round_to) <= 0:
             raise GencompressError(
                 f"pruning {cfg.ratio:.0%} with round_to {round_to} would remove every channel of layer "
-                f"{names.get(layer, '?')} ({len(idxs)} channels); lower --ratio or --round-to"
+                f"{names.get(layer, '?')} ({len(idxs)} channels); lower --prune or --round-to"
             )
 
 
@@ -245,7 +245,7 @@ def prune_module(model: nn.Module, input_shape, distribution: str, cfg: PruneCon
         name, cls = computed[0]
         raise GencompressError(
             f"cannot prune {name} ({cls}): it convolves with weights computed per sample (a modulated convolution), "
-            "which Torch-Pruning cannot slice; compress this model with `build --int8` without --prune (such layers stay float)")
+            "which Torch-Pruning cannot slice; compress this model with `build --precision int8` without --prune (such layers stay float)")
     protected = {order[-1], *cfg.protect}
     unknown = set(cfg.protect) - set(names.values())
     if unknown:

@@ -1,6 +1,6 @@
 """`--target cpu` INT8 under the quality floor: ONNX Runtime's integer form, searched.
 
-The plain form (onnx_quant.quantize_cpu, one calibrator, every Conv a QLinearConv) broke
+The plain form (one calibrator, every Conv a QLinearConv: the removed onnx_quant.cpu_int8) broke
 generators: 7.7 dB on a TAESD-like decoder. In order of cost, this module
 1. quantises with each ONNX Runtime calibrator (MinMax, Entropy, Percentile) and keeps the
    one whose graph is closest to the FP32 graph on held-out inputs (another draw than the
@@ -181,7 +181,7 @@ def _speed_pass(search: "_Search", chosen: str, groups: dict, path: Path, record
     record["speed"] = {"float_us": float_us, "int8_us": int8_us, "batch": len(x), "runs": f"{MIN_PROFILE_RUNS}-{PROFILE_RUNS}, about {PROFILE_SECONDS:g} s per graph", "threads": threads,
                        "loadavg": list(os.getloadavg()), "float_for_speed": [], "slower_in_int8": slow}
     if not slow or len(keep) + len(slow) >= len(groups):  # at least one layer stays INT8: else build --fp32
-        record["speed"]["note"] = "no INT8 layer faster than float here: build --fp32 is the faster model" if slow else ""
+        record["speed"]["note"] = "no INT8 layer faster than float here: build --precision fp32 is the faster model" if slow else ""
         return path
     candidate = search.quantize(chosen, exclude=[m for n in (*keep, *slow) for m in groups[n]])
     scores = search.score(candidate)

@@ -56,7 +56,7 @@ def export_module(model: nn.Module, input_shape, path: Path, cfg: OnnxConfig) ->
                 dynamic_axes=axes,
                 do_constant_folding=True,
             )
-        except Exception as exc:
+        except (RuntimeError, TypeError, ValueError) as exc:  # what the exporter raises for a model it cannot trace or convert
             _refuse_computed_weights(model, dummy)
             first = first_line(exc)
             raise GencompressError(f"ONNX export failed: {first[:300]}") from None
@@ -98,7 +98,7 @@ def _refuse_computed_weights(model, dummy) -> None:
 
     try:
         found = computed_weight_convs(model, dummy)
-    except Exception:  # the model's own failure is reported by the caller
+    except (RuntimeError, TypeError, ValueError):  # the model's own failure: the caller reports the export error
         return
     if found:
         name, cls = found[0]

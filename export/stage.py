@@ -6,8 +6,8 @@
 2. export ONNX (TorchScript exporter: it writes modelopt's quantisers as Q/DQ pairs);
 3. simplify with onnxslim, unless that would disturb a Q/DQ pair;
 4. check: onnx.checker (full), ops the target can run, only the batch axis dynamic;
-5. Q/DQ lint (TensorRT's explicit-quantisation rules), for INT8 graphs;
-6. verify: ONNX Runtime vs PyTorch on fixed latents; under --min-psnr is exit 1;
+5. Q/DQ lint (TensorRT's explicit-quantisation rules): a graph that fails it is refused (exit 2);
+6. verify: ONNX Runtime vs PyTorch on fixed latents; under --verify-psnr is exit 1;
 7. for a Jetson target, add build_engine.sh / run_bench.sh / README.md;
 8. save atomically to --out (the old folder stays whole on any failure).
 """
@@ -67,7 +67,7 @@ class ExportConfig:
         if self.target not in EXPORT_TARGETS:
             raise GencompressError(f"unknown --target {self.target!r}; known: {', '.join(EXPORT_TARGETS)}")
         if self.verify_samples < 1:
-            raise GencompressError("--verify-samples must be at least 1")
+            raise GencompressError("--eval-samples must be at least 1")
         self.batch.validate()
 
 
@@ -186,9 +186,19 @@ def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, pre
         return dst, {"slim": note, "io": checks.io_spec(model), "qdq_lint": {"skipped": CPU_FORM_SKIP}, "onnx_checker": "full: passed"}
     lint = qdq_lint.lint(model, form.deconv_weight_axis)
     log(lint.summary())
-    if precision == "int8" and not lint.passed:
-        raise VerificationError(f"Q/DQ lint FAILED with {len(lint.violations)} violation(s); first: {lint.violations[0]}")
+    refuse_lint_failure(lint, dst.name)
     return dst, {"slim": note, "io": checks.io_spec(model), "qdq_lint": lint.as_dict(), "onnx_checker": "full: passed"}
+
+
+def refuse_lint_failure(lint: qdq_lint.LintReport, what: str) -> None:
+    """A graph that breaks TensorRT's explicit-quantisation rules is never written: TensorRT would
+    drop or misplace its Q/DQ pairs. One line naming the violating nodes, exit 2."""
+    if lint.passed:
+        return
+    nodes = list(dict.fromkeys(v.node for v in lint.violations))
+    shown = ", ".join(nodes[:8]) + (f" and {len(nodes) - 8} more" if len(nodes) > 8 else "")
+    raise GencompressError(f"{what} fails the Q/DQ lint (TensorRT's explicit-quantisation rules) with {len(lint.violations)} "
+                           f"violation(s) at node(s) {shown}; first: {lint.violations[0]}; nothing was written")
 
 
 CPU_FORM_SKIP = "skipped: ONNX Runtime CPU integer form, not TensorRT's explicit Q/DQ"
@@ -266,9 +276,9 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
                  inputs=None) -> dict:
     """What `gencompress build` runs on the ONNX it writes: the same checks as `export`.
 
-    Records instead of raising for the lint and the PSNR (build reports quality; the
-    numbers go in the summary and manifest), but a graph the target cannot run, or
-    with a dynamic non-batch dimension, is an error (exit 2), as in `export`.
+    Records instead of raising for the PSNR (build reports quality; the numbers go in the
+    summary and manifest), but a graph that fails the Q/DQ lint, one the target cannot run,
+    or one with a dynamic non-batch dimension is an error (exit 2, nothing written), as in `export`.
     `inputs`: the user's evaluation data to verify on (default: fixed drawn latents).
     """
     path = bundle.file(ONNX)
@@ -288,8 +298,7 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
         return result
     lint = qdq_lint.lint(model, form.deconv_weight_axis)
     result["qdq_lint"] = lint.as_dict()
-    if not lint.passed:
-        log(lint.summary())
+    refuse_lint_failure(lint, path.name)
     if bundle.model is not None:
         vcfg = verify.VerifyConfig(min_psnr=min_psnr)
         verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.manifest["input"], vcfg,

@@ -61,7 +61,7 @@ def format_result(result: dict, output_name: str = "image") -> str:
     shown = "inf" if math.isinf(psnr) else f"{psnr:.2f}"
     lines = [
         f"[verify] {output_name}: {result['test']} vs {result['reference']}, {result['samples']} samples, seed {result['seed']}",
-        f"    PSNR {shown} dB | tolerance used: --min-psnr {result['min_psnr']:.2f} | needed to pass: --min-psnr <= {shown}",
+        f"    PSNR {shown} dB | tolerance used: --verify-psnr {result['min_psnr']:.2f} | needed to pass: --verify-psnr <= {shown}",
         f"    max abs error {result['max_abs_error']:.3g} (atol needed: {result['max_abs_error']:.3g}) | cosine {result['cosine']:.6f}",
         f"    {'PASSED' if result['passed'] else 'FAILED'}",
     ]
@@ -69,12 +69,12 @@ def format_result(result: dict, output_name: str = "image") -> str:
 
 
 def require(result: dict, detail: str = "") -> None:
-    """Raise VerificationError (exit 1) when the comparison fell under --min-psnr."""
+    """Raise VerificationError (exit 1) when the comparison fell under --verify-psnr."""
     if not result["passed"]:
         more = f"; {detail}" if detail else ""
         raise VerificationError(
-            f"export verification FAILED: PSNR {result['psnr_db']:.2f} dB < --min-psnr {result['min_psnr']:.2f} "
-            f"(tolerance needed: --min-psnr {math.floor(result['psnr_db'] * 100) / 100:.2f}; max abs error {result['max_abs_error']:.3g}){more}"
+            f"export verification FAILED: PSNR {result['psnr_db']:.2f} dB < --verify-psnr {result['min_psnr']:.2f} "
+            f"(tolerance needed: --verify-psnr {math.floor(result['psnr_db'] * 100) / 100:.2f}; max abs error {result['max_abs_error']:.3g}){more}"
         )
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 
 from .atomic import atomic_write_bytes
@@ -118,7 +119,7 @@ def _cached_state(name: str, train_fn) -> dict[str, torch.Tensor]:
     if path.is_file():
         try:
             return load_file(str(path))
-        except Exception:  # a corrupt cache entry is retrained, never trusted
+        except (SafetensorError, OSError):  # a corrupt or unreadable cache entry is retrained, never trusted
             pass
     return train_and_save(train_fn, path)
 
@@ -229,7 +230,7 @@ def torchscript_extractor(path: str | Path) -> Extractor:
         raise GencompressError(f"--inception-weights {path} does not exist")
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception as exc:  # torch raises RuntimeError or ValueError for non-TorchScript files
+    except (RuntimeError, ValueError) as exc:  # what torch raises for a file that is not TorchScript
         first = first_line(exc)
         raise GencompressError(
             f"--inception-weights {path} is not a TorchScript feature extractor ({first}); "
@@ -258,7 +259,7 @@ def real_features(extractor: Extractor, images: torch.Tensor, fingerprint: str) 
     if path.is_file():
         try:
             return load_file(str(path))["features"]
-        except Exception:
+        except (SafetensorError, OSError, KeyError):  # a corrupt or foreign cache entry is recomputed, never trusted
             pass
     feats, _ = extractor.extract(images)
     atomic_write_bytes(path, save({"features": feats.contiguous()}))

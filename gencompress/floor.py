@@ -88,7 +88,7 @@ def not_met(floor: QualityFloor, best: dict, how: str) -> GencompressError:
     """The one-line error for a floor no mix meets: it names the best reached."""
     return GencompressError(
         f"no INT8 mix meets {floor.describe()}: the best reached {best['psnr_db']:.2f} dB, SSIM {best['ssim']:.4f} ({how}); "
-        "nothing written. Lower --min-psnr, or build --fp16 / --fp32"
+        "nothing written. Lower --min-psnr, or build --precision fp16 (or fp32)"
     )
 
 

@@ -124,7 +124,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
     is an error naming the first layer that differs (`where` names the source).
     """
     own = dict(model.named_parameters()) | dict(model.named_buffers())
-    for name, current in own.items():  # the model's order: the first layer that differs is named
+    misfits = []  # the model's order: every layer that differs is named, first to last
+    for name, current in own.items():
         saved = state.get(name)
         if saved is None:
             continue
@@ -132,12 +133,12 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool 
         if current.shape == saved.shape:
             continue
         if not shrink or any(s > c for s, c in zip(saved.shape, current.shape)):
-            why = "pruning only narrows layers" if shrink else "layers are never resized to fit: build the model with matching widths"
-            raise GencompressError(
-                f"weights do not fit the architecture: layer {name!r} is {describe_shape(saved.shape)} in {where}, "
-                f"{describe_shape(current.shape)} in the model ({why})"
-            )
+            misfits.append(f"layer {name!r} is {describe_shape(saved.shape)} in {where}, {describe_shape(current.shape)} in the model")
+            continue
         _shrink(model, name, current, saved)
+    if misfits:
+        why = "pruning only narrows layers" if shrink else "layers are never resized to fit: build the model with matching widths"
+        raise GencompressError(f"weights do not fit the architecture: {_listed_names(misfits)} ({why})")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
         _keys_error(own, state, missing, unexpected, where)
@@ -156,13 +157,20 @@ def _shrink(model: nn.Module, name: str, current: torch.Tensor, saved: torch.Ten
         _SHAPE_ATTRS[type(module)](module, saved)
 
 
+def _listed_names(items: list[str], limit: int = 6) -> str:
+    """Every layer named, up to `limit` (then how many more): one line, whatever the checkpoint."""
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def _keys_error(own: dict, state: dict, missing: list[str], unexpected: list[str], where: str):
-    """Name the first tensor the model lacks in `state`, and the first `state` holds that it does not."""
+    """Name the tensors the model lacks in `state`, and those `state` holds that it does not."""
     parts = []
     if missing:
-        parts.append(f"missing {missing[0]!r} ({describe_shape(own[missing[0]].shape)} in the model) in {where}")
+        parts.append(f"missing in {where}: " + _listed_names([f"{n!r} ({describe_shape(own[n].shape)} in the model)" for n in missing]))
     if unexpected:
-        parts.append(f"unexpected {unexpected[0]!r} ({describe_shape(state[unexpected[0]].shape)}) in {where}, not in the model")
+        parts.append(f"unexpected in {where}, not in the model: "
+                     + _listed_names([f"{n!r} ({describe_shape(state[n].shape)})" for n in unexpected]))
     raise GencompressError(
         f"weights do not fit the architecture: {'; '.join(parts)} ({len(missing)} missing, {len(unexpected)} unexpected)"
     )
@@ -275,6 +283,7 @@ def load_spec(
     forward is (z, y) with y in [0, classes); it is wrapped behind one packed input
     (gencompress/conditional.py) and `input_shape` is z's."""
     path = Path(spec)
+    refuse_inapplicable(spec, input_shape, checkpoint, trust_pickle)
     if classes is not None:
         conditional.check_classes(classes)
         if path.is_dir() or path.suffix == ".onnx" or not IMPORT_SPEC.match(spec):
@@ -298,9 +307,7 @@ def load_spec(
             conditional.check_two_inputs(model, spec)
         step = {"step": "load", "weights": RANDOM_WEIGHTS}
         if checkpoint:  # the user's own state dict: loaded before any wrap adds a prefix
-            load_weights(model, load_checkpoint(checkpoint, trust_pickle), where=f"checkpoint {checkpoint}")
-            step = {"step": "load", "weights": "checkpoint", "checkpoint": Path(checkpoint).name,
-                    "checkpoint_sha256": sha256(Path(checkpoint))}
+            step = load_checkpoint_into(model, checkpoint, trust_pickle)
         arch = {"kind": "import", "spec": spec}
         input_spec = _input_spec(input_shape, distribution)
         if classes is not None:
@@ -315,6 +322,32 @@ def load_spec(
 
 
 RANDOM_WEIGHTS = "random"  # a "load" step's weights: the model's own initialisation, no checkpoint
+
+
+def load_checkpoint_into(model: nn.Module, checkpoint: str, trust_pickle: bool = False) -> dict:
+    """Load the user's --checkpoint into `model` strictly (every layer present, none extra, each
+    of the model's shape: a mismatch is refused by layer name) and return the recipe's load step."""
+    load_weights(model, load_checkpoint(checkpoint, trust_pickle), where=f"checkpoint {checkpoint}")
+    return {"step": "load", "weights": "checkpoint", "checkpoint": Path(checkpoint).name, "checkpoint_sha256": sha256(Path(checkpoint))}
+
+
+def refuse_inapplicable(spec: str, input_shape, checkpoint: str | None, trust_pickle: bool) -> None:
+    """Options that a model form does not use are errors, never silently ignored: a bundle,
+    an ONNX or a TorchScript file carries its own weights, and a bundle its input shape."""
+    path = Path(spec)
+    kind = "bundle" if path.is_dir() else "ONNX file" if path.suffix == ".onnx" else None
+    if kind is None and path.exists() and not IMPORT_SPEC.match(spec):
+        kind = "TorchScript file"
+    if trust_pickle and not checkpoint:
+        raise GencompressError("--trust-pickle applies only to a --checkpoint (it allows unpickling that file); none was given")
+    if checkpoint and kind is not None:
+        raise GencompressError(f"--checkpoint applies to a zoo name or a package.module:callable; {spec} is a {kind} "
+                               "and carries its own weights")
+    if input_shape is not None and kind == "bundle":
+        shape = Bundle.load(path).manifest["input"]["shape"]
+        if list(input_shape[1:]) != list(shape):
+            raise GencompressError(f"input shape {describe_shape(input_shape)} does not fit bundle {spec} "
+                                   f"(it takes Nx{describe_shape(shape)}, recorded in its manifest)")
 
 
 def weight_warnings(manifest: dict) -> list[str]:

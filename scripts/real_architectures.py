@@ -72,8 +72,8 @@ def supplied_inputs(name: str, folder: Path) -> tuple[np.ndarray, Path]:
 def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
     """`gencompress build --int8` in a child process: (summary, wall s, peak RSS MB, exit code, stderr tail)."""
     shape = "x".join(map(str, (1, *shapes()[name])))
-    cmd = [sys.executable, "-m", "gencompress", "build", "--model", spec(name), "--input-shape", shape, "--int8",
-           "--target", target, "--out", str(out), "--json", *extra]
+    cmd = [sys.executable, "-m", "gencompress", "build", "--model", spec(name), "--input-shape", shape, "--precision", "int8",
+           "--target", target, "--out", str(out), "--json", "-", *extra]
     load_before = os.getloadavg()
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:

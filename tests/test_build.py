@@ -25,7 +25,7 @@ def _summary(result) -> dict:
 @pytest.mark.slow
 def test_default_build_int8_meets_30db_and_reports_everything(trained_dcgan, tmp_path):
     out = tmp_path / "b"
-    summary = _summary(run_cli("build", "--int8", "--out", out, "--json"))
+    summary = _summary(run_cli("build", "--precision", "int8", "--out", out, "--json", "-"))
     assert summary["model"] == "dcgan (trained on digits)"
     assert summary["quality"]["psnr_db"] >= 30.0
     assert summary["quality"]["max_abs_error"] < 0.5
@@ -55,7 +55,7 @@ def test_default_build_int8_meets_30db_and_reports_everything(trained_dcgan, tmp
 @pytest.mark.slow
 def test_saved_int8_bundle_reloads_to_the_same_fake_quant_model(trained_dcgan, tmp_path):
     out = tmp_path / "b"
-    _summary(run_cli("build", "--int8", "--out", out, "--json", *FAST))
+    _summary(run_cli("build", "--precision", "int8", "--out", out, "--json", "-", *FAST))
     model = restore_quantized(Bundle.load(out))
     import onnxruntime as ort
 
@@ -78,7 +78,7 @@ def _qdq_nodes(path):
 @pytest.mark.slow
 def test_upsample_conv_builds_with_symmetric_qdq(tmp_path):
     out = tmp_path / "c"
-    summary = _summary(run_cli("build", "--int8", "--model", "upsample_conv", "--random-init", "--out", out, "--json", *FAST))
+    summary = _summary(run_cli("build", "--precision", "int8", "--model", "upsample_conv", "--random-init", "--out", out, "--json", "-", *FAST))
     assert summary["quality"]["psnr_db"] > 20.0  # random init: a looser bound than the trained default
     model = onnx.load(str(out / "model.onnx"))
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -101,8 +101,8 @@ def test_cpu_target_builds_integer_convs_and_reports_the_speed_against_fp32(name
     rewritten away), the form named in the report, each latency row's speed against FP32."""
     out = tmp_path / "cpu"
     # ONNX Runtime's form is what this test reads; the measured choice against OpenVINO is tests/export/test_openvino.py's
-    summary = _summary(run_cli("build", "--int8", "--target", "cpu", "--cpu-runtime", "onnxruntime", "--model", name, "--random-init",
-                               "--out", out, "--json", *FAST))
+    summary = _summary(run_cli("build", "--precision", "int8", "--target", "cpu", "--cpu-runtime", "onnxruntime", "--model", name, "--random-init",
+                               "--out", out, "--json", "-", *FAST))
     assert "ONNX Runtime CPU integer form" in summary["quant_form"] and summary["engine"]["built"] is False
     assert summary["quality"]["psnr_db"] >= 30.0
     ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
@@ -124,7 +124,7 @@ def test_cpu_target_builds_integer_convs_and_reports_the_speed_against_fp32(name
 @pytest.mark.slow
 def test_min_psnr_build_keeps_the_most_sensitive_layers_float_and_reports_them(trained_dcgan, tmp_path):
     out = tmp_path / "mp"
-    summary = _summary(run_cli("build", "--int8", "--min-psnr", "47", "--out", out, "--json", *FAST))
+    summary = _summary(run_cli("build", "--precision", "int8", "--min-psnr", "47", "--out", out, "--json", "-", *FAST))
     search = summary["sensitivity"]
     assert search["budget_db"] == 47.0 and search["psnr_db"] >= 47.0
     floats = {k for k, v in summary["layer_precision"].items() if v == "fp32"}
@@ -153,7 +153,7 @@ def test_external_generator_by_import_spec(tmp_path, monkeypatch):
         """
     ))
     monkeypatch.chdir(tmp_path)
-    summary = _summary(run_cli("build", "--int8", "--model", "my_ext_gen:make", "--input-shape", "1x16x1x1", "--out", "ext", "--json", *FAST))
+    summary = _summary(run_cli("build", "--precision", "int8", "--model", "my_ext_gen:make", "--input-shape", "1x16x1x1", "--out", "ext", "--json", "-", *FAST))
     assert summary["quality"]["psnr_db"] >= 30.0
     manifest = Bundle.load(tmp_path / "ext").manifest
     assert manifest["architecture"] == {"kind": "import", "spec": "my_ext_gen:make"}
@@ -165,23 +165,23 @@ def test_torchscript_and_onnx_files_take_the_onnx_level_path(tmp_path):
     model = zoo.build("dcgan").eval()
     ts = tmp_path / "gen.pt"
     torch.jit.trace(model, torch.randn(1, 100, 1, 1)).save(str(ts))
-    s1 = _summary(run_cli("build", "--int8", "--model", ts, "--input-shape", "1x100x1x1", "--out", tmp_path / "t", "--json", *FAST))
+    s1 = _summary(run_cli("build", "--precision", "int8", "--model", ts, "--input-shape", "1x100x1x1", "--out", tmp_path / "t", "--json", "-", *FAST))
     assert "quantize_static" in s1["quant_form"] and s1["quality"]["psnr_db"] > 25.0
     onnx_file = tmp_path / "t-fp32.onnx"
     from gencompress.export.onnx_export import OnnxConfig, export_module
 
     export_module(model, (100, 1, 1), onnx_file, OnnxConfig())
-    s2 = _summary(run_cli("build", "--int8", "--model", onnx_file, "--out", tmp_path / "o", "--json", *FAST))
+    s2 = _summary(run_cli("build", "--precision", "int8", "--model", onnx_file, "--out", tmp_path / "o", "--json", "-", *FAST))
     assert s2["quality"]["reference"].startswith("FP32 ONNX") and s2["quality"]["psnr_db"] > 25.0
     assert not (tmp_path / "o" / "weights.safetensors").exists()
     for out in ("t", "o"):  # the user's FP32 graph (source.onnx) is what they gave; the bundle holds the INT8 one
         assert set(Bundle.load(tmp_path / out).manifest["files"]) & {"source.onnx", "model.onnx"} == {"model.onnx"}
 
 
-@pytest.mark.parametrize("precision", ["--fp32", "--fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_precisions(tmp_path, precision):
-    summary = _summary(run_cli("build", precision, "--model", "dcgan", "--random-init", "--out", tmp_path / "f", "--json"))
-    assert summary["quality"]["psnr_db"] >= (100.0 if precision == "--fp32" else 40.0)
+    summary = _summary(run_cli("build", "--precision", precision, "--model", "dcgan", "--random-init", "--out", tmp_path / "f", "--json", "-"))
+    assert summary["quality"]["psnr_db"] >= (100.0 if precision == "fp32" else 40.0)
     assert "source.onnx" not in Bundle.load(tmp_path / "f").manifest["files"]
 
 
@@ -247,7 +247,7 @@ def bad_env(tmp_path, monkeypatch):
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(bad_env, args, message):
     before = tree_digest(bad_env)
-    result = run_cli("build", "--int8", *FAST, *(args if "--out" in args else [*args, "--out", "out"]))
+    result = run_cli("build", "--precision", "int8", *FAST, *(args if "--out" in args else [*args, "--out", "out"]))
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gencompress: error: "), result.stderr

@@ -41,7 +41,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gpu_bundle(work):
-    outcome = run_cli("build", "--int8", *MODEL, "--classes", str(CLASSES), *SMALL, "--out", "gpu")
+    outcome = run_cli("build", "--precision", "int8", *MODEL, "--classes", str(CLASSES), *SMALL, "--out", "gpu")
     assert outcome.exit_code == 0, outcome.output
     return work / "gpu"
 
@@ -139,11 +139,11 @@ def test_fp32_wrapper_exports_to_onnx_that_matches_pytorch(gpu_bundle, tmp_path)
 
 
 def test_export_and_bench_of_the_bundle(gpu_bundle, work):
-    e = run_cli("export", str(gpu_bundle), "--verify-samples", "8", "--min-psnr", "25", "--out", "exported", "--json")
+    e = run_cli("export", str(gpu_bundle), "--eval-samples", "8", "--verify-psnr", "25", "--out", "exported", "--json", "-")
     assert e.exit_code == 0, e.output
     assert _one_input(work / "exported" / "model.onnx") == ["batch", 17]
     b = run_cli("bench", str(gpu_bundle), "--backend", "ort,torch", "--batch", "1,4", "--iters", "3", "--warmup", "1",
-                "--bench-seconds", "0.2", "--quality-samples", "8", "--json", "bench.json")
+                "--bench-seconds", "0.2", "--eval-samples", "8", "--json", "bench.json")
     assert b.exit_code == 0, b.output
     rows = json.loads((work / "bench.json").read_text())["rows"]
     assert {(r["backend"], r["batch"]) for r in rows} >= {("ort", 1), ("ort", 4), ("torch", 1), ("torch", 4)}
@@ -152,9 +152,9 @@ def test_export_and_bench_of_the_bundle(gpu_bundle, work):
 def test_quantize_and_prune_rebuild_the_wrapped_model_from_the_bundle(gpu_bundle, work):
     q = run_cli("quantize", str(gpu_bundle), "--calibrator", "max", "--no-quality-floor", "--calib-samples", "16", "--out", "q")
     assert q.exit_code == 0, q.output
-    fp = run_cli("build", "--fp32", *MODEL, "--classes", str(CLASSES), "--eval-samples", "8", "--bench-seconds", "0.2", "--out", "fp")
+    fp = run_cli("build", "--precision", "fp32", *MODEL, "--classes", str(CLASSES), "--eval-samples", "8", "--bench-seconds", "0.2", "--out", "fp")
     assert fp.exit_code == 0, fp.output
-    p = run_cli("prune", "fp", "--ratio", "0.5", "--round-to", "1", "--distill-steps", "2", "--fid-samples", "0", "--out", "p")
+    p = run_cli("prune", "fp", "--prune", "0.5", "--round-to", "1", "--distill-steps", "2", "--fid-samples", "0", "--out", "p")
     assert p.exit_code == 0, p.output
     for name in ("q", "p"):
         bundle = load_spec(str(work / name))
@@ -169,7 +169,7 @@ def test_cpu_build_on_npz_latents_and_labels(work):
     rng = np.random.default_rng(0)
     z, y = rng.standard_normal((40, 16)).astype(np.float32), np.arange(40) % CLASSES
     np.savez(work / "zy.npz", z=z, y=y)
-    outcome = run_cli("build", "--int8", "--target", "cpu", "--cpu-runtime", "onnxruntime", *MODEL, "--classes", str(CLASSES),
+    outcome = run_cli("build", "--precision", "int8", "--target", "cpu", "--cpu-runtime", "onnxruntime", *MODEL, "--classes", str(CLASSES),
                       *SMALL, "--data", "npz:zy.npz", "--out", "cpu")
     assert outcome.exit_code == 0, outcome.output
     manifest = Bundle.load(work / "cpu").manifest
@@ -249,20 +249,20 @@ def _npz(work: Path, name: str, **arrays) -> str:
 )
 def test_bad_conditional_input_is_one_line_exit_2_and_writes_nothing(work, args, message):
     args = [a(work) if callable(a) else a for a in args]
-    outcome = run_main("build", "--fp32", *MODEL, *args, "--out", "bad")
+    outcome = run_main("build", "--precision", "fp32", *MODEL, *args, "--out", "bad")
     assert_one_line_error(outcome, message)
     assert not (work / "bad").exists()
 
 
 def test_classes_with_a_one_input_model_is_refused(work):
     (work / "one_input.py").write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Linear(16, 4))\n")
-    outcome = run_main("build", "--fp32", "--model", "one_input:make", "--input-shape", "1x16", "--classes", "3", "--out", "bad")
+    outcome = run_main("build", "--precision", "fp32", "--model", "one_input:make", "--input-shape", "1x16", "--classes", "3", "--out", "bad")
     assert_one_line_error(outcome, "--classes needs a forward that takes (z, y), but it takes one input")
     assert not (work / "bad").exists()
 
 
 def test_classes_with_a_zoo_model_is_refused(work):
-    assert_one_line_error(run_main("build", "--fp32", "--model", "dcgan", "--random-init", "--classes", "3", "--out", "bad"),
+    assert_one_line_error(run_main("build", "--precision", "fp32", "--model", "dcgan", "--random-init", "--classes", "3", "--out", "bad"),
                           "--classes applies to a package.module:callable model")
     assert not (work / "bad").exists()
 

@@ -54,6 +54,7 @@ SR_NET = textwrap.dedent(
     """
 )
 SR = ["--model", "sr_user_net:make", "--input-shape", "1x3x8x8"]
+RANGES = ["--input-range", "0,1", "--output-range", "0,1"]  # folder images need them (require_ranges_for_images)
 
 
 @pytest.fixture
@@ -73,8 +74,8 @@ def user(tmp_path, monkeypatch):
 
 
 def test_sr_build_on_a_folder_judges_on_the_users_images_with_peak_1(user):
-    outcome = run_cli("build", "--int8", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
-                       "--eval-samples", "4", "--calib-samples", "8", "--out", "b", "--json")
+    outcome = run_cli("build", "--precision", "int8", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
+                       "--eval-samples", "4", "--calib-samples", "8", "--out", "b", "--json", "-")
     assert outcome.exit_code == 0, outcome
     summary = json.loads(outcome.stdout)
     q = summary["quality"]
@@ -118,8 +119,8 @@ def test_the_grid_shows_the_input_row_first_over_its_own_range(tmp_path):
 
 
 def test_without_data_the_report_says_quality_was_measured_on_drawn_inputs(user):
-    outcome = run_cli("build", "--fp32", *SR, "--input-kind", "image", "--input-range", "0,1", "--output-range", "0,1",
-                       "--eval-samples", "4", "--out", "b", "--json")
+    outcome = run_cli("build", "--precision", "fp32", *SR, "--input-kind", "image", "--input-range", "0,1", "--output-range", "0,1",
+                       "--eval-samples", "4", "--out", "b", "--json", "-")
     assert outcome.exit_code == 0, outcome
     q = json.loads(outcome.stdout)["quality"]
     assert q["inputs"] == {"kind": "drawn", "distribution": "U(0, 1)", "count": 4, "seed": 0}
@@ -128,22 +129,22 @@ def test_without_data_the_report_says_quality_was_measured_on_drawn_inputs(user)
 
 
 def test_export_bench_quantize_and_prune_take_the_data(user):
-    out = run_cli("build", "--fp32", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
+    out = run_cli("build", "--precision", "fp32", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
                    "--eval-samples", "4", "--out", "fp")
     assert out.exit_code == 0, out
     q = run_cli("quantize", "fp", "--data", "folder:imgs", "--calib-samples", "8", "--out", "q")
     assert q.exit_code == 0, q
     step = Bundle.load(user / "q").manifest["recipe"][-1]
     assert step["data"]["kind"] == "folder" and step["data"]["calibration_samples"] == 6  # 12 < 2 x 64: half and half
-    e = run_cli("export", "q", "--data", "folder:imgs", "--verify-samples", "4", "--min-psnr", "20", "--out", "e", "--json")
+    e = run_cli("export", "q", "--data", "folder:imgs", "--eval-samples", "4", "--verify-psnr", "20", "--out", "e", "--json", "-")
     assert e.exit_code == 0, e
     verification = json.loads(e.stdout)["export_verification"]
     assert verification["samples"] == 4 and verification["psnr_peak"] == 1.0
-    b = run_cli("bench", "q", "--data", "folder:imgs", "--quality-samples", "4", "--batch", "2", "--iters", "2", "--warmup", "0")
+    b = run_cli("bench", "q", "--data", "folder:imgs", "--eval-samples", "4", "--batch", "2", "--iters", "2", "--warmup", "0")
     assert b.exit_code == 0, b
     bench = json.loads(b.stdout)
     assert bench["quality_inputs"]["evaluation_samples"] == 4 and bench["psnr_peak"] == 1.0
-    p = run_cli("prune", "fp", "--ratio", "0.5", "--round-to", "1", "--distill-steps", "3", "--fid-samples", "0",
+    p = run_cli("prune", "fp", "--prune", "0.5", "--round-to", "1", "--distill-steps", "3", "--fid-samples", "0",
                  "--data", "folder:imgs", "--out", "p")
     assert p.exit_code == 0, p
     distill = Bundle.load(user / "p").manifest["recipe"][-1]
@@ -232,15 +233,15 @@ def _bad_npz(path, **arrays):
         (lambda d: _bad_npz(d / "k.npz", a=np.zeros((4, 3, 8, 8)), b=np.zeros((4, 3, 8, 8))), [], "name one"),
         (lambda d: _bad_npz(d / "m.npz", a=np.zeros((4, 3, 8, 8))) + "#zz", [], "has no array 'zz'"),
         (lambda d: _bad_npz(d / "one.npz", a=np.zeros((1, 3, 8, 8))), [], "needs at least 2"),
-        (lambda d: (d / "empty").mkdir() or "folder:empty", [], "holds no images"),
-        (lambda d: _junk_folder(d), [], "cannot read image"),
-        (lambda d: "folder:nowhere", [], "does not exist"),
+        (lambda d: (d / "empty").mkdir() or "folder:empty", RANGES, "holds no images"),
+        (lambda d: _junk_folder(d), RANGES, "cannot read image"),
+        (lambda d: "folder:nowhere", RANGES, "does not exist"),
         (lambda d: "npz:missing.npz", [], "no such file"),
         (lambda d: "sr_user_net:raises", [], "loader broke"),
         (lambda d: "sr_user_net:nothing", [], "yielded no batches"),
         (lambda d: "sr_user_net:wrong_shape", [], "Nx1x8x8 do not fit the model's input Nx3x8x8"),
         (lambda d: "ftp://x", [], "is not folder:PATH"),
-        (lambda d: "folder:imgs", ["--output-range", "0,0.01"], "far outside the output range [0, 0.01]"),
+        (lambda d: "folder:imgs", ["--input-range", "0,1", "--output-range", "0,0.01"], "far outside the output range [0, 0.01]"),
         (lambda d: "folder:imgs", ["--input-std", "2", "--input-range", "0,1"], "exclude each other"),
     ],
 )
@@ -250,15 +251,15 @@ def test_bad_data_is_one_line_exit_2_and_writes_nothing(user, make, extra, messa
     if extra[:1] == ["--input-shape"]:  # a latent generator cannot take images: both shapes named
         (user / "latent_gen.py").write_text("from torch import nn\n\ndef make():\n    return nn.Sequential(nn.ConvTranspose2d(16, 3, 4), nn.Tanh())\n")
         args, extra, message = ["--model", "latent_gen:make", "--input-shape", "1x16x1x1"], [], "the model takes 16x1x1 inputs"
-    outcome = run_main("build", "--fp32", *args, "--data", spec, *extra, "--out", "out")
+    outcome = run_main("build", "--precision", "fp32", *args, "--data", spec, *extra, "--out", "out")
     assert_one_line_error(outcome, message)
     assert not (user / "out").exists()
 
 
 def test_bad_data_fails_before_quantize_and_export_write_anything(user):
-    assert run_cli("build", "--fp32", *SR, "--input-kind", "image", "--input-range", "0,1", "--output-range", "0,1", "--out", "fp").exit_code == 0
+    assert run_cli("build", "--precision", "fp32", *SR, "--input-kind", "image", "--input-range", "0,1", "--output-range", "0,1", "--out", "fp").exit_code == 0
     np.savez(user / "bad.npz", x=np.zeros((4, 3, 9, 8), np.float32))
-    for cmd in (["quantize", "fp"], ["export", "fp"], ["bench", "fp"], ["prune", "fp", "--ratio", "0.5"]):
+    for cmd in (["quantize", "fp"], ["export", "fp"], ["bench", "fp"], ["prune", "fp", "--prune", "0.5"]):
         out = ["--out", "o"] if cmd[0] != "bench" else []
         assert_one_line_error(run_main(*cmd, "--data", "npz:bad.npz", *out), "do not fit the model's input Nx3x8x8")
         assert not (user / "o").exists()
@@ -266,15 +267,15 @@ def test_bad_data_fails_before_quantize_and_export_write_anything(user):
 
 @pytest.mark.slow
 def test_bench_fid_against_the_users_reference_images_states_samples_and_extractor(user):
-    assert run_cli("build", "--fp32", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
+    assert run_cli("build", "--precision", "fp32", *SR, "--data", "folder:imgs", "--input-range", "0,1", "--output-range", "0,1",
                    "--eval-samples", "4", "--out", "fp").exit_code == 0
-    b = run_cli("bench", "fp", "--data", "folder:imgs", "--ref-data", "folder:imgs", "--data-samples", "12", "--quality-samples", "4",
+    b = run_cli("bench", "fp", "--data", "folder:imgs", "--ref-data", "folder:imgs", "--fid-samples", "12", "--eval-samples", "4",
                 "--batch", "2", "--iters", "1", "--warmup", "0")
     assert b.exit_code == 0, b.output
     fid = json.loads(b.stdout)["quality_vs_data"]
     assert fid["available"] and fid["samples"] == 12 and fid["real_samples"] == 12
     assert fid["data"] == f"folder:{user / 'imgs'}" and fid["extractor"].startswith("autoencoder-")
     assert fid["fid"] >= 0 and "biased upwards" in fid["warning"]
-    for args, message in [(["--ref-data", "digits", "--data-samples", "4"], "must be folder:PATH or npz:PATH"),
-                          (["--ref-data", "folder:imgs"], "--ref-data needs --data-samples")]:
+    for args, message in [(["--ref-data", "digits", "--fid-samples", "4"], "must be folder:PATH or npz:PATH"),
+                          (["--ref-data", "folder:imgs"], "--ref-data does not apply here: FID/KID runs only with --fid-samples N")]:
         assert_one_line_error(run_main("bench", "fp", *args), message)

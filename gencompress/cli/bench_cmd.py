@@ -3,18 +3,8 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import data_options, emit_json
-
-
-def int_list(ctx, param, value):
-    try:
-        return tuple(int(v) for v in str(value).split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-
-
-def str_list(ctx, param, value):
-    return tuple(v.strip() for v in str(value).split(",") if v.strip())
+from gencompress.cli.options import (data_options, emit_json, eval_samples_option, fid_options, json_option, realtime_options, refuse_unless,
+                                     str_list, timing_options, write_json)
 
 
 def load_bundle(spec: str, progress: bool = True):
@@ -35,42 +25,40 @@ def load_bundle(spec: str, progress: bool = True):
 @click.argument("bundles", nargs=-1, required=True, metavar="BUNDLE...")
 @click.option("--backend", "backends", default="ort", show_default=True, callback=str_list,
               help="Comma-separated: torch, torch-compile, cuda-graph, ort, trt, openvino.")
-@click.option("--batch", "batches", default="1,8,32", show_default=True, callback=int_list, help="Comma-separated batch sizes.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+@timing_options(batches="1,8,32", iters=50, warmup=10, seconds=10.0)
+@click.option("--torch-device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="PyTorch backends' device.")
+@click.option("--torch-dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="PyTorch backends' dtype (ONNX backends run the bundle's own graph and report its precision).")
 @click.option("--channels-last", is_flag=True, help="PyTorch backends: channels_last memory format.")
-@click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
-@click.option("--bench-seconds", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Time cap of each latency timing: at least --iters calls, but stop after this many seconds (at least 3 calls).")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--quality-samples", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Fixed latents for PSNR/SSIM against the original model.")
-@click.option("--data-samples", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Generated samples for FID/KID/IS against real data (0: skip).")
+@eval_samples_option(64, "Inputs for PSNR/SSIM against the original model (with --data: its first ones).")
+@fid_options(0)
 @click.option("--reference", default=None, metavar="BUNDLE", help="Original model to compare with (default: the bundle's own FP32 weights).")
 @data_options
 @click.option("--ref-data", default=None, metavar="folder:PATH|npz:PATH",
-              help="FID/KID (with --data-samples) against these images, on an extractor trained for them (cached).")
-@click.option("--inception-weights", default=None, type=click.Path(dir_okay=False), help="Local TorchScript Inception for FID/KID.")
-@click.option("--fps", type=float, default=None, help="Real-time verdict against this frame rate.")
-@click.option("--budget-ms", type=float, default=None, help="Real-time verdict against this per-frame budget.")
-@click.option("--json", "json_out", default=None, metavar="FILE", help="Write the results JSON here (else to stdout).")
-def bench(bundles, backends, batches, device, precision, channels_last, iters, warmup, bench_seconds, threads, quality_samples,
-          data_samples, reference, fps, budget_ms, json_out, data, ref_data, inception_weights):
+              help="FID/KID (with --fid-samples) against these images, on an extractor trained for them (cached).")
+@realtime_options
+@json_option("the results")
+@click.pass_context
+def bench(ctx, bundles, backends, batches, iters, warmup, bench_seconds, threads, torch_device, torch_dtype, channels_last, eval_samples,
+          fid_samples, inception_weights, reference, fps, budget_ms, json_out, data, ref_data):
     """Time BUNDLE(s) on each backend and batch; judge quality against the original."""
-    from gencompress.benchmarks.bench import BenchConfig, run
-    from gencompress.benchmarks.results_io import merge, write_json
+    from gencompress.benchmarks.bench import BenchConfig, results_table, run
+    from gencompress.benchmarks.bench import TORCH_BACKENDS
+    from gencompress.benchmarks.results_io import merge
 
-    cfg = BenchConfig(backends=backends, batches=batches, device=device, precision=precision, channels_last=channels_last,
-                      iters=iters, warmup=warmup, seconds=bench_seconds, threads=threads, quality_samples=quality_samples, data_samples=data_samples,
+    refuse_unless(ctx, any(b in TORCH_BACKENDS for b in backends), ("torch_device", "torch_dtype", "channels_last"),
+                  f"it sets the PyTorch backends ({', '.join(TORCH_BACKENDS)}), and --backend names none")
+    refuse_unless(ctx, fid_samples > 0, ("ref_data", "inception_weights"), "FID/KID runs only with --fid-samples N")
+    cfg = BenchConfig(backends=backends, batches=batches, device=torch_device, precision=torch_dtype, channels_last=channels_last,
+                      iters=iters, warmup=warmup, seconds=bench_seconds, threads=threads, quality_samples=eval_samples, data_samples=fid_samples,
                       fps=fps, budget_ms=budget_ms, data=data.spec, io_spec=data.io_spec,
                       ref_data=ref_data, inception_weights=inception_weights)
     ref = load_bundle(reference) if reference else None
     result = merge([run(load_bundle(spec), cfg, ref) for spec in bundles])
-    if json_out:
-        write_json(json_out, result)
-        click.echo(f"wrote {json_out}: {len(result['rows'])} rows", err=True)
-    else:
+    # the table is for a person: on stdout unless stdout carries the JSON
+    to_stdout = json_out in (None, "-")
+    click.echo(results_table(result), err=to_stdout)
+    if to_stdout:  # the sample grids (PNG data) go to a file only
         emit_json({k: v for k, v in result.items() if k != "sample_grids"})
+    else:
+        write_json(json_out, result)

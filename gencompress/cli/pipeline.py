@@ -192,6 +192,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         source, name = resolve_model(cfg)
         if source.model is not None:  # a wrong input shape or NaN output is named here, before MACs are counted
             source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
+            _shared_weight_modconvs(source)
         macs = count_macs(source.model, source.input_shape) if source.model is not None else None
         cfg = sample_counts(cfg, macs / 1e9 if macs else None)
         data = prepare_inputs(source.manifest, cfg.data, cfg.io_spec, cfg.eval_samples)
@@ -315,6 +316,19 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     summary["time"] = timer.as_dict()
     summary["out"] = str(saved.path)
     return summary
+
+
+def _shared_weight_modconvs(source: Bundle) -> None:
+    """StyleGAN2's fused modulated convolutions (per-sample weights) in their shared-weight form,
+    checked in float64 (compress/modconv.py): everything after exports, quantises and prunes that;
+    the recipe names each module rewritten."""
+    from gencompress.compress.modconv import shared_weight_form
+    from gencompress.data import draw_inputs
+
+    example = draw_inputs(tuple(source.input_shape), 2, source.manifest["input"], 0)  # two samples: per-sample weights show
+    records = shared_weight_form(source.model, example)
+    if records:
+        source.record({"step": "rewrite", "what": "modulated convolutions: per-sample weights -> shared weight", "modules": records})
 
 
 def _label(cfg: BuildConfig, what: str) -> str:

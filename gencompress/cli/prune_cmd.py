@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from gencompress import defaults
 from gencompress.benchmarks.report import prune_markdown
-from gencompress.cli.options import data_options, emit_json, writes_output
+from gencompress.cli.options import (checkpointing_options, data_options, distill_steps_option, fid_samples_option, json_option, out_option,
+                                     prune_option, refuse_unless, seed_option, write_json, writes_output)
 from gencompress.errors import GencompressError
 
 
@@ -30,35 +30,35 @@ def load_source(spec: str, out: str):
 
 @click.command()
 @click.argument("bundle", metavar="BUNDLE")
-@click.option("--ratio", required=True, type=float, help="Fraction of each layer's channels to remove, in (0, 1).")
+@prune_option(required=True)
 @click.option("--importance", type=click.Choice(["l1", "l2", "taylor"]), default="l1", show_default=True, help="Channel importance.")
 @click.option("--round-to", default=8, show_default=True, type=int, help="Kept channel counts are multiples of this.")
 @click.option("--protect", multiple=True, metavar="LAYER", help="Keep this layer's output channels (repeatable).")
-@click.option("--distill-steps", default=defaults.DISTILL_STEPS, show_default=True, type=click.IntRange(min=0), help="Distillation steps (0: none).")
+@distill_steps_option()
 @click.option("--distill-lr", default=1e-3, show_default=True, type=float, help="Distillation learning rate.")
 @click.option("--feature-weight", default=1.0, show_default=True, type=float, help="Weight of the feature-matching loss.")
-@click.option("--fid-samples", default=1000, show_default=True, type=click.IntRange(min=0),
-              help="Samples for FID/KID against the bundle's training data, before and after distillation (0: skip).")
+@fid_samples_option(1000, help="Samples for FID/KID against the bundle's training data, before and after distillation (0: skip).")
 @click.option("--gan-weight", default=0.0, show_default=True, type=float,
               help="Weight of the adversarial loss against the bundle's original discriminator (0: off).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@seed_option(0)
 @data_options
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Distillation checkpoints. Default: OUT.ckpt.")
-@click.option("--checkpoint-every", default=200, show_default=True, type=click.IntRange(min=1), help="Distillation steps between checkpoints.")
-@click.option("--resume", is_flag=True, help="Continue the distillation from the newest complete checkpoint.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output bundle folder (written atomically).")
-@click.option("--json", "as_json", is_flag=True, help="Print the pruning record as JSON on stdout.")
+@checkpointing_options("Distillation checkpoints")
+@out_option()
+@json_option("the pruning record")
 @writes_output
-def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, fid_samples, gan_weight, seed,
-          checkpoint_dir, checkpoint_every, resume, out, as_json, data):
-    """Prune BUNDLE's channels by --ratio and distil it from the original."""
+@click.pass_context
+def prune(ctx, bundle, prune_ratio, importance, round_to, protect, distill_steps, distill_lr, feature_weight, fid_samples, gan_weight, seed,
+          checkpoint_dir, checkpoint_every, resume, out, json_out, data):
+    """Prune BUNDLE's channels by --prune and distil it from the original."""
     from gencompress.compress import PruneConfig
     from gencompress.compress import prune as run_prune
     from gencompress.compress.distill import Checkpoints
     from gencompress.inputs import EVAL_SAMPLES, prepare_inputs
     from gencompress.train import checkpoint
 
-    cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
+    refuse_unless(ctx, distill_steps > 0, ("distill_lr", "feature_weight", "gan_weight", "checkpoint_dir", "checkpoint_every", "resume"),
+                  "it sets the distillation, and --distill-steps is 0")
+    cfg = PruneConfig(ratio=prune_ratio, importance=importance, round_to=round_to, protect=tuple(protect), seed=seed,
                       distill_steps=distill_steps, distill_lr=distill_lr, feature_weight=feature_weight,
                       gan_weight=gan_weight)
     cfg.validate()  # before any model is loaded or trained
@@ -73,12 +73,13 @@ def prune(bundle, ratio, importance, round_to, protect, distill_steps, distill_l
     stats = pruned.manifest["metrics"]["prune"]
     with tempfile.TemporaryDirectory(prefix="gencompress-prune-") as work:
         report = Path(work) / "prune.md"
-        report.write_text(f"# gencompress prune report\n\nRatio {ratio:g}, importance {importance}, round_to {round_to}, "
+        report.write_text(f"# gencompress prune report\n\nRatio {prune_ratio:g}, importance {importance}, round_to {round_to}, "
                           f"{distill_steps} distillation steps.\n\n{prune_markdown(stats)}")
         pruned.files["report/prune.md"] = report
         saved = pruned.save(out)
-    if as_json:
-        emit_json({"out": str(saved.path), **stats})
+    if json_out:
+        write_json(json_out, {"out": str(saved.path), **stats})
+    if json_out == "-":
         return
     click.echo(f"wrote {saved.path}: MACs {stats['macs_before']:,} -> {stats['macs_after']:,} "
                f"({stats['macs_reduction']:.2f}x fewer), params {stats['params_before']:,} -> {stats['params_after']:,}")

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import click
 
-from gencompress.cli.options import writes_output
+from gencompress.cli.options import out_option, writes_output
 
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, metavar="RUN...")
-@click.option("--out", default="gencompress-report", show_default=True, metavar="DIR",
-              help="Folder for report.md, report.html and the figures (replaced atomically).")
+@out_option("gencompress-report", "Folder for report.md, report.html and the figures (replaced atomically).")
 @click.option("--title", default="gencompress benchmark report", show_default=True)
 @writes_output
 def report(runs, out, title):

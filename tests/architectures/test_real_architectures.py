@@ -94,7 +94,7 @@ def test_prune_and_distill(name):
 
 def test_modulated_convs_refuse_pruning_with_the_layer_named():
     bundle = _bundle("stylegan2_like")
-    with pytest.raises(GencompressError, match=r"cannot prune layers\.0\.0\.conv \(ModulatedConv2d\): .*weights computed per sample.*build --int8. without --prune"):
+    with pytest.raises(GencompressError, match=r"cannot prune layers\.0\.0\.conv \(ModulatedConv2d\): .*weights computed per sample.*build --precision int8. without --prune"):
         prune(bundle, PruneConfig(ratio=0.5, distill_steps=0), progress=False)
 
 

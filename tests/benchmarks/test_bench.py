@@ -66,7 +66,7 @@ def test_result_json_is_strict_and_round_trips_infinity():
 def test_cli_bench_writes_json(tiny_bundle, tmp_path):
     out = tmp_path / "b.json"
     args = ["bench", str(tiny_bundle.path), "--backend", "ort", "--batch", "1", "--iters", "2", "--warmup", "0",
-            "--quality-samples", "4", "--budget-ms", "1000", "--json", str(out)]
+            "--eval-samples", "4", "--budget-ms", "1000", "--json", str(out)]
     res = CliRunner().invoke(cli, args, standalone_mode=False, catch_exceptions=False)
     assert res.exit_code == 0 and not res.return_value, res.output
     data = loads(out.read_text())
@@ -74,7 +74,7 @@ def test_cli_bench_writes_json(tiny_bundle, tmp_path):
 
 
 def test_cli_estimate_cpu_profile_compares_with_measurement(tiny_bundle):
-    args = ["estimate", str(tiny_bundle.path), "--device", "cpu-epyc-2c", "--batch", "8", "--json"]
+    args = ["estimate", str(tiny_bundle.path), "--device", "cpu-epyc-2c", "--batch", "8", "--json", "-"]
     res = CliRunner().invoke(cli, args, standalone_mode=False, catch_exceptions=False)
     est = json.loads(res.output)["estimates"][0]
     assert est["batch"] == 8 and est["estimated_ms"] > 0 and est["ratio_measured_over_estimate"] > 0

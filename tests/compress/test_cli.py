@@ -17,7 +17,7 @@ def _run(args):
 def test_prune_writes_a_smaller_bundle(tiny_dcgan, tmp_path):
     src = tiny_dcgan.save(tmp_path / "in")
     before = sha256(src.path / "weights.safetensors")
-    result = _run(["prune", str(src.path), "--ratio", "0.5", "--distill-steps", "5", "--out", str(tmp_path / "out"), "--json"])
+    result = _run(["prune", str(src.path), "--prune", "0.5", "--distill-steps", "5", "--out", str(tmp_path / "out"), "--json", "-"])
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     assert stats["macs_reduction"] >= 3.0
@@ -30,21 +30,22 @@ def test_prune_writes_a_smaller_bundle(tiny_dcgan, tmp_path):
 
 def test_bad_ratio_is_one_line_exit_2(tiny_dcgan, tmp_path):
     src = tiny_dcgan.save(tmp_path / "in")
-    result = _run(["prune", str(src.path), "--ratio", "1.2", "--out", str(tmp_path / "out")])
+    result = _run(["prune", str(src.path), "--prune", "1.2", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == ["gencompress: error: --ratio must be strictly between 0 and 1 (got 1.2)"]
+    assert result.stderr.strip().splitlines() == ["gencompress: error: Invalid value for '--prune': 1.2 is not a fraction in (0, 1); "
+                                                  "0.5 removes half of each layer's channels (see 'cli prune --help')"]
     assert not (tmp_path / "out").exists()
 
 
 def test_output_over_input_is_refused(tiny_dcgan, tmp_path):
     src = tiny_dcgan.save(tmp_path / "in")
-    result = _run(["prune", str(src.path), "--ratio", "0.5", "--out", str(src.path)])
+    result = _run(["prune", str(src.path), "--prune", "0.5", "--out", str(src.path)])
     assert result.exit_code == 2 and "--out must differ" in result.stderr
 
 
 def test_quantize_with_budget_reports_layers(tiny_dcgan, tmp_path):
     src = tiny_dcgan.save(tmp_path / "in")
-    result = _run(["quantize", str(src.path), "--int8", "--min-psnr", "20", "--calib-samples", "32", "--out", str(tmp_path / "q"), "--json"])
+    result = _run(["quantize", str(src.path), "--min-psnr", "20", "--calib-samples", "32", "--out", str(tmp_path / "q"), "--json", "-"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["precision"]) == {"0", "3", "6", "9"}
@@ -72,7 +73,7 @@ def test_interrupted_distillation_resumes_to_the_same_student(tiny_dcgan, tmp_pa
     import torch
 
     src = tiny_dcgan.save(tmp_path / "in")
-    args = ["prune", str(src.path), "--ratio", "0.5", "--distill-steps", "6", "--checkpoint-every", "2"]
+    args = ["prune", str(src.path), "--prune", "0.5", "--distill-steps", "6", "--checkpoint-every", "2"]
     whole = _run([*args, "--out", str(tmp_path / "whole")])
     assert whole.exit_code == 0, whole.output
     ckpt = tmp_path / "whole.ckpt"
@@ -95,11 +96,11 @@ def test_interrupted_distillation_resumes_to_the_same_student(tiny_dcgan, tmp_pa
 def test_resume_refuses_another_run_or_no_checkpoint(tiny_dcgan, tmp_path):
     src = tiny_dcgan.save(tmp_path / "in")
     args = ["prune", str(src.path), "--distill-steps", "2", "--checkpoint-every", "1"]
-    none = _run([*args, "--ratio", "0.5", "--resume", "--out", str(tmp_path / "a")])
+    none = _run([*args, "--prune", "0.5", "--resume", "--out", str(tmp_path / "a")])
     assert none.exit_code == 2 and none.stderr.strip().splitlines() == [
         f"gencompress: error: --resume: no distillation checkpoint in {tmp_path / 'a.ckpt'}"]
-    assert _run([*args, "--ratio", "0.5", "--out", str(tmp_path / "a")]).exit_code == 0
-    other = _run([*args, "--ratio", "0.25", "--resume", "--checkpoint-dir", str(tmp_path / "a.ckpt"), "--out", str(tmp_path / "b")])
+    assert _run([*args, "--prune", "0.5", "--out", str(tmp_path / "a")]).exit_code == 0
+    other = _run([*args, "--prune", "0.25", "--resume", "--checkpoint-dir", str(tmp_path / "a.ckpt"), "--out", str(tmp_path / "b")])
     assert other.exit_code == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "from a different run (ratio: checkpoint 0.5, this run 0.25)" in other.stderr
     assert not (tmp_path / "b").exists()
@@ -133,7 +134,7 @@ def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
     disc = load_discriminator(bundle)
     with torch.no_grad():
         assert disc.eval()(bundle.model(torch.randn(2, *bundle.input_shape))).numel() == 2
-    result = _run(["prune", str(tmp_path / "gan"), "--ratio", "0.5", "--distill-steps", "4", "--gan-weight", "0.1",
+    result = _run(["prune", str(tmp_path / "gan"), "--prune", "0.5", "--distill-steps", "4", "--gan-weight", "0.1",
                    "--checkpoint-every", "2", "--fid-samples", "200", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     out = Bundle.load(tmp_path / "out")
@@ -151,7 +152,7 @@ def test_adversarial_distillation_uses_the_bundled_discriminator(tmp_path):
 
 def test_gan_weight_without_a_discriminator_is_exit_2(tiny_dcgan, tmp_path):
     src = tiny_dcgan.save(tmp_path / "in")
-    result = _run(["prune", str(src.path), "--ratio", "0.5", "--distill-steps", "2", "--gan-weight", "0.1", "--out", str(tmp_path / "o")])
+    result = _run(["prune", str(src.path), "--prune", "0.5", "--distill-steps", "2", "--gan-weight", "0.1", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--gan-weight needs the original discriminator" in result.stderr
     assert not (tmp_path / "o").exists()

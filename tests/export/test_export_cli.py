@@ -55,7 +55,7 @@ def test_build_jetson_bundle(int8_bundle):
 def test_export_int8(int8_bundle, tmp_path):
     src, _ = int8_bundle
     out = tmp_path / "exported"
-    result = run(["export", str(src), "--dynamic-batch", "1:4:8", "--target", "jetson-orin-nano", "--out", str(out), "--json"])
+    result = run(["export", str(src), "--dynamic-batch", "1:4:8", "--target", "jetson-orin-nano", "--out", str(out), "--json", "-"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     step = data["recipe_step"]
@@ -70,7 +70,7 @@ def test_export_int8(int8_bundle, tmp_path):
 
 def test_export_fp16(int8_bundle, tmp_path):
     src, _ = int8_bundle
-    result = run(["export", str(src), "--precision", "fp16", "--out", str(tmp_path / "fp16"), "--json"])
+    result = run(["export", str(src), "--precision", "fp16", "--out", str(tmp_path / "fp16"), "--json", "-"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["recipe_step"]["precision"] == "fp16" and data["export_verification"]["psnr_db"] >= 40.0
@@ -84,9 +84,9 @@ def test_failed_verification_exits_1_and_keeps_old_output(int8_bundle, tmp_path,
     from gencompress.atomic import _write_marker
 
     _write_marker(out)  # an earlier gencompress output that lists its sentinel: replaceable
-    code, err = main_exit(["export", str(src), "--min-psnr", "500", "--verify-samples", "4", "--out", str(out)], capsys)
+    code, err = main_exit(["export", str(src), "--verify-psnr", "500", "--eval-samples", "4", "--out", str(out)], capsys)
     assert code == 1
-    assert "FAILED" in err and "tolerance needed: --min-psnr" in err
+    assert "FAILED" in err and "tolerance needed: --verify-psnr" in err
     assert "per-layer error" in err
     assert (out / "sentinel").read_text() == "old" and not (out / "model.onnx").exists()
 

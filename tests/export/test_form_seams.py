@@ -16,10 +16,9 @@ from gencompress.bundle import ONNX, Bundle, form_of
 from gencompress.cli.pipeline import BuildConfig, build
 from gencompress.errors import GencompressError, VerificationError
 from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.stage import require_int8_nodes
 from gencompress.train.pretrained import zoo_bundle
-from tests.helpers import run_cli
+from tests.helpers import cpu_int8_graph, run_cli
 
 TINY = {"nz": 16, "ngf": 16}
 
@@ -46,8 +45,7 @@ def cpu_int8_bundle(tmp_path_factory):
     work = tmp_path_factory.mktemp("cpu-int8")
     torch.manual_seed(0)
     source = zoo_bundle("dcgan", zoo.build("dcgan", **TINY).eval(), **TINY)
-    fp32 = export_module(source.model, source.input_shape, work / "fp32.onnx", OnnxConfig())
-    path, step = cpu_int8(source.model, fp32, work, source.input_shape, source.input_distribution, samples=16)
+    path, step = cpu_int8_graph(source, work, samples=16)
     out = source.derive(step)
     out.files[ONNX] = path
     return out.save(work / "bundle")
@@ -61,7 +59,7 @@ def test_cpu_int8_bundle_form(cpu_int8_bundle):
 
 def test_cpu_int8_export_keeps_its_integer_graph(cpu_int8_bundle, tmp_path):
     out = tmp_path / "exported"
-    result = run_cli("export", cpu_int8_bundle.path, "--target", "cpu", "--min-psnr", "20", "--out", out)
+    result = run_cli("export", cpu_int8_bundle.path, "--target", "cpu", "--verify-psnr", "20", "--out", out)
     assert result.exit_code == 0, result.output
     ops = {n.op_type for n in onnx.load(str(out / ONNX)).graph.node}
     assert "QLinearConv" in ops  # the INT8 graph, not a fresh FP32 export

@@ -20,13 +20,13 @@ def _result(psnr, passed):
 
 def test_report_lines():
     text = format_result(_result(35.123, False))
-    assert "tolerance used: --min-psnr 40.00" in text and "needed to pass: --min-psnr <= 35.12" in text
+    assert "tolerance used: --verify-psnr 40.00" in text and "needed to pass: --verify-psnr <= 35.12" in text
     assert text.rstrip().endswith("FAILED")
     assert format_result(_result(float("inf"), True)).rstrip().endswith("PASSED")
 
 
 def test_require_raises_exit_1():
     require(_result(50.0, True))
-    with pytest.raises(VerificationError, match=r"tolerance needed: --min-psnr 35\.12") as info:
+    with pytest.raises(VerificationError, match=r"tolerance needed: --verify-psnr 35\.12") as info:
         require(_result(35.129, False))
     assert info.value.exit_code == 1

@@ -140,7 +140,7 @@ def test_cpu_unreachable_budget_says_the_best_reached(prepared_upsample, tmp_pat
 ])
 def test_bad_budgets_and_calibrators_are_one_line_exit_2_and_write_nothing(args, match, tmp_path):
     out = tmp_path / "out"
-    result = run_cli("build", "--int8", "--model", "upsample_conv", "--random-init", *args, "--calib-samples", "8", "--out", out)
+    result = run_cli("build", "--precision", "int8", "--model", "upsample_conv", "--random-init", *args, "--calib-samples", "8", "--out", out)
     _one_line_exit_2(result, match)
     assert not out.exists()
 

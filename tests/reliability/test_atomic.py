@@ -159,7 +159,7 @@ def _driver(tmp_path: Path, mode: str, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-BUILD_FP32 = ["build", "--fp32", "--model", "dcgan", "--random-init", *QUICK_BUILD, "--out"]
+BUILD_FP32 = ["build", "--precision", "fp32", "--model", "dcgan", "--random-init", *QUICK_BUILD, "--out"]
 
 
 @pytest.fixture
@@ -225,9 +225,9 @@ def test_two_concurrent_builds_to_one_out_end_with_one_complete_bundle(tmp_path,
     out, _ = previous
     common = ["--model", "dcgan", "--random-init", "--calib-samples", "16", *QUICK_BUILD, "--out", str(out)]
     cmd = [sys.executable, "-m", "gencompress"]
-    procs = [subprocess.Popen([*cmd, "build", precision, *common], cwd=tmp_path, env=_env(),
+    procs = [subprocess.Popen([*cmd, "build", "--precision", precision, *common], cwd=tmp_path, env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for precision in ("--int8", "--fp32")]
+             for precision in ("int8", "fp32")]
     results = [p.communicate(timeout=300) for p in procs]
     codes = [p.returncode for p in procs]
     assert sorted(codes) in ([0, 0], [0, 2]), results

@@ -210,7 +210,7 @@ CASES = [
     ("ONNX two inputs", ["--model", "two_inputs.onnx"], "has 2 inputs"),
     ("ONNX fixed batch axis", ["--model", "fixed_batch.onnx"], "the batch axis is fixed at 1"),
     ("ONNX shape mismatch", ["--model", "good.onnx", "--input-shape", "1x2x4x4"], "does not fit good.onnx"),
-    ("ONNX NaN outputs", ["--fp32", "--model", "nan.onnx"], "model output contains NaN or Inf"),
+    ("ONNX NaN outputs", ["--precision", "fp32", "--model", "nan.onnx"], "model output contains NaN or Inf"),
     # import specs failing in each way
     ("import spec no module", ["--model", "no_such_mod:make", "--input-shape", "1x16x1x1"], "cannot import 'no_such_mod'"),
     ("import spec syntax error", ["--model", "syntax_err:broken", "--input-shape", "1x16x1x1"], "SyntaxError"),
@@ -230,7 +230,7 @@ CASES = [
     ("calib samples zero", ["--calib-samples", "0"], "Invalid value for '--calib-samples'"),
     ("calib samples not a number", ["--calib-samples", "many"], "'many' is not a valid integer"),
     ("unknown target", ["--target", "tpu"], "Invalid value for '--target'"),
-    ("unknown option", ["--int4"], "No such option '--int4'. Did you mean '--int8'?"),
+    ("unknown option", ["--precison", "int8"], "No such option '--precison'. Did you mean '--precision'?"),
     # --out
     ("out is a file", ["--model", "dcgan", "--random-init", "--out", "afile"], "exists and is not a folder"),
     ("out under a file", ["--model", "dcgan", "--random-init", "--out", "afile/sub"], "cannot create output folder"),
@@ -295,7 +295,7 @@ def test_full_disk_while_saving_keeps_the_previous_bundle(env, monkeypatch, tmp_
 
     monkeypatch.setattr(bundle_mod, "_save_weights", full_disk)
     monkeypatch.setattr(pipeline, "latency_table", lambda *a, **k: [])  # not what this test is about
-    outcome = run_main("build", "--fp32", "--model", "dcgan", "--random-init", "--out", out)
+    outcome = run_main("build", "--precision", "fp32", "--model", "dcgan", "--random-init", "--out", out)
     assert_one_line_error(outcome, "No space left on device", only_line=False)
     assert f"cannot write {out}: No space left on device" in outcome.stderr
     assert tree_digest(out) == before
@@ -432,7 +432,7 @@ def test_failed_verification_exits_1_and_keeps_the_previous_output(cmd_env, monk
         pytest.skip("`gencompress export` is not importable here")
     monkeypatch.chdir(cmd_env)
     before, before_dirs = tree_digest(cmd_env), dirs_of(cmd_env)
-    outcome = run_main("export", "good", "--out", "out", "--min-psnr", "1000", "--no-slim", "--verify-samples", "2")
+    outcome = run_main("export", "good", "--out", "out", "--verify-psnr", "1000", "--no-slim", "--eval-samples", "2")
     assert_one_line_error(outcome, "verification FAILED", code=1, only_line=False)
     assert tree_digest(cmd_env) == before
     assert dirs_of(cmd_env) == before_dirs

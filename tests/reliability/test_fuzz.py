@@ -154,7 +154,7 @@ BUILD_OPTIONS = {
     "--deconv-weight-axis": st.sampled_from(["0", "1", "2", "-1", ""]),
     "--out": st.sampled_from(["o", "", "/", "a\x00b"]),
 }
-FLAGS = ["--int8", "--fp16", "--fp32", "--json", "--trust-pickle", "--random-init", "--bogus", "-h"]
+FLAGS = ["--precision", "--json", "--trust-pickle", "--random-init", "--no-quality-floor", "--bogus", "-h"]
 
 
 @st.composite

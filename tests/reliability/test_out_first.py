@@ -38,7 +38,7 @@ def _no_work(monkeypatch):
 
 
 @pytest.mark.parametrize("command", [
-    ["prune", "{src}", "--ratio", "0.5", "--distill-steps", "5"],
+    ["prune", "{src}", "--prune", "0.5", "--distill-steps", "5"],
     ["quantize", "{src}", "--calib-samples", "8"],
     ["train", "dcgan", "--max-steps", "1", "--no-eval"],
 ])

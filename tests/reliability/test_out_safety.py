@@ -41,10 +41,10 @@ def _user_project(root: Path) -> Path:
 # --- 1. a folder gencompress did not write is never replaced -------------------------------
 
 WRITERS = [
-    ("build", ["build", "--fp32", "--model", "dcgan", "--random-init", "--out", "myproject"]),
+    ("build", ["build", "--precision", "fp32", "--model", "dcgan", "--random-init", "--out", "myproject"]),
     ("export", ["export", "src", "--out", "myproject"]),
     ("quantize", ["quantize", "src", "--calib-samples", "8", "--out", "myproject"]),
-    ("prune", ["prune", "src", "--ratio", "0.5", "--distill-steps", "0", "--fid-samples", "0", "--out", "myproject"]),
+    ("prune", ["prune", "src", "--prune", "0.5", "--distill-steps", "0", "--fid-samples", "0", "--out", "myproject"]),
     ("train", ["train", "dcgan", "--max-steps", "1", "--no-eval", "--no-progress", "--out", "myproject"]),
     ("report", ["report", "src", "--out", "myproject"]),
 ]
@@ -75,7 +75,7 @@ def test_our_bundle_with_a_foreign_file_is_not_replaced_and_the_file_is_named(tm
     (out / "report" / "my-plot.png").write_bytes(b"user's figure")
     before = tree_digest(tmp_path)
     monkeypatch.chdir(tmp_path)
-    outcome = run_main("build", "--fp32", "--model", "dcgan", "--random-init", "--out", "out")
+    outcome = run_main("build", "--precision", "fp32", "--model", "dcgan", "--random-init", "--out", "out")
     assert_one_line_error(outcome, "output folder out holds report/my-plot.png, which gencompress did not write")
     assert tree_digest(tmp_path) == before
 
@@ -141,11 +141,11 @@ def test_a_second_build_to_the_same_out_is_refused_while_the_first_runs(tmp_path
     (tmp_path / "holder.py").write_text(HOLDER)
     go = tmp_path / "go"
     common = ["--model", "dcgan", "--random-init", *QUICK_BUILD, "--out", "out"]
-    first = subprocess.Popen([sys.executable, "holder.py", "build", "--fp32", *common], cwd=tmp_path,
+    first = subprocess.Popen([sys.executable, "holder.py", "build", "--precision", "fp32", *common], cwd=tmp_path,
                              env=_env(GO_FILE=str(go)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert first.stderr.readline().strip() == "HOLDING"
-        second = subprocess.run([sys.executable, "-m", "gencompress", "build", "--fp16", *common], cwd=tmp_path,
+        second = subprocess.run([sys.executable, "-m", "gencompress", "build", "--precision", "fp16", *common], cwd=tmp_path,
                                 env=_env(), capture_output=True, text=True, timeout=300)
         assert second.returncode == 2, second.stderr
         assert second.stderr.strip().splitlines() == [
@@ -237,7 +237,7 @@ def test_prune_without_resume_refuses_another_runs_checkpoint_folder(tmp_path, m
     (tmp_path / "p.ckpt" / "LATEST").write_text("step-00000004\n")
     before = tree_digest(tmp_path)
     monkeypatch.chdir(tmp_path)
-    outcome = run_main("prune", "src", "--ratio", "0.5", "--distill-steps", "2", "--fid-samples", "0", "--out", "p")
+    outcome = run_main("prune", "src", "--prune", "0.5", "--distill-steps", "2", "--fid-samples", "0", "--out", "p")
     assert_one_line_error(outcome, "checkpoint folder p.ckpt holds another run's checkpoints")
     assert tree_digest(tmp_path) == before and not (tmp_path / "p").exists()
 
@@ -270,5 +270,5 @@ def test_an_out_path_with_a_nul_byte_is_a_one_line_error(tmp_path):
     """Found by tests/reliability/test_fuzz.py: os calls raised ValueError (exit 3, 'internal error')."""
     from tests.helpers import run_cli
 
-    result = run_cli("build", "--int8", "--out", str(tmp_path / "a\x00b"))
+    result = run_cli("build", "--precision", "int8", "--out", str(tmp_path / "a\x00b"))
     assert result.exit_code == 2 and "NUL byte" in result.output and "internal error" not in result.output

@@ -60,7 +60,7 @@ def _quick_build(monkeypatch):
 
 def test_an_import_spec_without_checkpoint_warns_in_the_cli_line_and_the_report(proj, monkeypatch):
     _quick_build(monkeypatch)
-    outcome = run_main("build", "--fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1", "--out", "b")
+    outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1", "--out", "b")
     assert outcome.exit_code == 0, outcome
     warning = "random weights: mygen16:ngf32 was built with its own initialisation (no --checkpoint was given)"
     line = next(ln for ln in outcome.stdout.splitlines() if ln.startswith("wrote "))  # the "took" line follows
@@ -75,7 +75,7 @@ def test_a_checkpoint_is_recorded_and_no_warning_given(proj, monkeypatch):
     from gencompress.bundle import sha256
 
     _quick_build(monkeypatch)
-    outcome = run_main("build", "--fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1",
+    outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1",
                        "--checkpoint", "ngf32.safetensors", "--out", "b")
     assert outcome.exit_code == 0, outcome
     assert "WARNING" not in outcome.stdout and "Warning" not in (proj / "b" / "report" / "report.md").read_text()
@@ -86,7 +86,7 @@ def test_a_checkpoint_is_recorded_and_no_warning_given(proj, monkeypatch):
 
 def test_a_wider_checkpoint_is_an_error_naming_the_first_layer_and_both_shapes(proj):
     before = tree_digest(proj)
-    outcome = run_main("build", "--fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1",
+    outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1",
                        "--checkpoint", "ngf64.safetensors", "--out", "out")
     assert_one_line_error(outcome, "weights do not fit the architecture: layer '0.weight' is 8x64x4x4 in checkpoint "
                                    "ngf64.safetensors, 8x32x4x4 in the model (layers are never resized to fit")
@@ -95,13 +95,13 @@ def test_a_wider_checkpoint_is_an_error_naming_the_first_layer_and_both_shapes(p
 
 def test_a_narrower_checkpoint_is_refused_too(proj):
     """Narrower is how pruning looks, but only a bundle whose recipe records pruning may be narrower."""
-    outcome = run_main("build", "--fp32", "--model", "mygen16:ngf64", "--input-shape", "1x8x1x1",
+    outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:ngf64", "--input-shape", "1x8x1x1",
                        "--checkpoint", "ngf32.safetensors", "--out", "out")
     assert_one_line_error(outcome, "layer '0.weight' is 8x32x4x4 in checkpoint ngf32.safetensors, 8x64x4x4 in the model")
 
 
 def test_missing_and_unexpected_keys_name_the_first_of_each(proj):
-    outcome = run_main("build", "--fp32", "--model", "mygen16:renamed", "--input-shape", "1x8x1x1",
+    outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:renamed", "--input-shape", "1x8x1x1",
                        "--checkpoint", "ngf32.safetensors", "--out", "out")
     assert_one_line_error(outcome, "weights do not fit the architecture: missing '1.weight' (8x32x4x4 in the model) in checkpoint "
                                    "ngf32.safetensors; unexpected '0.bias' (32) in checkpoint ngf32.safetensors, "
@@ -162,14 +162,15 @@ def test_build_config_prune_message_speaks_of_prune():
         BuildConfig(prune=50).validate()
 
 
-@pytest.mark.parametrize("flags", [("--int8", "--fp16"), ("--fp16", "--int8"), ("--fp32", "--fp16", "--int8")])
-def test_two_precisions_are_an_error_not_the_last_one(proj, flags):
-    outcome = run_main("build", *flags, "--out", "out")
-    named = " and ".join(f for f in ("--int8", "--fp16", "--fp32") if f in flags)
-    assert_one_line_error(outcome, f"{named} contradict each other; give one precision")
+@pytest.mark.parametrize("old", ["--int8", "--fp16", "--fp32"])
+def test_the_old_precision_flags_are_gone_with_a_hint(proj, old):
+    outcome = run_main("build", old, "--out", "out")
+    assert_one_line_error(outcome, f"No such option '{old}'")
+    assert f"({old} is now --precision {old[2:]})" in outcome.stderr
 
 
-@pytest.mark.parametrize("flags, precision", [((), "int8"), (("--fp16",), "fp16"), (("--fp32",), "fp32"), (("--int8",), "int8")])
+@pytest.mark.parametrize("flags, precision", [((), "int8"), (("--precision", "fp16"), "fp16"), (("--precision", "fp32"), "fp32"),
+                                              (("--precision", "int8"), "int8")])
 def test_one_precision_flag_still_selects_it(proj, monkeypatch, flags, precision):
     import gencompress.cli.build_cmd as build_cmd
 
@@ -185,6 +186,6 @@ def test_one_precision_flag_still_selects_it(proj, monkeypatch, flags, precision
 
 
 def test_a_wrong_input_shape_is_reported_with_the_users_batch(proj):
-    outcome = run_main("build", "--fp32", "--model", "mygen16:ngf32", "--input-shape", "4x3x1x1", "--out", "out")
+    outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:ngf32", "--input-shape", "4x3x1x1", "--out", "out")
     assert_one_line_error(outcome, "input shape 4x3x1x1 does not fit the model")
     assert "2x3x1x1" not in outcome.stderr
