@@ -23,5 +23,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
+def pareto_rows(rows: list[dict], quality) -> list[dict]:
+    """The rows on the front of median latency against `quality(row)`, fastest first. A row
+    marked under the quality floor (row["meets_floor"] False: benchmarks/sweep.mark_floor) is
+    never on it, however fast: the sweep's JSON and the report's scatter share this rule."""
+    points = [(r["median_ms"], quality(r) if r.get("meets_floor", True) else None) for r in rows]
+    return [rows[i] for i in pareto_front(points)]
+
+
 def _finite(x) -> bool:
     return x is not None and not math.isnan(x) and not math.isinf(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import math
 
-from .pareto import pareto_front
+from .pareto import pareto_rows
 
 PSNR_CAP_DB = 100.0  # identical outputs have infinite PSNR; plot them at the cap
 LOG_SPAN = 100.0  # a latency axis goes log only when its values span more than this factor; linear reads easier
@@ -56,16 +56,20 @@ def label(row: dict) -> str:
 
 
 def latency_quality_scatter(rows: list[dict], batch: int) -> tuple[bytes, list[dict]]:
-    """PNG of median latency vs PSNR at `batch`, Pareto front joined; and the front's rows."""
+    """PNG of median latency vs PSNR at `batch`, Pareto front joined (rows under the quality
+    floor crossed out, never on it); and the front's rows."""
     plt = _plt()
     chosen = [r for r in rows if r["batch"] == batch and r.get("source", "measured") == "measured"]
-    points = [(r["median_ms"], quality_value(r)) for r in chosen]
-    front = [chosen[i] for i in pareto_front(points)]
+    front = pareto_rows(chosen, quality_value)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for backend in sorted({r["backend"] for r in chosen}):
         pts = [(r["median_ms"], quality_value(r)) for r in chosen if r["backend"] == backend and quality_value(r) is not None]
         if pts:
             ax.scatter(*zip(*pts), label=backend, s=36, alpha=0.8)
+    under = [r for r in chosen if r.get("meets_floor") is False and quality_value(r) is not None]
+    if under:
+        ax.scatter([r["median_ms"] for r in under], [quality_value(r) for r in under], marker="x", color="red", s=70,
+                   label="under the quality floor")
     if front:
         ax.plot([r["median_ms"] for r in front], [quality_value(r) for r in front], "k--", lw=1, label="Pareto front")
     on_front = {id(r) for r in front}

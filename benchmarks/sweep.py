@@ -2,7 +2,11 @@
 
 Each variant is judged against the *original* FP32 model on the same latents (not
 against its own pruned FP32 self), timed on one backend, and placed on the
-latency-vs-quality plane; the Pareto front at the scatter batch is marked. The best
+latency-vs-quality plane; the Pareto front at the scatter batch is marked. A variant under
+the quality floor that `build` enforces (gencompress/floor.py; against the original, here) is
+marked so, in the JSON and the report, and kept off the front: a fast variant nobody could
+ship is not a trade-off. Every precision is made by the build's own precision stage
+(export.apply_precision: the same INT8 forms, calibration and floor search). The best
 PyTorch configurations (eager, channels_last, torch.compile) of the original are timed
 too, so an INT8 gain is never quoted against eager alone. Roofline estimates for the
 named device profiles are added as rows labelled `estimated`, and set beside the
@@ -17,16 +21,19 @@ from pathlib import Path
 
 from gencompress.bundle import ONNX, Bundle
 from gencompress.errors import GencompressError
+from gencompress.floor import QualityFloor, quality_floor
 from gencompress.inputs import UserData, prepare_inputs
 from gencompress.progress import bar
 
 from . import devices, roofline
 from .bench import ROW_KEYS, BenchConfig, conditions, run
-from .pareto import pareto_front
+from .pareto import pareto_rows
 from .plots import quality_value
 from .realtime import verdict
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+# sweep precision -> (precision, target) of the build's precision stage (export.apply_precision)
+PRECISION_FORMS = {"fp32": ("fp32", "gpu"), "fp16": ("fp16", "gpu"), "int8": ("int8", "gpu"), "int8-cpu": ("int8", "cpu")}
+PRECISIONS = tuple(PRECISION_FORMS)
 BASELINES = ("torch", "torch-channels-last", "torch-compile")
 
 
@@ -52,6 +59,8 @@ class SweepConfig:
     progress: bool = True
     data: str | None = None  # --data SPEC: distil, calibrate and judge every variant on the user's inputs
     io_spec: dict = field(default_factory=dict)  # --input-kind/--input-range/--input-std/--output-range
+    min_psnr: float | None = None  # the quality floor, as build's: None is the default floor (gencompress/floor.py)
+    no_floor: bool = False
 
     def validate(self) -> None:
         if any(not 0.0 <= r < 1.0 for r in self.prune):
@@ -64,6 +73,20 @@ class SweepConfig:
             raise GencompressError(f"unknown baseline(s) {', '.join(bad)}; known: {', '.join(BASELINES)}")
         for key in self.estimate_profiles:
             devices.get(key)
+        self.floor()
+
+    def floor(self) -> QualityFloor | None:
+        """The floor INT8 variants are searched under and every variant is judged by (None: lifted)."""
+        return quality_floor(self.min_psnr, self.no_floor)
+
+    def precision_config(self, precision: str):
+        """The build's precision-stage config for a sweep precision. Its runtime is ONNX Runtime's:
+        the sweep times every variant on one backend (--backend), not the runtime `build` would choose."""
+        from gencompress.export import PrecisionConfig
+
+        graph_precision, target = PRECISION_FORMS[precision]
+        return PrecisionConfig(precision=graph_precision, target=target, min_psnr=self.min_psnr, no_floor=self.no_floor,
+                               threads=self.threads, cpu_runtime="onnxruntime")
 
     def bench_config(self, **overrides) -> BenchConfig:
         return BenchConfig(backends=(self.backend,), batches=self.batches, iters=self.iters, warmup=self.warmup,
@@ -79,40 +102,14 @@ def pruned(original: Bundle, ratio: float, cfg: SweepConfig, data: UserData | No
     return prune(original, PruneConfig(ratio=ratio, distill_steps=cfg.distill_steps), progress=cfg.progress, data=data)
 
 
-def with_precision(bundle: Bundle, precision: str, work: Path, data: UserData | None = None) -> Bundle:
-    """The bundle with a model.onnx at `precision` (exported from its PyTorch model)."""
-    from gencompress.export import OnnxConfig, to_onnx
+def with_precision(bundle: Bundle, precision: str, work: Path, cfg: SweepConfig, data: UserData | None = None) -> Bundle:
+    """The bundle with a model.onnx at sweep precision `precision`, made as `build` makes it:
+    its FP32 graph, then the precision stage (export.apply_precision)."""
+    from gencompress.export import apply_precision, with_fp32_onnx
 
     work.mkdir(parents=True, exist_ok=True)
-    if precision == "int8":
-        from gencompress.compress import QuantConfig, quantize
-
-        return to_onnx(quantize(bundle, QuantConfig(), progress=False, data=data), OnnxConfig(), work)
-    fp32 = to_onnx(bundle, OnnxConfig(), work)
-    if precision == "fp32":
-        return fp32
-    if precision == "fp16":
-        from gencompress.export.onnx_quant import convert_fp16
-
-        path, step = convert_fp16(fp32.file(ONNX), work / "fp16.onnx"), {"step": "convert", "precision": "fp16"}
-    else:  # int8-cpu: what `build --target cpu` makes (deconvolutions rewritten, QLinearConv)
-        from gencompress.export.onnx_quant import cpu_int8
-
-        (work / "int8cpu").mkdir(exist_ok=True)
-        calib = data.calibration(256).numpy() if data is not None else None
-        path, _ = cpu_int8(bundle.model, fp32.file(ONNX), work / "int8cpu", bundle.input_shape, bundle.manifest["input"], inputs=calib)
-        # a graph ONNX Runtime quantised nothing in is labelled what it is
-        step = {"step": "convert", "precision": "int8" if has_quantized_nodes(path) else "fp32"}
-    out = fp32.derive(step)
-    out.files[ONNX] = path
+    out, _ = apply_precision(with_fp32_onnx(bundle, work), cfg.precision_config(precision), work, progress=cfg.progress, data=data)
     return out
-
-
-def has_quantized_nodes(path: Path) -> bool:
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
-    return bool(ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"})
 
 
 def variant_name(ratio: float, precision: str) -> str:
@@ -126,7 +123,7 @@ def measure_variants(original: Bundle, cfg: SweepConfig, work: Path, data: UserD
     for ratio, precision in bar(jobs, "sweep", cfg.progress):
         if ratio not in cache:
             cache[ratio] = pruned(original, ratio, cfg, data)
-        variant = with_precision(cache[ratio], precision, work / variant_name(ratio, precision), data)
+        variant = with_precision(cache[ratio], precision, work / variant_name(ratio, precision), cfg, data)
         result = run(variant, cfg.bench_config(variant=variant_name(ratio, precision), data_samples=cfg.data_samples), reference=original,
                      data=data)
         result["prune_ratio"], result["sweep_precision"] = ratio, precision
@@ -183,15 +180,49 @@ def estimate_checks(runs: list[dict], cfg: SweepConfig) -> list[dict]:
     return checks
 
 
+def floor_note(row: dict, floor: QualityFloor) -> str | None:
+    """"under the floor: 18.8 dB < 35 dB, SSIM 0.57 < 0.97" for a row whose quality misses
+    `floor`, naming only what misses; None where it holds or the row has no quality."""
+    psnr_db, ssim = row.get("psnr_db"), row.get("ssim")
+    if psnr_db is None:
+        return None
+    misses = [f"{psnr_db:.1f} dB < {floor.min_psnr:g} dB"] if psnr_db < floor.min_psnr else []
+    if floor.min_ssim is not None and ssim is not None and ssim < floor.min_ssim:
+        misses.append(f"SSIM {ssim:.2f} < {floor.min_ssim:g}")
+    return f"under the floor: {', '.join(misses)}" if misses else None
+
+
+def mark_floor(rows: list[dict], floor: QualityFloor | None) -> list[dict]:
+    """Set row['meets_floor'] (and row['floor_note'] where it misses) on every row with a
+    quality; return one {"variant", "note"} per variant under the floor. No floor: nothing marked."""
+    under = {}
+    for r in rows:
+        if floor is None or r.get("psnr_db") is None:
+            continue
+        note = floor_note(r, floor)
+        r["meets_floor"] = note is None
+        if note:
+            r["floor_note"] = note
+            under.setdefault(r["variant"], note)
+    return [{"variant": v, "note": n} for v, n in under.items()]
+
+
 def mark_pareto(rows: list[dict], batch: int) -> list[str]:
-    """Set row['pareto'] on the measured rows at `batch`; return the front's labels."""
+    """Set row['pareto'] on the measured rows at `batch` (a row under the floor never is);
+    return the front's labels."""
     chosen = [r for r in rows if r["batch"] == batch and r["source"] == "measured"]
     # PSNR above the cap is FP32 rounding noise: such points count as equally good (as plotted)
-    points = [(r["median_ms"], quality_value(r)) for r in chosen]
-    front = {id(chosen[i]) for i in pareto_front(points)}
+    front = {id(r) for r in pareto_rows(chosen, quality_value)}
     for r in rows:
         r["pareto"] = id(r) in front
     return [f"{r['variant']} {r['backend']}" for r in chosen if id(r) in front]
+
+
+def summary_line(result: dict) -> str:
+    """The sweep in one line: rows, the front, and the variants kept off it by the floor."""
+    under = "; ".join(f"{u['variant']} ({u['note']})" for u in result["under_floor"])
+    return (f"{len(result['rows'])} rows; Pareto front: {'; '.join(result['pareto_front'])}"
+            + (f"; off the front, {under}" if under else ""))
 
 
 def sweep(original: Bundle, cfg: SweepConfig) -> dict:
@@ -208,12 +239,15 @@ def sweep(original: Bundle, cfg: SweepConfig) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     batch = 8 if 8 in cfg.batches else cfg.batches[0]
+    floor = cfg.floor()
+    under_floor = mark_floor(rows, floor)  # before the front: a row under the floor is kept off it
     return {
         "kind": "gencompress-sweep", "schema_version": 1, "model": runs[0]["model"],
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "quality_inputs": runs[0]["quality_inputs"],
         "conditions": conditions(cfg.bench_config()), "rows": rows, "pareto_batch": batch,
         "pareto_front": mark_pareto(rows, batch),
+        "floor": {**floor.as_dict(), "describe": floor.describe()} if floor else None, "under_floor": under_floor,
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],
         "estimate_vs_measured": estimate_checks(runs, cfg),
         "profiles": {key: devices.get(key).as_dict() for key in cfg.estimate_profiles},

@@ -2,10 +2,14 @@
 
 This uses ONNX Runtime's static quantisation. `qdq_symmetric` writes TensorRT's explicit
 form (symmetric INT8 activations and weights, zero-point 0, per-channel weights), the
-same contract as modelopt's export. `quantize_cpu` writes the form ONNX Runtime's CPU
+same contract as modelopt's export. `quantize_prepared` writes the form ONNX Runtime's CPU
 provider runs as integer kernels (`--target cpu`): unsigned asymmetric activations,
 per-channel signed weights, only Conv/Gemm/MatMul quantised, so every Conv becomes a
 QLinearConv (symmetric Q/DQ graphs ran slower than FP32 there).
+
+These are the quantisation engine's forms, not entry points: `build`, `sweep` and the scripts
+all go through export.precision.apply_precision, whose `--target cpu` search (int8_cpu.py)
+is the only caller of `quantize_prepared`.
 """
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
@@ -120,18 +123,6 @@ def cpu_options(fmt: str = "qdq", calibrator: str = "max") -> dict:
         calibrate_method=getattr(CalibrationMethod, CPU_CALIBRATORS[calibrator]),
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, **STRIDED},
     )
-
-
-def quantize_cpu(src: Path, dst: Path, input_shape, distribution: str, samples: int = 256, seed: int = 1234,
-                 fmt: str = "qdq", calibrator: str = "max", inputs: np.ndarray | None = None, batch: int = 32) -> Path:
-    """INT8 in the form ONNX Runtime's CPU provider runs fast (see module docstring).
-
-    With `qdq`, ONNX Runtime fuses each DequantizeLinear -> Conv -> QuantizeLinear into a
-    QLinearConv when it loads the session; `qoperator` writes QLinearConv directly.
-    """
-    options = cpu_options(fmt, calibrator)
-    _register_move_ops()
-    return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs, batch)
 
 
 def activation_bytes_per_sample(path: Path) -> int:
@@ -265,24 +256,3 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
     return dst
-
-
-def cpu_int8(model, fp32_onnx: Path, work: Path, input_shape, distribution: str, samples: int = 256,
-             fmt: str = "qoperator", deconv_form: str = "sub-pixel", inputs: np.ndarray | None = None, batch: int = 32) -> tuple[Path, dict]:
-    """`--target cpu` INT8: fold BatchNorm and rewrite ConvTranspose into convolutions
-    (exact, verified in FP32) so every layer is a QLinearConv, then quantise for ORT CPU.
-
-    Returns the INT8 ONNX path and the recipe step describing it. A model we only have as
-    ONNX is quantised as it is (its ConvTranspose layers then stay float).
-    """
-    from gencompress.compress.rewrite import cpu_integer_ready
-    from gencompress.export.onnx_export import OnnxConfig, export_module
-
-    step = {"step": "quantize", "tool": "onnxruntime.quantize_static", "format": f"cpu-u8s8-{fmt}", "form": CPU_FORM.format(fmt=fmt)}
-    src = fp32_onnx
-    if model is not None and not isinstance(model, torch.jit.ScriptModule):
-        rewritten, info = cpu_integer_ready(model, input_shape, form=deconv_form)
-        src = export_module(rewritten, input_shape, work / "fp32-rewritten.onnx", OnnxConfig())
-        step.update(info)
-    path = quantize_cpu(src, work / "model.onnx", input_shape, distribution, samples, fmt=fmt, inputs=inputs, batch=batch)
-    return path, step

@@ -3,8 +3,10 @@
     python scripts/cpu_int8.py [--models dcgan-pruned,upsample_conv,vae_decoder] [--reps 15]
 
 For each model: FP32 ONNX (as exported, ConvTranspose included) and the `--target cpu`
-INT8 ONNX (BatchNorm folded, deconvolutions rewritten exactly, quantize_static U8/S8
-per-channel, every conv a QLinearConv, channels-last depth-to-space). Latency at batch 8
+INT8 ONNX exactly as `build --int8 --target cpu` makes it, through the same entry point
+(export.apply_precision: BatchNorm folded, deconvolutions rewritten exactly, quantize_static
+U8/S8 per-channel, the calibrator and the float layers searched under the default quality
+floor), timed on ONNX Runtime (the build's OpenVINO runtime choice is not made). Latency at batch 8
 with 2 intra-op threads, timed by `ort_pair.time_graphs`: a clean child process, one
 shared thread pool, interleaved rounds, the speedup as the median of per-round ratios.
 PSNR of INT8 against FP32 on 64 fixed latents.
@@ -28,8 +30,8 @@ from gencompress.data import draw_inputs
 from gencompress.loading import load_spec
 from gencompress.metrics import psnr
 from gencompress.compress import PruneConfig, prune
-from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.onnx_quant import cpu_int8
+from gencompress.bundle import ONNX, SOURCE_ONNX
+from gencompress.export import PrecisionConfig, apply_precision, with_fp32_onnx
 from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.export.ort_pair import time_graphs
 
@@ -52,9 +54,11 @@ def source_bundle(name: str, distill_steps: int, trained: bool):
 def measure_model(name: str, args, work: Path) -> dict:
     bundle, how = source_bundle(name, args.distill_steps, args.trained)
     shape = bundle.input_shape
-    fp32 = export_module(bundle.model, shape, work / f"{name}-fp32.onnx", OnnxConfig())
     (work / name).mkdir()
-    int8, step = cpu_int8(bundle.model, fp32, work / name, shape, bundle.input_distribution)
+    source = with_fp32_onnx(bundle, work / name)
+    cfg = PrecisionConfig(precision="int8", target="cpu", threads=args.threads, cpu_runtime="onnxruntime")
+    out, _ = apply_precision(source, cfg, work / name, progress=False)
+    fp32, int8, step = source.file(SOURCE_ONNX), out.file(ONNX), out.last_step("quantize")
     z = draw_inputs(shape, 64, bundle.input_distribution, 0).numpy()
     quality = psnr(OrtRunner(SessionFromOnnx(fp32, args.threads)).infer(z), OrtRunner(SessionFromOnnx(int8, args.threads)).infer(z))
     load_before = os.getloadavg()

@@ -5,8 +5,10 @@
 On the trained digits DCGAN pruned 50% (short distillation): for each rewrite form
 (four-phase: exact MACs, 4 convs per layer; one-pass: one 2x2 conv, cropped; sub-pixel:
 one 3x3 conv, 2.25x MACs, then depth-to-space) the FP32 max abs error against the
-original, MACs, and the latency at batch 8, 2 threads of its INT8 graph (ORT
-quantize_static, QOperator) against the FP32 ONNX with ConvTranspose, interleaved.
+original, MACs, and the latency at batch 8, 2 threads of its INT8 graph against the FP32
+ONNX with ConvTranspose, interleaved. The INT8 graph is `build --int8 --target cpu`'s form
+(export.apply_precision, `deconv_form` set) with the floor lifted: every layer integer, so the
+forms compare as rewrites, not as searches that left different layers float.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from gencompress.data import draw_inputs
 from gencompress.metrics import psnr
 from gencompress.model_stats import count_macs
 from gencompress.compress.rewrite import DECONV_FORMS, cpu_integer_ready
+from gencompress.bundle import ONNX
+from gencompress.export import PrecisionConfig, apply_precision, with_fp32_onnx
 from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner, SessionFromOnnx
 
 from gencompress.export.ort_pair import time_graphs
@@ -35,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script, no
 from cpu_int8 import source_bundle  # noqa: E402
 
 
-def measure_forms(model, shape, how: str, args, work: Path) -> dict:
+def measure_forms(bundle, how: str, args, work: Path) -> dict:
     """Every rewrite form's FP32 error, MACs, INT8 latency and PSNR; graphs written in `work`."""
+    model, shape = bundle.model, bundle.input_shape
     fp32 = export_module(model, shape, work / "fp32.onnx", OnnxConfig())
     z = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
     forms, graphs = {}, {"fp32": fp32}
@@ -45,8 +49,9 @@ def measure_forms(model, shape, how: str, args, work: Path) -> dict:
         with torch.no_grad():
             err = (ready(z) - model(z)).abs().max().item()
         (work / form).mkdir()
-        path, _ = cpu_int8(model, fp32, work / form, shape, "normal", deconv_form=form)
-        graphs[form] = path
+        cfg = PrecisionConfig(precision="int8", target="cpu", no_floor=True, deconv_form=form, cpu_runtime="onnxruntime")
+        out, _ = apply_precision(with_fp32_onnx(bundle, work / form), cfg, work / form, progress=False)
+        graphs[form] = out.file(ONNX)
         forms[form] = {"fp32_max_abs_error": err, "macs": count_macs(ready, shape), **info}
     x = draw_inputs(shape, 64, "normal", 0).numpy()
     ref = OrtRunner(SessionFromOnnx(fp32, 2)).infer(x)
@@ -71,9 +76,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     bundle, how = source_bundle("dcgan-pruned", args.distill_steps, trained=True)
-    model, shape = bundle.model, bundle.input_shape
     with tempfile.TemporaryDirectory(prefix="gencompress-deconv-") as work:
-        result = measure_forms(model, shape, how, args, Path(work))
+        result = measure_forms(bundle, how, args, Path(work))
     forms = result["forms"]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")

@@ -34,8 +34,8 @@ from gencompress.bundle import Bundle
 from gencompress.compress import QuantConfig, quantize
 from gencompress.compress.calibration import calibration_inputs
 from gencompress.conditions import describe
-from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.onnx_quant import cpu_int8
+from gencompress.bundle import ONNX
+from gencompress.export import PrecisionConfig, apply_precision, with_fp32_onnx
 from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
 from gencompress.inputs import apply_io_spec, user_data
 from gencompress.loading import load_spec
@@ -83,13 +83,15 @@ def modelopt_rows(decoder_bundle, data, spread: float, evaluation: torch.Tensor,
 
 
 def cpu_rows(decoder_bundle, data, spread: float, evaluation: torch.Tensor, reference: np.ndarray, work: Path) -> list[dict]:
-    fp32 = export_module(decoder_bundle.model, decoder_bundle.input_shape, work / "fp32.onnx", OnnxConfig())
+    """`build --int8 --target cpu`'s form (export.apply_precision) calibrated on each set, the
+    floor lifted: the plain INT8 quality each calibration set gives, not a search's float layers."""
     rows = []
+    cfg = PrecisionConfig(precision="int8", target="cpu", calib_samples=CALIB, calib_from="latents", no_floor=True, cpu_runtime="onnxruntime")
     for i, (name, (bundle, source)) in enumerate(calibrations(decoder_bundle, data, spread).items()):
-        inputs, how = calibration_inputs(bundle, CALIB, 1234, "latents", source)
         (work / str(i)).mkdir()
-        path, _ = cpu_int8(bundle.model, fp32, work / str(i), bundle.input_shape, bundle.manifest["input"], CALIB, inputs=inputs.numpy())
-        runner = OrtRunner(SessionFromOnnx(path, 2))
+        out, _ = apply_precision(with_fp32_onnx(bundle, work / str(i)), cfg, work / str(i), progress=False, data=source)
+        how = out.last_step("quantize")["calibration_data"]
+        runner = OrtRunner(SessionFromOnnx(out.file(ONNX), 2))
         out = run_batches(runner, evaluation.numpy())
         runner.close()
         rows.append({"form": "ONNX Runtime CPU integer form (--target cpu)", "calibrated_on": name, "calibration_data": how,

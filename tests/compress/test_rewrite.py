@@ -11,11 +11,11 @@ from gencompress.compress.rewrite import (
     DECONV_FORMS, StemAsConv, UpsampleConvAsSubPixel, cpu_integer_ready, rewrite_deconvs, rewrite_for,
 )
 from gencompress.errors import GencompressError
-from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.onnx_export import OnnxConfig, export_module
 from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.metrics import psnr
 from gencompress.model_stats import count_macs
+from tests.helpers import cpu_int8_graph
 
 
 @pytest.mark.parametrize("form", sorted(DECONV_FORMS))
@@ -97,7 +97,7 @@ def test_cpu_ready_model_matches_with_folded_norms(tiny_dcgan):
 def test_cpu_int8_graph_is_integer_convs(tiny_dcgan, tmp_path):
     shape = tiny_dcgan.input_shape
     fp32 = export_module(tiny_dcgan.model, shape, tmp_path / "fp32.onnx", OnnxConfig())
-    path, step = cpu_int8(tiny_dcgan.model, fp32, tmp_path, shape, "normal", samples=64)
+    path, step = cpu_int8_graph(tiny_dcgan, tmp_path, samples=64)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "ConvTranspose" not in ops and "Conv" not in ops
     assert ops.count("QLinearConv") == 4
@@ -124,9 +124,7 @@ def test_cpu_int8_runs_channels_last_between_integer_convs(fixture, tmp_path, re
     only layout Transposes left next to an integer conv are at the graph's input and its
     last (narrow) layer, and no Resize stays in the graph."""
     bundle = request.getfixturevalue(fixture)
-    shape = bundle.input_shape
-    fp32 = export_module(bundle.model, shape, tmp_path / "fp32.onnx", OnnxConfig())
-    path, step = cpu_int8(bundle.model, fp32, tmp_path, shape, "normal", samples=32)
+    path, step = cpu_int8_graph(bundle, tmp_path, samples=32)
     ops = _ort_optimised_ops(path, tmp_path)
     assert "Resize" not in ops and "Upsample" not in ops
     convs = [i for i, op in enumerate(ops) if op == "QLinearConv"]
@@ -150,7 +148,7 @@ def test_cyclegan_style_deconv_before_instancenorm_quantises_to_integer_convs(tm
     ).eval()
     shape = (3, 8, 8)
     fp32 = export_module(model, shape, tmp_path / "fp32.onnx", OnnxConfig())
-    path, step = cpu_int8(model, fp32, tmp_path, shape, "uniform", samples=32)
+    path, step = cpu_int8_graph(model, tmp_path, shape, "uniform", samples=32)
     assert step["deconvs_rewritten"] == ["3", "6"]
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "ConvTranspose" not in ops and ops.count("QLinearConv") == 4
@@ -168,7 +166,7 @@ def test_layers_with_equal_biases_keep_their_own_int8_bias(form, tmp_path):
     model = nn.Sequential(nn.Conv2d(4, 16, 3, 1, 1), nn.ReLU(), deconv, nn.ReLU(), nn.Conv2d(16, 2, 3, 1, 1)).eval()
     shape = (4, 6, 6)
     fp32 = export_module(model, shape, tmp_path / "fp32.onnx", OnnxConfig())
-    path, _ = cpu_int8(model, fp32, tmp_path, shape, "normal", samples=64, deconv_form=form)
+    path, _ = cpu_int8_graph(model, tmp_path, shape, "normal", samples=64, deconv_form=form)
     graph = onnx.load(str(path)).graph
     biases = [n.input[8] for n in graph.node if n.op_type == "QLinearConv" and len(n.input) > 8]
     assert len(biases) == len(set(biases))

@@ -11,11 +11,11 @@ from gencompress.compress import PruneConfig, prune
 from gencompress.compress.prune import prune_module
 from gencompress.data import draw_inputs
 from gencompress.export.onnx_export import OnnxConfig, export_module
-from gencompress.export.onnx_quant import cpu_int8
 from gencompress.export.runners import OrtRunner, SessionFromOnnx
 from gencompress.metrics import psnr
 from gencompress.train.pretrained import zoo_bundle
 from tests.compress.conftest import randomize_norms
+from tests.helpers import cpu_int8_graph
 
 SMALL = {"dcgan": {"nz": 16, "ngf": 16}, "upsample_conv": {"nz": 16, "ngf": 16},
          "resnet_generator": {"ngf": 16}, "vae_decoder": {"nz": 16, "ngf": 16}}
@@ -36,7 +36,7 @@ def test_every_zoo_generator_prunes_and_runs_integer_convs_on_cpu(name, tmp_path
     with torch.no_grad():
         assert pruned.model(x).shape == bundle.model(x).shape
     fp32 = export_module(pruned.model, shape, tmp_path / "fp32.onnx", OnnxConfig())
-    path, step = cpu_int8(pruned.model, fp32, tmp_path, shape, bundle.input_distribution, samples=32)
+    path, step = cpu_int8_graph(pruned, tmp_path, samples=32)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert "ConvTranspose" not in ops and "Conv" not in ops and "QLinearConv" in ops
     assert psnr(OrtRunner(SessionFromOnnx(fp32, 2)).infer(x.numpy()), OrtRunner(SessionFromOnnx(path, 2)).infer(x.numpy())) >= 30.0
