@@ -22,7 +22,7 @@ from torch import nn
 
 from gencompress import zoo
 from gencompress.atomic import atomic_write_bytes
-from gencompress.bundle import Bundle
+from gencompress.bundle import Bundle, new_manifest
 from gencompress.errors import GencompressError
 from gencompress.progress import bar
 
@@ -381,8 +381,6 @@ def fit(cfg: TrainConfig) -> Bundle:
 
 
 def finish(run: Run, evaluator: Evaluator | None) -> Bundle:
-    from .pretrained import zoo_bundle
-
     replica_diff = distributed.replica_max_diff(distributed.unwrap(run.generator), run.ctx)
     step = {"step": "train", "objective": run.obj.name, "data": run.data.name, "steps": run.step,
             "epochs": run.epoch, "seed": run.cfg.seed, "batch_size": run.cfg.batch_size,
@@ -402,6 +400,19 @@ def finish(run: Run, evaluator: Evaluator | None) -> Bundle:
         metrics["recon_mse"] = reconstruction_mse(run, run.ema, distributed.unwrap(run.critic))
     bundle.manifest["metrics"]["train"] = metrics
     return _attach_files(run, bundle).save(run.cfg.out)
+
+
+def zoo_bundle(name: str, model: nn.Module, **kwargs) -> Bundle:
+    """An in-memory bundle for a zoo model (trained or not)."""
+    entry = zoo.get(name)
+    merged = {**entry.defaults, **kwargs}
+    shape = list(entry.input_shape(merged))
+    manifest = new_manifest(
+        architecture={"kind": "zoo", "name": name, "kwargs": merged},
+        input_spec={"name": "latent", "shape": shape, "dtype": "float32", "distribution": entry.input_distribution},
+        output_spec={"name": "image", "range": [-1.0, 1.0], "layout": "NCHW"},
+    )
+    return Bundle(manifest, model.eval())
 
 
 def _attach_files(run: Run, bundle: Bundle) -> Bundle:

@@ -2,10 +2,11 @@
 
 `gencompress build` with no `--model` compresses the zoo's DCGAN trained here: a short
 non-saturating GAN run (Goodfellow et al. 2014, Adam 2e-4, beta1 0.5 as in DCGAN) that
-takes about three minutes on 2 CPU cores. That default ships trained inside the package
-(train/weights/, written by scripts/package_default_weights.py with this same function), so a
-fresh clone starts from it; any other model, step count or seed trains on first use into the
-cache folder, written atomically, so a killed first run simply trains again next time.
+takes about three minutes on 2 CPU cores. Every model trains through the training stage's
+one loop (`fit`, loop.py): GANs with the `gan` objective, VAEs with the ELBO. That default
+ships trained inside the package (train/weights/, written by scripts/package_default_weights.py),
+so a fresh clone starts from it; any other model, step count or seed trains on first use into
+the cache folder, written atomically, so a killed first run simply trains again next time.
 """
 from __future__ import annotations
 
@@ -13,19 +14,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 from gencompress import zoo
-from gencompress.bundle import Bundle, new_manifest
+from gencompress.bundle import Bundle
 from gencompress.cache import cache_dir
-from gencompress.data import load_digits
 from gencompress.errors import GencompressError
-from gencompress.progress import bar
+
+from .config import TrainConfig
+from .loop import fit, zoo_bundle
+
+__all__ = ["DEFAULT_STEPS", "PACKAGED_DIR", "cached_path", "get_or_train", "packaged_bundle", "zoo_bundle"]
 
 # Steps per zoo model: enough for recognisable digits in about two minutes on 2 cores.
 DEFAULT_STEPS = {"dcgan": 1500, "upsample_conv": 900, "vae_decoder": 1500}
-CACHE_VERSION = 2  # 2: GAN bundles carry their discriminator
+# 2: GAN bundles carry their discriminator. GANs have trained through fit() since (EMA
+# weights, epoch-ordered batches), not a loop of their own; a bundle the former loop trained
+# (the shipped default is one) is still a whole bundle of that model, step count and seed, and
+# its recipe says how it was trained, so the key did not change.
+CACHE_VERSION = 2
 
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "weights"  # trained bundles shipped with the package
@@ -64,67 +69,15 @@ def get_or_train(name: str, steps: int | None = None, seed: int = 0, progress: b
         return found
     if progress:
         print(f"gencompress: training zoo model {name!r} on digits ({steps} steps, cached in {path})", file=sys.stderr)
-    if is_vae:
-        return train_digits_vae(name, steps, seed, path, progress)
-    generator, discriminator = train_digits_gan(name, steps, seed, progress)
-    bundle = zoo_bundle(name, generator)
-    bundle.record({"step": "train", "data": "digits", "objective": "gan", "steps": steps, "seed": seed,
-                                      "discriminator_kwargs": {}})
-    from .loop import save_state
-
-    with tempfile.TemporaryDirectory(prefix="gencompress-zoo-train-") as work:
-        bundle.files["discriminator.safetensors"] = save_state(discriminator, Path(work) / "discriminator.safetensors")
-        return bundle.save(path)
+    return train_on_digits(name, steps, seed, path, progress)
 
 
-def zoo_bundle(name: str, model: torch.nn.Module, **kwargs) -> Bundle:
-    """An in-memory bundle for a zoo model (trained or not)."""
-    entry = zoo.get(name)
-    merged = {**entry.defaults, **kwargs}
-    shape = list(entry.input_shape(merged))
-    manifest = new_manifest(
-        architecture={"kind": "zoo", "name": name, "kwargs": merged},
-        input_spec={"name": "latent", "shape": shape, "dtype": "float32", "distribution": entry.input_distribution},
-        output_spec={"name": "image", "range": [-1.0, 1.0], "layout": "NCHW"},
-    )
-    return Bundle(manifest, model.eval())
-
-
-def train_digits_gan(name: str, steps: int, seed: int, progress: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Non-saturating GAN on digits: D maximises log D(x) + log(1 - D(G(z))), G maximises log D(G(z))."""
-    torch.manual_seed(seed)
-    images, _ = load_digits(32)
-    generator = zoo.build(name)
-    discriminator = zoo.get(name).discriminator()
-    nz = zoo.input_shape(name)
-    opt_g = torch.optim.Adam(generator.parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
-    batch = 64
-    for _ in bar(range(steps), f"train {name}", progress):
-        real = images[torch.randint(0, len(images), (batch,))]
-        fake = generator(torch.randn(batch, *nz))
-        # softplus(-l) = -log sigmoid(l): the numerically stable form of the log losses
-        loss_d = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = F.softplus(-discriminator(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if not torch.isfinite(loss_d + loss_g):
-            raise GencompressError(f"training {name} diverged (loss is not finite)")
-    return generator.eval(), discriminator.eval()
-
-
-def train_digits_vae(name: str, steps: int, seed: int, path: Path, progress: bool = True) -> Bundle:
-    """A VAE (ELBO) on digits through the training stage; the bundle keeps its encoder
-    (for calibration from real data). Checkpoints and logs live in a temporary folder."""
-    from .config import TrainConfig
-    from .loop import fit
-
+def train_on_digits(name: str, steps: int, seed: int, path: Path, progress: bool = True) -> Bundle:
+    """`name` trained on digits through the training stage (a GAN with the `gan` objective, a
+    VAE with the ELBO), saved at `path`; the bundle keeps the discriminator (adversarial
+    distillation) or the encoder (calibration from real data). Checkpoints and logs live in a
+    temporary folder."""
     with tempfile.TemporaryDirectory(prefix="gencompress-zoo-train-") as work:
         cfg = TrainConfig(model=name, out=str(path), max_steps=steps, seed=seed, evaluate=False,
                           samples_every_epoch=False, checkpoint_dir=work, progress=progress)
-        fit(cfg)
-    return Bundle.load(path)
+        return fit(cfg)

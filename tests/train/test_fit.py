@@ -218,6 +218,9 @@ def test_the_default_ships_trained_and_other_recipes_train_on_first_use(tmp_path
 
     trained = pretrained.get_or_train("dcgan", steps=3, progress=False)
     assert trained.path == pretrained.cached_path("dcgan", 3, 0) and trained.manifest["recipe"][-1]["steps"] == 3
+    # through the training stage's one loop (fit: EMA weights, batch size recorded), not a loop of its own
+    assert {"objective": "gan", "ema_decay": 0.999, "batch_size": 64}.items() <= trained.manifest["recipe"][-1].items()
+    assert "discriminator.safetensors" in trained.files
 
     corrupt = tmp_path / "weights"
     shutil.copytree(pretrained.PACKAGED_DIR, corrupt)
