@@ -8,7 +8,8 @@ number, the per-precision figure is derived from it and the note says how.
 `op_overhead_us` is a fixed cost per layer (kernel launch, framework dispatch) that the
 roofline adds: small generators at batch 1 are dominated by it, not by FLOPs.
 `calibrated` marks profiles whose effective throughput was *measured* rather than read
-off a datasheet (this machine's CPU: see CPU_CALIBRATION).
+off a datasheet. The one CPU profile, `cpu`, is this machine's, measured here at run time and
+cached per CPU model and flags (benchmarks/cpu_profile.py): no CPU figure is written down here.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class DeviceProfile:
     op_overhead_us: float = 5.0
     calibrated: bool = False
     note: str = ""
+    cpu_flags: tuple[str, ...] = ()  # a CPU profile: the instruction sets it was measured with (avx2, avx512_vnni, amx_int8...)
 
     def peak_tflops(self, precision: str) -> float:
         table = {"fp32": self.fp32_tflops, "fp16": self.fp16_tflops, "bf16": self.fp16_tflops, "int8": self.int8_tops}
@@ -53,15 +55,26 @@ def register(profile: DeviceProfile) -> DeviceProfile:
     return profile
 
 
-def get(key: str) -> DeviceProfile:
+CPU_KEY = "cpu"  # this machine's CPU: measured on first use (benchmarks/cpu_profile.py)
+# The CPU profile's earlier name (a profile of one machine, written down); it now means this machine's.
+ALIASES = {"cpu-epyc-2c": CPU_KEY}
+
+
+def get(key: str, threads: int = 2) -> DeviceProfile:
+    """A registered profile, or this machine's CPU (`cpu`, at `threads`), measured here if not cached."""
+    key = ALIASES.get(key, key)
+    if key == CPU_KEY:
+        from .cpu_profile import this_cpu
+
+        return this_cpu(threads)
     try:
         return PROFILES[key]
     except KeyError:
-        raise GencompressError(f"unknown device profile {key!r}; known: {', '.join(sorted(PROFILES))}") from None
+        raise GencompressError(f"unknown device profile {key!r}; known: {', '.join(names())}") from None
 
 
 def names() -> list[str]:
-    return sorted(PROFILES)
+    return sorted([*PROFILES, CPU_KEY])
 
 
 # --- data-centre and desktop GPUs --------------------------------------------------------
@@ -99,26 +112,3 @@ register(DeviceProfile("jetson-thor", "NVIDIA Jetson AGX Thor (T5000)", "jetson"
                        "Jetson Thor Series Data Sheet / product page: 2070 sparse FP4 TFLOPS, 2560-core Blackwell GPU, "
                        "LPDDR5X 273 GB/s", op_overhead_us=6.0,
                        note="derived: FP16 dense = FP4 sparse / 8, INT8 dense = FP16 x 2; FP32 = 2560 cores x 2 x ~1.57 GHz; verify on device"))
-
-# --- this machine's CPU ---------------------------------------------------------------------
-
-# Measured on this machine by scripts/calibrate_cpu.py (ONNX Runtime 1.32, 2 threads,
-# conv-heavy graph at batch 8): effective, not peak. The datasheet peak of a Zen 4 core
-# (2 x 256-bit FMA per clock = 32 FP32 FLOPs/clk) at ~2.6 GHz would be ~166 GFLOPS for
-# 2 cores, which small-channel generator layers never approach; a roofline on that peak
-# underestimates latency by well over 3x, so the profile carries the measured figure.
-CPU_CALIBRATION = {
-    "effective_fp32_gflops": 50.0,  # 3x3 Conv 64->64, 8x32x32: fastest of 30 runs
-    "effective_int8_gops": 350.0,  # the same Conv in Q/DQ form (QLinearConv, AVX-512 VNNI)
-    "effective_mem_bw_gbs": 10.0,  # Add of two 64 MiB tensors
-    "op_overhead_us": 0.33,  # ONNX Runtime's dispatch per node on tiny tensors
-    "how": "python scripts/calibrate_cpu.py, ONNX Runtime 1.32, 2 threads, 2026-11-25, load average ~11 "
-           "(other jobs running): fastest-run figures; re-run on a quiet machine to refine",
-}
-
-register(DeviceProfile("cpu-epyc-2c", "AMD EPYC (Zen 4), 2 vCPUs, ONNX Runtime", "cpu",
-                       CPU_CALIBRATION["effective_fp32_gflops"] / 1000, CPU_CALIBRATION["effective_fp32_gflops"] / 1000,
-                       CPU_CALIBRATION["effective_int8_gops"] / 1000, CPU_CALIBRATION["effective_mem_bw_gbs"],
-                       "measured effective throughput on this machine (scripts/calibrate_cpu.py); peak per AMD Zen 4 "
-                       "(Genoa) documentation: 32 FP32 FLOPs/clk/core", op_overhead_us=CPU_CALIBRATION["op_overhead_us"],
-                       calibrated=True, note="FP16 runs at FP32 speed on this CPU under ONNX Runtime (no FP16 compute)"))

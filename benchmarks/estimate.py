@@ -28,7 +28,7 @@ class EstimateConfig:
 
 
 def estimate_bundle(bundle: Bundle, cfg: EstimateConfig) -> dict:
-    profile = devices.get(cfg.device)
+    profile = devices.get(cfg.device, cfg.threads)  # `cpu`: this machine's, measured at these threads
     with tempfile.TemporaryDirectory(prefix="gencompress-estimate-") as workdir:
         return _estimate_target(target_from_bundle(bundle, Path(workdir)), profile, cfg)
 
@@ -45,6 +45,21 @@ def _estimate_target(target, profile: devices.DeviceProfile, cfg: EstimateConfig
         results.append(est)
     return {"kind": "gencompress-estimate", "model": target.name, "onnx_precision": target.onnx_precision,
             "profile": profile.as_dict(), "estimates": results}
+
+
+def list_devices_text(threads: int = 2) -> str:
+    """`estimate --list-devices`: every profile with its peaks and source; this machine's CPU as
+    measured (if it has been) or as not measured yet: listing measures nothing."""
+    from .cpu_profile import describe
+
+    lines = []
+    for key in devices.names():
+        if key == devices.CPU_KEY:
+            lines.append(f"{key:<18} {describe(threads)}")
+            continue
+        p = devices.get(key)
+        lines.append(f"{key:<18} {p.name}: FP16 {p.fp16_tflops} TFLOPS, INT8 {p.int8_tops} TOPS, {p.mem_bw_gbs} GB/s  [{p.source}]")
+    return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:

@@ -8,7 +8,7 @@ kernels (free on GPU/Jetson profiles); ONNX Runtime on a CPU runs them (elementw
 A convolution whose weight comes through DequantizeLinear counts at INT8 peak. On GPU
 profiles BatchNorm and activations are fused into the layer before them (as TensorRT does);
 on CPU profiles a layer with fewer output channels than vector lanes runs proportionally
-slower (CPU_VECTOR_LANES).
+slower (cpu_vector_lanes: 16 float32 lanes with AVX-512, 8 with AVX2, from the profile's CPU flags).
 """
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ ELEMENTWISE_FLOPS = {"BatchNormalization": 2, "Relu": 1, "LeakyRelu": 2, "Tanh":
 INT8_ON_CPU = ("Conv", "MatMul", "Gemm")
 # TensorRT fuses these into the epilogue of the layer before them (and BatchNorm into its weights)
 FUSED_ON_GPU = ("BatchNormalization", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Clip")  # ONNX Runtime has integer kernels for these, not ConvTranspose
-# A CPU computes a convolution as a GEMM whose rows are the output channels, vectorised
-# 16 float32 lanes wide (AVX-512): a layer with fewer output channels than lanes leaves
-# lanes idle (a 7x7 Conv to one grey channel runs at 1/16 of the calibrated throughput).
-CPU_VECTOR_LANES = 16
+# A CPU computes a convolution as a GEMM whose rows are the output channels, vectorised as
+# wide as its registers (16 float32 lanes with AVX-512, 8 with AVX2): a layer with fewer output
+# channels than lanes leaves lanes idle (a 7x7 Conv to one grey channel runs at 1/16 of the
+# measured throughput on AVX-512).
+def cpu_vector_lanes(profile: DeviceProfile) -> int:
+    return 16 if "avx512f" in profile.cpu_flags else 8
 DTYPE_BYTES = {1: 4, 10: 2, 16: 2, 3: 1, 2: 1, 6: 4, 7: 8, 11: 8, 9: 1}
 
 
@@ -160,7 +162,7 @@ def vector_efficiency(node, shapes, profile: DeviceProfile) -> float:
     rows = out[1] if node.op_type in ("Conv", "ConvTranspose") else out[-1]
     if node.op_type == "ConvTranspose":  # its GEMM (before col2im) has Cout x kernel rows
         rows *= _numel(shapes[node.input[1]][0][2:])
-    return min(1.0, rows / CPU_VECTOR_LANES)
+    return min(1.0, rows / cpu_vector_lanes(profile))
 
 
 def _shapes_known(node, shapes) -> bool:
