@@ -26,6 +26,7 @@ from gencompress.metrics import fidelity, ssim
 
 from . import runners_extra, tegrastats  # runners_extra registers torch-compile, cuda-graph, trt
 from .latency import UNSTABLE_FACTOR, measure, unstable_note
+from .report import format_load
 from .memory import device_peak_mb, host_peak_rss_mb, host_rss_mb, reset_device_peak
 from .realtime import verdict
 
@@ -261,11 +262,6 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
     return "n/a" if value is None else str(value)
-
-
-def format_load(load) -> str:
-    """'load 3.29 / 2.10 / 1.50 (1/5/15 min)' from os.getloadavg()'s three numbers."""
-    return "load n/a" if not load else f"load {' / '.join(f'{x:.2f}' for x in load)} (1/5/15 min)"
 
 
 def results_table(result: dict) -> str:

@@ -165,7 +165,19 @@ def _paired_line(paired: dict | None, precision: str) -> list[str]:
             f"({paired['method']}).", ""]
 
 
-def _runtime_section(choice: dict | None) -> list[str]:
+def format_load(load) -> str:
+    """'load 3.29 / 2.10 / 1.50 (1/5/15 min)' from os.getloadavg()'s three numbers."""
+    return "load n/a" if not load else f"load {' / '.join(f'{x:.2f}' for x in load)} (1/5/15 min)"
+
+
+def _quality_bar(choice: dict, floor_given: bool) -> str:
+    """The CPU runtime choice's bar, saying where its number came from (a default floor is not '--min-psnr 35')."""
+    if choice["quality_bar"].startswith("--min-psnr") and not floor_given:
+        return f"the default floor's PSNR, {choice['quality_bar_db']:g} dB (no --min-psnr given)"
+    return choice["quality_bar"]
+
+
+def _runtime_section(choice: dict | None, floor_given: bool = True) -> list[str]:
     """`--target cpu` INT8: the runtime chosen by measurement, each candidate's speed and quality."""
     if not choice:
         return []
@@ -176,7 +188,7 @@ def _runtime_section(choice: dict | None) -> list[str]:
     return ["## CPU runtime", "", f"**{summary_line(choice)}**.", "",
             markdown_table(["candidate", "runtime", "PSNR (dB)", f"median ms (batch {choice['batch']})", "speed vs FP32 ONNX Runtime",
                             "meets the quality bar"], rows), "",
-            f"Quality bar: {choice['quality_bar']}. Timing: {choice['method']}; load average {choice['loadavg_1_5_15']}.",
+            f"Quality bar: {_quality_bar(choice, floor_given)}. Timing: {choice['method']}; {format_load(choice['loadavg_1_5_15'])}.",
             *[f"- {note}" for note in choice["notes"]], ""]
 
 
@@ -191,7 +203,8 @@ def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
     table = markdown_table(["layer", "precision", "PSNR with only this layer INT8 (dB)"],
                            [[k, v, alone.get(k)] for k, v in layer_precision.items()])
     kept = sensitivity.get("keep_float") or []
-    text = (f"Budget {sensitivity['budget_db']:g} dB: {sensitivity['psnr_db']:.2f} dB on the search latents with "
+    # "inputs", not "latents": a super-resolution or image-to-image model searches on images
+    text = (f"Budget {sensitivity['budget_db']:g} dB: {sensitivity['psnr_db']:.2f} dB on the held-out search inputs with "
             f"{len(kept)} layer(s) kept float{' (' + ', '.join(kept) + ')' if kept else ''}.\n\n{table}")
     return text + speed_markdown(sensitivity)
 
@@ -237,6 +250,42 @@ def _inputs_line(quality: dict) -> str:
     return f"{record['evaluation_samples']} evaluation inputs of the user's data, {describe_record(record)}"
 
 
+def _default_floor(quality: dict) -> bool:
+    return "(the default floor)" in quality.get("floor", "")
+
+
+# How the compressed graph ran for the quality numbers, by ONNX Runtime's graph optimisation level
+ORT_RUNTIME_TEXT = {"disable": "ONNX Runtime CPU, graph optimisations off (TensorRT's arithmetic: its explicit Q/DQ, no CPU fusions)",
+                    "all": "ONNX Runtime CPU, all graph optimisations (as it is deployed on a CPU)"}
+
+
+def runtime_text(runtime: str) -> str:
+    """The summary's runtime ("ONNX Runtime CPU, graph optimisation disable") as a person reads it."""
+    prefix = "ONNX Runtime CPU, graph optimisation "
+    return ORT_RUNTIME_TEXT.get(runtime[len(prefix):], runtime) if runtime.startswith(prefix) else runtime
+
+
+def size_markdown(summary: dict) -> str:
+    """Parameters and bytes before and after: the FP32 weights (4 bytes a parameter) against the compressed graph's file."""
+    params, files, prune = summary.get("params"), summary.get("file_bytes") or {}, summary.get("prune")
+    before = prune["params_before"] if prune else params
+    fp32_bytes = 4 * before if before else None
+    after_bytes = files.get("compressed_onnx")
+    rows = [["parameters", before, params],
+            ["bytes", f"{_bytes(fp32_bytes)} (FP32 weights)", f"{_bytes(after_bytes)} ({summary['precision']} graph, model.onnx)"],
+            ["MACs per image", prune["macs_before"] if prune else summary.get("macs"), summary.get("macs")]]
+    text = markdown_table(["", "original (FP32)", "compressed"], rows)
+    if fp32_bytes and after_bytes:
+        text += f"\n\n{fp32_bytes / after_bytes:.2f}x smaller on disk (the graph file also holds its structure and scales)."
+    return text
+
+
+def _bytes(n: int | None) -> str:
+    if not n:
+        return "n/a"
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
 def _range(quality: dict) -> str:
     low, high = quality.get("output_range", (-1.0, 1.0))
     return f"{low:g}, {high:g}"
@@ -271,7 +320,7 @@ def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -
         "## Quality against the original FP32 model",
         "",
         f"On {_inputs_line(q)}; output range [{_range(q)}], so PSNR's peak is {q.get('psnr_peak', 2.0):g}; "
-        f"reference: {q['reference']}" + (f"; compressed graph run on {q['runtime']}." if q.get("runtime") else "."),
+        f"reference: {q['reference']}" + (f"; compressed graph run on {runtime_text(q['runtime'])}." if q.get("runtime") else "."),
         "",
         markdown_table(["metric", "value"], [["PSNR (dB)", q["psnr_db"]], ["max abs error", q["max_abs_error"]], ["cosine similarity", q["cosine"]]]),
         "",
@@ -296,11 +345,11 @@ def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -
         "",
         *_calls_line(summary["latency"]),
         *_paired_line(summary.get("paired_speedup"), summary["precision"]),
-        *_runtime_section(summary.get("cpu_runtime")),
+        *_runtime_section(summary.get("cpu_runtime"), floor_given=not _default_floor(q)),
         *_estimate_line(summary.get("target_estimate"), summary["precision"]),
         "## Size",
         "",
-        markdown_table(["", "value"], [["parameters", summary.get("params")], ["MACs per image", summary.get("macs")]]),
+        size_markdown(summary),
         "",
         *(["## Pruning", "", prune_markdown(summary["prune"])] if summary.get("prune") else []),
         "## Precision per layer",
@@ -314,7 +363,8 @@ def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -
         *_time_section(summary.get("time")),
         "## Conditions",
         "",
-        markdown_table(["", "value"], [["device", cond["device_name"]], ["threads", cond["threads"]], ["cpus", cond["cpu_count"]], ["platform", cond["platform"]], ["commit", cond["commit"]]]
+        markdown_table(["", "value"], [["device", cond["device_name"]], ["threads", cond["threads"]], ["cpus", cond["cpu_count"]],
+                                       ["load average", format_load(cond.get("loadavg_1_5_15"))], ["platform", cond["platform"]], ["commit", cond["commit"]]]
                        + [[k, v] for k, v in cond["versions"].items()]),
         "",
     ]

@@ -21,7 +21,7 @@ from gencompress.errors import GencompressError
 
 from . import plots, results_io
 from .latency import unstable_note
-from .report import _fmt, markdown_table, sample_grid
+from .report import _fmt, format_load, markdown_table, sample_grid
 
 RESULT_KINDS = ("gencompress-bench", "gencompress-sweep")
 
@@ -166,14 +166,14 @@ def samples_section(runs: list[dict]) -> Section | None:
 
 
 def conditions_section(runs: list[dict]) -> Section:
-    header = ["run", "device", "threads", "cpus", "load avg (1/5/15 min)", "iters", "warm-up", "commit", "torch", "onnxruntime", "created"]
+    header = ["run", "device", "threads", "cpus", "load average", "iters", "warm-up", "commit", "torch", "onnxruntime", "created"]
     table = []
     for run in runs:
         c = run.get("conditions", {})
         v = c.get("versions", {})
         load = c.get("loadavg_1_5_15")
         table.append([Path(run.get("_file", "?")).name, c.get("device_name"), c.get("threads"), c.get("cpu_count"),
-                      " / ".join(f"{x:.2f}" for x in load) if load else "n/a", c.get("iters"), c.get("warmup"),
+                      format_load(load), c.get("iters"), c.get("warmup"),
                       c.get("commit"), v.get("torch"), v.get("onnxruntime"), c.get("created")])
     return Section("Conditions", "Every number above was taken under these conditions.", [(header, table)])
 

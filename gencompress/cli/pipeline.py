@@ -296,6 +296,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                     "given": [k for k, v in (("calibration", given.calib_samples), ("evaluation", given.eval_samples)) if v]},
         "params": params,
         "macs": macs,
+        "file_bytes": {"fp32_onnx": fp32_onnx.stat().st_size, "compressed_onnx": final_onnx.stat().st_size},  # the report's size table
         "layer_precision": final.manifest.get("precision", {}),
         "sensitivity": quant_step.get("sensitivity"),
         "calibrators": quant_step.get("calibrators"),
