@@ -29,7 +29,7 @@ import numpy as np
 from gencompress.cache import cache_dir
 from gencompress.conditions import cpu_flags, cpu_name, load_average
 
-from .devices import DeviceProfile
+from .device_profile import DeviceProfile
 
 KEY = "cpu"
 CACHE_VERSION = 1
