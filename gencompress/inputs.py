@@ -4,7 +4,9 @@
 
 - `folder:PATH`  images (png, jpg, ...), for image-input generators: each is resized to cover
   the model's H x W and centre-cropped, converted to its channel count (1: grey, 3: RGB) and
-  mapped from [0, 1] to the model's declared input range (`--input-range`, default [-1, 1]);
+  mapped from [0, 1] to the model's declared input range. Images carry no range of their own, so
+  both ranges must be declared (`--input-range`, `--output-range`, or the bundle's manifest from
+  an earlier stage; a zoo model's are [-1, 1]): a guess would judge a [0, 1] net silently wrong;
 - `npz:PATH` or `npz:PATH#key`  an array N x (the model's per-sample input shape), latents or
   images, used as they are (one array in the file, or the named one); for a class-conditional
   model (`--classes N`), arrays `z` (N x z's shape) and `y` (N integer labels in [0, N)), packed
@@ -43,6 +45,11 @@ EVAL_SAMPLES = 64  # the evaluation split of commands with no --eval-samples of 
 MAX_CALLABLE_SAMPLES = 100_000  # a loader that never ends is read this far, no further
 # Outputs this far outside the declared range (in widths of the range) mean the range is wrong.
 OUTPUT_RANGE_SLACK = 0.5
+# The FP32 outputs' 0.1-99.9th percentile span should cover this much of the output range, else a
+# warning: a [0, 1] net judged on the default [-1, 1] fills at most half of it (PSNR 6 dB too kind).
+OUTPUT_FILL_MIN = 0.6
+# More than this fraction of the outputs beyond 1% of the range's width outside it: a warning.
+OUTPUT_OUTSIDE_MAX = 0.001
 
 
 @dataclass
@@ -94,11 +101,12 @@ def apply_io_spec(manifest: dict, input_kind: str | None = None, input_range: li
             spec["distribution"] = "uniform"  # an image input is drawn uniformly over its range
             spec.setdefault("range", [-1.0, 1.0])
     if input_range is not None:
-        spec["distribution"], spec["range"] = "uniform", list(input_range)
+        spec["distribution"], spec["range"], spec["range_from"] = "uniform", list(input_range), "declared"
         spec.pop("std", None)
     if input_std is not None:
         spec["distribution"], spec["std"] = "normal", float(input_std)
         spec.pop("range", None)
+        spec.pop("range_from", None)
     if output_range == "measured":
         out["range_from"] = "measured"
     elif output_range is not None:
@@ -138,6 +146,44 @@ def settle_output_range(manifest: dict, outputs: np.ndarray) -> None:
     if lo < low - slack or hi > high + slack:
         raise GencompressError(f"model outputs span [{lo:.3g}, {hi:.3g}], far outside the output range [{low:g}, {high:g}]; "
                                "pass --output-range LOW,HIGH or --output-range measured")
+
+
+def output_range_warnings(manifest: dict, outputs: np.ndarray) -> list[str]:
+    """What the build says when the FP32 outputs do not fit the output range they are judged on:
+    filling only part of it (PSNR's peak too wide, grid washed out) or spilling past it (under the
+    far-outside error of settle_output_range). A measured range fits by construction."""
+    if manifest["output"].get("range_from") == "measured":
+        return []
+    low, high = output_range(manifest)
+    width = high - low
+    given = "" if manifest["output"].get("range_from") == "declared" else ", the default (no --output-range was given)"
+    fix = f"PSNR's peak ({width:g}) and the grid assume that range; pass --output-range LOW,HIGH or --output-range measured"
+    p_lo, p_hi = (float(q) for q in np.quantile(outputs, [0.001, 0.999]))
+    warnings = []
+    if (p_hi - p_lo) < OUTPUT_FILL_MIN * width:
+        warnings.append(f"the FP32 outputs fill only {(p_hi - p_lo) / width:.0%} of the output range [{low:g}, {high:g}]{given} "
+                        f"(0.1-99.9th percentiles {p_lo:.3g} to {p_hi:.3g}): {fix}")
+    outside = float(np.mean((outputs < low - 0.01 * width) | (outputs > high + 0.01 * width)))
+    if outside > OUTPUT_OUTSIDE_MAX:
+        warnings.append(f"{outside:.1%} of the FP32 outputs lie outside the output range [{low:g}, {high:g}]{given} "
+                        f"(they span {float(np.min(outputs)):.3g} to {float(np.max(outputs)):.3g}): {fix}")
+    return warnings
+
+
+def require_ranges_for_images(manifest: dict) -> None:
+    """Folder images carry no range of their own: mapped to a guessed input range and judged on a
+    guessed output range, a [0, 1] net reads photos as [-1, 1] and scores PSNR with a peak of 2,
+    and nothing shows it. So the ranges must be declared (now, or in the bundle's manifest by an
+    earlier stage); a zoo model's are its own ([-1, 1], trained on digits mapped there)."""
+    if manifest.get("architecture", {}).get("kind") == "zoo":
+        return
+    missing = [option for option, known in (("--input-range", manifest["input"].get("range_from") == "declared"),
+                                            ("--output-range", manifest["output"].get("range_from") in ("declared", "measured")))
+               if not known]
+    if missing:
+        unit, signed = (" ".join(f"{option} {r}" for option in missing) for r in ("0,1", "-1,1"))
+        raise GencompressError(f"folder images need the model's {' and '.join(m.removeprefix('--') for m in missing)}: "
+                               f"pass {unit} for a [0, 1] net, or {signed} for a [-1, 1] net")
 
 
 # --- --data ---------------------------------------------------------------------------
@@ -214,9 +260,13 @@ def _npz_z_y(path: Path, input_spec: dict) -> torch.Tensor:
     return pack(z, torch.from_numpy(y.astype(np.float64)))
 
 
-def _folder(path: Path, shape: tuple[int, ...], value_range: tuple[float, float]) -> torch.Tensor:
+def _check_image_input(path: Path | str, shape: tuple[int, ...]) -> None:
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise GencompressError(f"--data folder:{path} gives images (1 or 3 x H x W); the model takes {describe_shape(shape)} inputs")
+
+
+def _folder(path: Path, shape: tuple[int, ...], value_range: tuple[float, float]) -> torch.Tensor:
+    _check_image_input(path, shape)
     channels, size = shape[0], (shape[1], shape[2])
     images = [resize_center(read_image(f, channels).unsqueeze(0), size)[0] for f in image_files(path)]
     low, high = value_range
@@ -303,6 +353,9 @@ def prepare_inputs(manifest: dict, data_spec: str | None, io_spec: dict, eval_sa
     if kind == "folder" and not io_spec.get("input_kind"):
         io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
     apply_io_spec(manifest, **io_spec)
+    if kind == "folder":  # a model that takes no images hears that first; then the ranges images need
+        _check_image_input(where, tuple(manifest["input"]["shape"]))
+        require_ranges_for_images(manifest)
     data = user_data(data_spec, manifest["input"], eval_samples)
     if data is not None:
         manifest["data"] = data.record

@@ -1,0 +1,141 @@
+"""Issue 24: ranges that cannot be silently wrong, and a split of the user's data that evaluates on all of it."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from gencompress.bundle import Bundle
+from gencompress.errors import GencompressError
+from gencompress.inputs import output_range_warnings, require_ranges_for_images
+from tests.helpers import run_cli
+from tests.reliability.util import assert_one_line_error, run_main
+
+NETS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class UnitSR(nn.Module):
+        # x2 super-resolution of a [0, 1] image: a nearest upsample plus a small residual, clamped to [0, 1]
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 12, 3, 1, 1))
+            self.shuffle = nn.PixelShuffle(2)
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+        def forward(self, x):
+            return torch.clamp(self.up(x) + 0.1 * self.shuffle(self.body(x)), 0, 1)
+
+    class Narrow(UnitSR):
+        # the same net squeezed into [0.4, 0.6]: a fifth of the [0, 1] range it is declared with
+        def forward(self, x):
+            return 0.4 + 0.2 * super().forward(x)
+
+    def unit_sr():
+        torch.manual_seed(0)
+        return UnitSR()
+
+    def narrow():
+        torch.manual_seed(0)
+        return Narrow()
+    """
+)
+MODEL = ["--model", "range_nets:unit_sr", "--input-shape", "1x3x8x8"]
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A user's folder: the nets' module, their weights (a checkpoint: not random) and 12 photos."""
+    (tmp_path / "range_nets.py").write_text(NETS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    nets = importlib.import_module("range_nets")
+    save_file(nets.unit_sr().state_dict(), str(tmp_path / "sr.safetensors"))
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(12):
+        Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "photos" / f"{i:02d}.png")
+    return tmp_path
+
+
+# --- 1. ranges -----------------------------------------------------------------------------
+
+
+def test_a_01_net_built_on_a_folder_without_ranges_is_refused_in_one_line(work):
+    outcome = run_main("build", "--precision", "fp32", *MODEL, "--data", "folder:photos", "--out", "b")
+    assert_one_line_error(outcome, "folder images need the model's input-range and output-range: pass --input-range 0,1 "
+                                   "--output-range 0,1 for a [0, 1] net, or --input-range -1,1 --output-range -1,1 for a [-1, 1] net")
+    assert not (work / "b").exists()
+    outcome = run_main("build", "--precision", "fp32", *MODEL, "--data", "folder:photos", "--output-range", "measured", "--out", "b")
+    assert_one_line_error(outcome, "folder images need the model's input-range: pass --input-range 0,1 for a [0, 1] net")
+    assert not (work / "b").exists()
+
+
+def test_ranges_declared_by_an_earlier_stage_carry_over_and_undeclared_ones_do_not(work):
+    built = run_cli("build", "--precision", "fp32", *MODEL, "--checkpoint", "sr.safetensors", "--data", "folder:photos",
+                    "--input-range", "0,1", "--output-range", "0,1", "--eval-samples", "4", "--out", "declared")
+    assert built.exit_code == 0, built.output
+    manifest = Bundle.load(work / "declared").manifest
+    assert manifest["input"]["range_from"] == "declared" and manifest["output"]["range_from"] == "declared"
+    quantized = run_cli("quantize", "declared", "--data", "folder:photos", "--calib-samples", "6", "--out", "q")
+    assert quantized.exit_code == 0, quantized.output  # the manifest's ranges serve
+    # a bundle whose image ranges were never declared: its default [-1, 1] is a guess, so folder images are refused
+    guessed = run_cli("build", "--precision", "fp32", *MODEL, "--checkpoint", "sr.safetensors", "--input-kind", "image", "--eval-samples", "4",
+                      "--out", "guessed")
+    assert guessed.exit_code == 0, guessed.output
+    assert_one_line_error(run_main("quantize", "guessed", "--data", "folder:photos", "--out", "q2"),
+                          "folder images need the model's input-range and output-range")
+    assert not (work / "q2").exists()
+
+
+def test_a_zoo_models_ranges_are_its_own():
+    zoo = {"architecture": {"kind": "zoo", "name": "resnet_generator"}, "input": {"shape": [1, 32, 32]}, "output": {"range": [-1, 1]}}
+    require_ranges_for_images(zoo)  # trained on digits mapped to [-1, 1]: nothing to ask
+    with pytest.raises(GencompressError, match="output-range: pass --output-range 0,1"):
+        require_ranges_for_images({"architecture": {"kind": "onnx"}, "input": {"range": [0, 1], "range_from": "declared"},
+                                   "output": {"range": [-1, 1]}})
+
+
+def test_outputs_filling_a_fifth_of_the_declared_range_are_warned_in_the_cli_line_and_report(work):
+    outcome = run_main("build", "--precision", "fp32", "--model", "range_nets:narrow", "--input-shape", "1x3x8x8", "--checkpoint", "sr.safetensors",
+                       "--data", "folder:photos", "--input-range", "0,1", "--output-range", "0,1", "--eval-samples", "4", "--out", "b")
+    assert outcome.exit_code == 0, outcome
+    warnings = Bundle.load(work / "b").manifest["metrics"]["build"]["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("the FP32 outputs fill only ")
+    filled = float(warnings[0].split("fill only ")[1].split("%")[0])
+    assert 5 <= filled <= 20  # 0.4 + 0.2 x [0, 1]: at most a fifth of [0, 1]
+    assert "pass --output-range LOW,HIGH or --output-range measured" in warnings[0]
+    assert f"WARNING: {warnings[0]}" in outcome.stdout
+    assert f"**Warning: {warnings[0]}.**" in (work / "b" / "report" / "report.md").read_text()
+    # the same net unsqueezed fills its range: no warning
+    outcome = run_main("build", "--precision", "fp32", *MODEL, "--checkpoint", "sr.safetensors", "--data", "folder:photos",
+                       "--input-range", "0,1", "--output-range", "0,1", "--eval-samples", "4", "--out", "full")
+    assert outcome.exit_code == 0, outcome
+    assert Bundle.load(work / "full").manifest["metrics"]["build"]["warnings"] == []
+
+
+def _manifest(output: dict) -> dict:
+    return {"input": {"shape": [3, 8, 8]}, "output": output}
+
+
+def test_output_range_warnings_fill_spill_default_and_measured():
+    rng = np.random.default_rng(0)
+    unit = rng.random((8, 3, 16, 16)).astype(np.float32)  # fills [0, 1]
+    declared = _manifest({"range": [0.0, 1.0], "range_from": "declared"})
+    assert output_range_warnings(declared, unit) == []
+    # a [0, 1] net judged on the default [-1, 1]: half the range, said with where the range came from
+    (warning,) = output_range_warnings(_manifest({"range": [-1.0, 1.0]}), unit)
+    assert "fill only 50% of the output range [-1, 1], the default (no --output-range was given)" in warning
+    # 2% of the outputs past the range by a tenth of its width: said, under the far-outside error
+    spill = unit.copy()
+    spill.flat[: spill.size // 50] = 1.1
+    (warning,) = output_range_warnings(declared, spill)
+    assert warning.startswith("2.0% of the FP32 outputs lie outside the output range [0, 1] (they span ")
+    assert output_range_warnings(declared, np.clip(unit, 0.0, 1.005)) == []  # within 1% of the width: not noticeable
+    assert output_range_warnings(_manifest({"range": [0.4, 0.6], "range_from": "measured"}), 0.4 + 0.2 * unit) == []
