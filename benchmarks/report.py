@@ -183,13 +183,21 @@ def _runtime_section(choice: dict | None, floor_given: bool = True) -> list[str]
         return []
     from gencompress.export.cpu_runtime import summary_line
 
-    rows = [[c["name"], c["graph"]["runtime"], c["psnr_db"], c["median_ms"], _times(c["speedup_vs_fp32_ort"]), "yes" if c["eligible"] else "no"]
-            for c in choice["candidates"]]
+    rows = [[c["name"], c["graph"]["runtime"], _computes_in(c), c["psnr_db"], c["median_ms"], _times(c["speedup_vs_fp32_ort"]),
+             "yes" if c["eligible"] else "no"] for c in choice["candidates"]]
     return ["## CPU runtime", "", f"**{summary_line(choice)}**.", "",
-            markdown_table(["candidate", "runtime", "PSNR (dB)", f"median ms (batch {choice['batch']})", "speed vs FP32 ONNX Runtime",
-                            "meets the quality bar"], rows), "",
+            markdown_table(["candidate", "runtime", "computes in", "PSNR (dB)", f"median ms (batch {choice['batch']})",
+                            "speed vs FP32 ONNX Runtime", "meets the quality bar"], rows), "",
             f"Quality bar: {_quality_bar(choice, floor_given)}. Timing: {choice['method']}; {format_load(choice['loadavg_1_5_15'])}.",
             *[f"- {note}" for note in choice["notes"]], ""]
+
+
+def _computes_in(candidate: dict) -> str:
+    """INT8 with its float layers' precision, or the float model's precision."""
+    precision = candidate.get("precision", "int8")  # choices recorded before the float candidates: INT8 only
+    if precision != "int8":
+        return f"{precision} (float model)"
+    return f"int8, float layers {candidate.get('float_precision', 'fp32')}"
 
 
 def precision_markdown(layer_precision: dict, sensitivity: dict | None) -> str:
@@ -316,6 +324,7 @@ def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -
         f"Precision **{summary['precision']}**, target **{summary['target']}**, "
         f"quantisation form: {summary.get('quant_form', 'none')}.",
         "",
+        *([f"**The float model shipped: {summary['float_shipped']}.**", ""] if summary.get("float_shipped") else []),
         *[f"**Warning: {w}.**\n" for w in summary.get("warnings", [])],
         "## Quality against the original FP32 model",
         "",
@@ -354,7 +363,8 @@ def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -
         *(["## Pruning", "", prune_markdown(summary["prune"])] if summary.get("prune") else []),
         "## Precision per layer",
         "",
-        precision_markdown(summary["layer_precision"], summary.get("sensitivity")),
+        # the float model shipped: the INT8 search's sensitivities describe a model that did not
+        precision_markdown(summary["layer_precision"], None if summary.get("float_shipped") else summary.get("sensitivity")),
         "",
         "## Engine",
         "",

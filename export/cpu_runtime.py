@@ -9,8 +9,16 @@ process, interleaved, and returns the fastest candidate whose quality is good en
 The candidates:
 - `onnxruntime`: the toolkit's INT8 graph in ONNX Runtime's integer form (QLinearConv);
 - `openvino`: OpenVINO compiling the toolkit's own Q/DQ graph (same scales);
-- `openvino-nncf`, `openvino-nncf-mixed`: NNCF post-training INT8 on the OpenVINO model, same
-  calibration inputs, symmetric (NNCF's default) or asymmetric activations.
+- `openvino-nncf`, `openvino-nncf-mixed`: NNCF post-training INT8 on the OpenVINO model, on as
+  many calibration inputs as nncf.quantize takes by default (openvino.NNCF_SUBSET_SIZE, or all
+  the user gave), symmetric (NNCF's default) or asymmetric activations, its overflow fix off on
+  CPUs with VNNI;
+- the float model itself (`onnxruntime-fp32`, `openvino-fp32`, and `openvino-bf16` where the
+  CPU plugin reports BF16): an INT8 form ships only where it is more than SAME_SPEED faster
+  than the fastest float form that meets the bar, so a build never ships INT8 slower than float.
+Where the plugin reports BF16, the layers OpenVINO's INT8 forms keep float run in bf16 (as its
+own default does), judged by PSNR like any candidate; one that misses the bar in bf16 is
+measured again in f32.
 
 Timing (`time_runtimes`): a child process that has run no PyTorch (its OpenMP workers spin and
 steal cores), every runtime on `threads` threads, R rounds; each round times every graph for
@@ -35,6 +43,7 @@ from gencompress.child import child_main, run_in_child
 from gencompress.errors import GencompressError
 
 RUNTIMES = ("onnxruntime", "openvino")
+FP32_ORT = "onnxruntime-fp32"  # the float model on ONNX Runtime: a candidate, and the reference of every speed ratio
 # Quality within this of the reference counts as equal: the PSNR of two INT8 forms on 64
 # inputs moves by a few hundredths of a dB with the inputs drawn, not by tenths.
 EQUAL_QUALITY_DB = 0.1
@@ -59,7 +68,7 @@ class Graph:
 
     runtime: str
     path: Path
-    precision: str = "f32"  # OpenVINO's float precision hint ("f32" or "default"); ignored by ONNX Runtime
+    precision: str = "f32"  # OpenVINO's float precision hint (openvino.PRECISIONS); ignored by ONNX Runtime
 
     def runner(self, threads: int):
         if self.runtime == "onnxruntime":
@@ -77,6 +86,7 @@ class Graph:
 class Candidate:
     name: str
     graph: Graph
+    precision: str = "int8"  # what its convolutions compute in: "int8", or the float model's "fp32"/"bf16"
     psnr_db: float | None = None
     quality: dict = field(default_factory=dict)
     median_ms: float | None = None
@@ -84,9 +94,15 @@ class Candidate:
     eligible: bool = False
     note: str = ""
 
+    @property
+    def float_precision(self) -> str:
+        """What the layers it keeps float (all of them, for a float candidate) compute in."""
+        return "bf16" if self.graph.runtime == "openvino" and self.graph.precision == "bf16" else "fp32"
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["graph"] = {"runtime": self.graph.runtime, "file": self.graph.path.name, "precision": self.graph.precision}
+        d["float_precision"] = self.float_precision
         return d
 
 
@@ -146,70 +162,127 @@ def _time_in_child(spec: dict) -> dict:
 # -- the choice -----------------------------------------------------------------------
 
 
-def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.ndarray, work: Path) -> tuple[list[Candidate], list[str]]:
-    """OpenVINO's two INT8 forms, or none (with the reason) where OpenVINO/NNCF are absent or fail."""
+def openvino_float_precision(notes: list[str]) -> str | None:
+    """OpenVINO's fastest float precision here (openvino.fastest_float_precision), or None,
+    said in `notes`, where OpenVINO is not installed."""
     from gencompress.errors import MissingDependencyError
 
     from . import openvino as ov
 
-    found, notes = [], []
     try:
-        ov.import_openvino()
+        return ov.fastest_float_precision()
     except MissingDependencyError as exc:
-        return [], [f"OpenVINO not tried: {exc}"]
+        notes.append(f"OpenVINO not tried: {exc}")
+        return None
+
+
+def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.ndarray, work: Path,
+                        float_precision: str = "f32", batch: int = 8) -> tuple[list[Candidate], list[str]]:
+    """OpenVINO's INT8 forms, their float layers in `float_precision`, or none (with the reason)
+    where NNCF is absent or fails. NNCF calibrates on all of `calibration`, `batch` at a time."""
+    from . import openvino as ov
+
+    hint = "bf16" if float_precision == "bf16" else "f32"
+    found, notes = [], []
     if qdq_onnx is not None:
-        found.append(Candidate("openvino", Graph("openvino", qdq_onnx), note="OpenVINO CPU plugin compiling the toolkit's Q/DQ graph"))
+        found.append(Candidate("openvino", Graph("openvino", qdq_onnx, hint), note="OpenVINO CPU plugin compiling the toolkit's Q/DQ graph"))
+    # NNCF's overflow fix (7-bit first-layer weights) works around a saturation that VNNI does not have
+    overflow_fix = False if ov.cpu_has_vnni() else None
     for preset, name in NNCF_PRESETS.items():
         try:
-            model = ov.nncf_int8(fp32_onnx, calibration, preset=preset)
+            model = ov.nncf_int8(fp32_onnx, calibration, batch=batch, preset=preset, overflow_fix=overflow_fix)
             xml = ov.save_ir(model, work / name / ov.IR_XML)
-            found.append(Candidate(name, Graph("openvino", xml), note=f"NNCF post-training INT8 ({preset} preset), OpenVINO IR"))
+            found.append(Candidate(name, Graph("openvino", xml, hint),
+                                   note=f"NNCF post-training INT8 ({preset} preset, {len(calibration)} calibration inputs, overflow fix "
+                                        f"{'off (VNNI)' if overflow_fix is False else 'NNCF default'}), OpenVINO IR"))
         except GencompressError as exc:  # MissingDependencyError included: NNCF absent
             notes.append(f"{name} not tried: {exc}")
             break
     return found, notes
 
 
+def float_candidates(fp32_onnx: Path, openvino_float: str | None) -> list[Candidate]:
+    """The float model as candidates: ONNX Runtime FP32, and where OpenVINO imports
+    (`openvino_float`: its fastest float precision, None: absent) OpenVINO f32 and, where that
+    is bf16, OpenVINO bf16 (its own default there)."""
+    found = [Candidate(FP32_ORT, Graph("onnxruntime", fp32_onnx), precision="fp32", note="the float model on ONNX Runtime")]
+    if openvino_float is not None:
+        found.append(Candidate("openvino-fp32", Graph("openvino", fp32_onnx, "f32"), precision="fp32", note="the float model on OpenVINO, f32"))
+    if openvino_float == "bf16":
+        found.append(Candidate("openvino-bf16", Graph("openvino", fp32_onnx, "bf16"), precision="bf16",
+                               note="the float model on OpenVINO in bf16 (its default precision on this CPU)"))
+    return found
+
+
 def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, calibration: np.ndarray, eval_inputs: np.ndarray,
                        reference: np.ndarray, work: Path, threads: int = 2, batch: int = 8, min_psnr: float | None = None,
-                       rounds: int = 7, inner: int = 10, max_seconds: float | None = BUILD_TIMING_S) -> dict:
-    """Measure the INT8 candidates and return the choice (a JSON-ready dict).
+                       rounds: int = 7, inner: int = 10, max_seconds: float | None = BUILD_TIMING_S, openvino: bool = True) -> dict:
+    """Measure the INT8 candidates against the float model and return the choice (a JSON-ready dict).
 
     `ort_int8`: the toolkit's INT8 graph in ONNX Runtime's integer form; `qdq_int8`: the same
     quantisation as Q/DQ for OpenVINO to compile (None: skip); NNCF quantises `fp32_onnx` on
-    `calibration`. Quality: PSNR of each candidate on `eval_inputs` against `reference`.
+    `calibration` (`openvino` False: no OpenVINO candidate). Quality: PSNR of each candidate on
+    `eval_inputs` against `reference`.
 
     Eligible: PSNR >= `min_psnr` when given, else >= the ONNX Runtime form's PSNR less
     EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those
-    within SAME_SPEED of the fastest, the best quality); where none is eligible (only possible
-    with `min_psnr`), the best quality wins and `meets_budget` is False.
+    within SAME_SPEED of the fastest, the best quality: so INT8 wins only where it is more than
+    SAME_SPEED faster than every eligible float form); where none is eligible, the best quality
+    wins and `meets_budget` is False.
     """
-    from gencompress.metrics import fidelity  # PyTorch: here, not at the top, which the timing child also imports
-
     work = Path(work)
+    notes: list[str] = []
     candidates = [Candidate("onnxruntime", Graph("onnxruntime", ort_int8), note="ONNX Runtime integer form (QLinearConv)")]
-    more, notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work)
-    candidates += more
+    ov_float = openvino_float_precision(notes) if openvino else None
+    if ov_float is not None:
+        more, more_notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work, ov_float)
+        candidates += more
+        notes += more_notes
+    candidates += float_candidates(fp32_onnx, ov_float)
     for c in list(candidates):
-        try:
-            out = _run_all(c.graph.runner(threads), eval_inputs, batch)
-        except GencompressError as exc:  # a form this runtime cannot load is dropped, and said so
-            notes.append(f"{c.name} dropped: {exc}")
+        if not _measure(c, eval_inputs, reference, threads, batch, notes):
             candidates.remove(c)
-            continue
-        c.quality = fidelity(reference, out) if np.isfinite(out).all() else {"psnr_db": None}
-        c.psnr_db = c.quality["psnr_db"]
     ort_psnr = candidates[0].psnr_db if candidates[0].psnr_db is not None else float("-inf")  # NaN output: any finite one beats it
     bar = min_psnr if min_psnr is not None else ort_psnr - EQUAL_QUALITY_DB
-    for c in candidates:
+    for i, c in enumerate(candidates):
         c.eligible = c.psnr_db is not None and c.psnr_db >= bar
+        if not c.eligible and c.precision == "int8" and c.graph.precision == "bf16":
+            candidates[i] = _in_f32(c, eval_inputs, reference, threads, batch, bar, notes)
 
     x = np.resize(eval_inputs, (batch, *eval_inputs.shape[1:])).astype(np.float32)
-    timing = time_runtimes({"fp32": Graph("onnxruntime", fp32_onnx), **{c.name: c.graph for c in candidates}}, x, threads, rounds, inner,
-                           max_seconds=max_seconds)
+    graphs = {c.name: c.graph for c in sorted(candidates, key=lambda c: c.name != FP32_ORT)}  # the reference first
+    timing = time_runtimes(graphs, x, threads, rounds, inner, max_seconds=max_seconds)
     for c in candidates:
         c.median_ms, c.speedup_vs_fp32_ort = timing["median_ms"][c.name], timing["ratio_to_first"][c.name]
     return {**_decide(candidates, bar, min_psnr, timing, notes), "batch": batch, "threads": threads}
+
+
+def _measure(c: Candidate, inputs: np.ndarray, reference: np.ndarray, threads: int, batch: int, notes: list[str]) -> bool:
+    """Set `c`'s quality against `reference`; False (said in `notes`) where its runtime cannot load it."""
+    from gencompress.floor import finite_db
+    from gencompress.metrics import fidelity  # PyTorch: here, not at the top, which the timing child also imports
+
+    try:
+        out = _run_all(c.graph.runner(threads), inputs, batch)
+    except GencompressError as exc:  # a form this runtime cannot load is dropped, and said so
+        notes.append(f"{c.name} dropped: {exc}")
+        return False
+    c.quality = fidelity(reference, out) if np.isfinite(out).all() else {"psnr_db": None}
+    if c.quality["psnr_db"] is not None:
+        c.quality["psnr_db"] = finite_db(c.quality["psnr_db"])  # the float model can match its reference exactly: JSON has no inf
+    c.psnr_db = c.quality["psnr_db"]
+    return True
+
+
+def _in_f32(c: Candidate, inputs: np.ndarray, reference: np.ndarray, threads: int, batch: int, bar: float, notes: list[str]) -> Candidate:
+    """An OpenVINO INT8 candidate whose bf16 float layers missed the bar, measured again with them in f32."""
+    f32 = Candidate(c.name, Graph(c.graph.runtime, c.graph.path, "f32"), note=f"{c.note}; float layers in f32")
+    if not _measure(f32, inputs, reference, threads, batch, notes):
+        return c
+    f32.eligible = f32.psnr_db is not None and f32.psnr_db >= bar
+    notes.append(f"{c.name}: {c.psnr_db:.2f} dB with its float layers in bf16, {f32.psnr_db:.2f} dB in f32 (quality bar {bar:.2f} dB): "
+                 + ("f32 kept" if f32.eligible else "neither meets it"))
+    return f32 if f32.eligible else c
 
 
 def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, timing: dict, notes: list[str]) -> dict:
@@ -224,6 +297,11 @@ def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, tim
     return {
         "runtime": winner.graph.runtime,
         "candidate": winner.name,
+        # what the shipped model computes in: "int8" (its float layers in float_precision), or a float precision
+        "precision": winner.precision,
+        "float_precision": winner.float_precision,
+        "inference_precision": winner.graph.precision,  # OpenVINO's hint to compile it with
+        "why_float": why_float(winner, candidates),
         "psnr_db": winner.psnr_db,
         "speedup_vs_fp32_ort": winner.speedup_vs_fp32_ort,
         # how much faster than the ONNX Runtime form (1.0 when that is the winner), and than the next fastest
@@ -235,17 +313,32 @@ def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, tim
                        f"(its PSNR less {EQUAL_QUALITY_DB} dB)",
         "meets_budget": bool(eligible),
         "candidates": [c.as_dict() for c in candidates],
-        "fp32_ms": timing["median_ms"]["fp32"],
+        "fp32_ms": timing["median_ms"][FP32_ORT],
         "method": timing["method"],
         "notes": notes,
         "loadavg_1_5_15": list(os.getloadavg()),
     }
 
 
+def why_float(winner: Candidate, candidates: list[Candidate]) -> str | None:
+    """Where a float form won: one line saying why no INT8 form shipped (None where INT8 won)."""
+    if winner.precision == "int8":
+        return None
+    int8 = [c for c in candidates if c.precision == "int8" and c.eligible]
+    if not int8:
+        return f"no INT8 form met the quality bar: shipping the float model ({winner.name}, {winner.speedup_vs_fp32_ort:.2f}x FP32 ONNX Runtime)"
+    best = max(int8, key=lambda c: c.speedup_vs_fp32_ort)
+    return (f"no INT8 form that meets the quality bar is {SAME_SPEED:.0%} faster than the float model: shipping {winner.name} "
+            f"({winner.speedup_vs_fp32_ort:.2f}x FP32 ONNX Runtime; the fastest INT8, {best.name}, {best.speedup_vs_fp32_ort:.2f}x "
+            f"at {best.psnr_db:.1f} dB)")
+
+
 def summary_line(choice: dict) -> str:
     """One sentence for the report and the log: which runtime won and by how much."""
     rows = ", ".join(f"{c['name']} {c['speedup_vs_fp32_ort']:.2f}x at {c['psnr_db']:.1f} dB" for c in choice["candidates"]
                      if c["psnr_db"] is not None)
+    if choice.get("why_float"):
+        return f"{choice['why_float']} (vs FP32 ONNX Runtime: {rows})"
     if choice["runner_up"] is None:
         return f"{choice['candidate']} (the only candidate): {rows}"
     return (f"{choice['candidate']} won, {choice['vs_runner_up']:.2f}x the speed of {choice['runner_up']} "

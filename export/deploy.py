@@ -26,7 +26,8 @@ def deployment_runner(bundle: Bundle, threads: int, optimization: str = "all") -
     if step and step["runtime"] == "openvino":
         from .openvino import OpenVinoModelFromFile, OpenVinoRunner
 
-        return OpenVinoRunner(OpenVinoModelFromFile(bundle.file(OPENVINO_XML), threads))
+        # compiled as the choice measured it: its float layers (all, for the float model) in bf16 where that won
+        return OpenVinoRunner(OpenVinoModelFromFile(bundle.file(OPENVINO_XML), threads, step.get("inference_precision", "f32")))
     return OrtRunner(SessionFromOnnx(bundle.file(ONNX), threads, optimization))
 
 

@@ -28,9 +28,16 @@ IR_XML = "model.xml"
 IR_BIN = "model.bin"
 # Where a bundle built for OpenVINO keeps its IR (model.onnx stays ONNX Runtime's form).
 BUNDLE_XML, BUNDLE_BIN = f"openvino/{IR_XML}", f"openvino/{IR_BIN}"
-# "f32": every float op in FP32 (the exact peer of ONNX Runtime FP32). "default": what the
-# plugin picks by itself (bf16 on CPUs with AMX/AVX512-BF16, f32 elsewhere): a user's first try.
-PRECISIONS = ("f32", "default")
+# "f32": every float op in FP32 (the exact peer of ONNX Runtime FP32). "bf16": float ops in
+# bf16 (CPUs with AVX512-BF16 or AMX run it at full speed). "default": what the plugin picks by
+# itself (bf16 on those CPUs, f32 elsewhere): a user's first try.
+PRECISIONS = ("f32", "bf16", "default")
+# NNCF's own default calibration size (nncf.quantize's subset_size): its candidates get as many.
+NNCF_SUBSET_SIZE = 300
+# CPU flags (gencompress.conditions.cpu_flags) of integer dot-product instructions: with them the
+# 8-bit saturation that NNCF's overflow fix works around does not occur, so the fix (7-bit
+# weights in the first layer) only costs accuracy.
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def import_openvino():
@@ -74,9 +81,25 @@ def compile_config(threads: int, precision: str) -> dict:
     if precision not in PRECISIONS:
         raise GencompressError(f"unknown OpenVINO precision {precision!r}; known: {', '.join(PRECISIONS)}")
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
-    if precision == "f32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if precision != "default":
+        config["INFERENCE_PRECISION_HINT"] = precision
     return config
+
+
+def fastest_float_precision(capabilities: list[str] | None = None) -> str:
+    """The fastest float precision OpenVINO's CPU plugin offers here: "bf16" where it reports
+    BF16 (AVX512-BF16, AMX: what it picks by itself there), else "f32". `capabilities`: the
+    plugin's OPTIMIZATION_CAPABILITIES (None: asked)."""
+    if capabilities is None:
+        capabilities = list(import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return "bf16" if "BF16" in capabilities else "f32"
+
+
+def cpu_has_vnni(flags: list[str] | None = None) -> bool:
+    """Whether this CPU has an integer dot-product instruction (VNNI_FLAGS; `flags`: None reads them)."""
+    from gencompress.conditions import cpu_flags
+
+    return any(f in VNNI_FLAGS for f in (cpu_flags() if flags is None else flags))
 
 
 @dataclass
@@ -157,12 +180,16 @@ class OpenVinoRunner(Runner):
         self._compiled.clear()
 
 
-def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: str = "mixed", fast_bias_correction: bool = True):
+def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: str = "mixed", fast_bias_correction: bool = True,
+              overflow_fix: bool | None = None):
     """NNCF post-training INT8 of the FP32 ONNX, read by OpenVINO, calibrated on `calibration`
-    (all of it: subset_size = its length). Returns the quantised OpenVINO model.
+    (all of it, in mini-batches of `batch`: NNCF's subset_size counts dataset items, here
+    batches). Returns the quantised OpenVINO model.
 
     `preset`: "performance" (symmetric activations, NNCF's default) or "mixed" (asymmetric
     activations: a generator's activations are rarely centred on zero). Weights per channel.
+    `overflow_fix`: None keeps NNCF's default (first layer); False disables it, as on CPUs with
+    VNNI (nncf_settings).
     """
     nncf = import_nncf()
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
@@ -170,10 +197,15 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
         raise GencompressError(f"unknown NNCF preset {preset!r}; known: {', '.join(presets)}")
     model = read_model(onnx_path)
     batches = [np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32) for i in range(0, len(calibration), batch)]
+    advanced = None
+    if overflow_fix is False:
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+        advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE)
     try:
         # NNCF draws its progress bars on stdout, where `--json` writes the results: send them to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
-                                 fast_bias_correction=fast_bias_correction)
+                                 fast_bias_correction=fast_bias_correction, advanced_parameters=advanced)
     except Exception as exc:
         raise GencompressError(f"NNCF INT8 quantisation of {Path(onnx_path).name} failed: {first_line(exc)[:300]}") from None

@@ -175,6 +175,8 @@ def int8_cpu(source: Bundle, cfg: PrecisionConfig, fp32_onnx: Path, work: Path, 
     if cfg.cpu_runtime == "onnxruntime":
         return out, step["form"]
     choice = choose_cpu_runtime(out, fp32_onnx, drawn.numpy(), held, reference, work, cfg)
+    if not choice:
+        return out, step["form"]
     if choice["why_float"]:
         return out, f"none: the float model, {choice['candidate']} ({choice['why_float']})"
     if choice["runtime"] == "openvino":
