@@ -90,7 +90,7 @@ def latency_bars(rows: list[dict]) -> bytes:
     plt = _plt()
     batches = sorted({r["batch"] for r in rows})
     configs = sorted({label(r) for r in rows})
-    fig, axes = plt.subplots(1, len(batches), figsize=(max(7.0, 3.6 * len(batches)), 0.38 * len(configs) + 2.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.0 + 3.2 * len(batches), 0.38 * len(configs) + 2.0), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         by_label = {label(r): r for r in rows if r["batch"] == batch}
         values = [by_label[c]["median_ms"] if c in by_label else float("nan") for c in configs]
@@ -103,6 +103,8 @@ def latency_bars(rows: list[dict]) -> bytes:
         ax.set_yticks(range(len(configs)))
         ax.set_yticklabels(configs if ax is axes[0][0] else [""] * len(configs), fontsize=8)
         ax.set_title(f"batch {batch}", fontsize=9)
-        ax.set_xlabel(f"median ms{', log scale' if scale == 'log' else ''} (orange: estimated)", fontsize=8)
+        ax.set_xlabel(f"median ms{' (log scale)' if scale == 'log' else ''}", fontsize=8)
         ax.invert_yaxis()
+    if any(r.get("source") == "estimated" for r in rows):
+        fig.suptitle("orange bars: estimated (roofline), not measured", fontsize=8)
     return _png(fig)

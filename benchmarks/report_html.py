@@ -21,9 +21,10 @@ from gencompress.errors import GencompressError
 
 from . import plots, results_io
 from .latency import unstable_note
-from .report import _fmt, format_load, markdown_table, sample_grid
+from .report import _bytes, _fmt, format_load, markdown_table, runtime_text, sample_grid
 
 RESULT_KINDS = ("gencompress-bench", "gencompress-sweep")
+BUILD_KIND = "gencompress-build"  # a build bundle read by build_run
 
 
 @dataclass
@@ -38,17 +39,19 @@ class Section:
 
 
 def load_runs(paths: list[str]) -> list[dict]:
-    """Result JSONs named directly, or every result JSON inside a named folder."""
+    """Result JSONs named directly, every result JSON inside a named folder, or build bundles."""
     files: list[Path] = []
+    runs = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        if (p / "manifest.json").is_file():  # a bundle: its build's results
+            runs.append(build_run(p))
+        elif p.is_dir():
             files += sorted(p.glob("*.json"))
         elif p.is_file():
             files.append(p)
         else:
             raise GencompressError(f"run {raw} does not exist")
-    runs = []
     for f in files:
         try:
             data = results_io.loads(f.read_text())
@@ -58,8 +61,51 @@ def load_runs(paths: list[str]) -> list[dict]:
             data["_file"] = str(f)
             runs.append(data)
     if not runs:
-        raise GencompressError(f"no gencompress bench or sweep results among {', '.join(paths)}")
+        raise GencompressError(f"no gencompress bench or sweep results or build bundles among {', '.join(paths)}")
     return runs
+
+
+def build_run(folder: Path) -> dict:
+    """A `gencompress build` bundle's results (its manifest's metrics.build) as a run: its latency rows
+    (the compressed rows carry the build's quality), its sample grid and conditions, and the summary."""
+    try:
+        manifest = results_io.loads((folder / "manifest.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GencompressError(f"{folder / 'manifest.json'} is not valid JSON: {exc}") from None
+    build = (manifest.get("metrics") or {}).get("build") if isinstance(manifest, dict) else None
+    if not build:
+        raise GencompressError(f"{folder} is a bundle without build results (no metrics.build in its manifest): "
+                               "report reads build bundles and bench or sweep result JSON (run `gencompress bench` on it)")
+    variant = f"{build['model']} ({folder.name})"  # its rows carry backend and precision
+    quality = build["quality"]
+
+    def row(r: dict) -> dict:
+        judged = r["precision"] == build["precision"] and r["backend"] != "torch eager"  # the compressed graph's rows
+        return {**r, "variant": variant, "device": "cpu", "source": "measured",
+                "psnr_db": quality["psnr_db"] if judged else None, "ssim": quality.get("ssim") if judged else None}
+
+    grid = folder / "report" / "samples.png"
+    return {"kind": BUILD_KIND, "model": build["model"], "_file": str(folder), "build": build,
+            "rows": [row(r) for r in build["latency"]],
+            "conditions": {**build["conditions"], "iters": build.get("latency_iters"), "warmup": build.get("latency_warmup")},
+            "sample_grids": {variant: base64.b64encode(grid.read_bytes()).decode("ascii")} if grid.is_file() else {}}
+
+
+def build_section(runs: list[dict]) -> Section | None:
+    """Each build bundle's summary: target, form, quality and floor, paired speed, size before and after."""
+    builds = [(Path(run["_file"]).name, run["build"]) for run in runs if run.get("kind") == BUILD_KIND]
+    if not builds:
+        return None
+    header = ["bundle", "target", "precision", "PSNR dB", "SSIM", "floor", "paired speed vs FP32 ONNX", "parameters",
+              "FP32 weights", "compressed graph"]
+    table = [[name, b["target"], b["precision"], b["quality"]["psnr_db"], b["quality"].get("ssim"),
+              b["quality"].get("floor", "none"), f"{b['paired_speedup']['speedup_vs_fp32_onnx']:.2f}x" if b.get("paired_speedup") else None,
+              b.get("params"), _bytes(4 * b["params"]) if b.get("params") else None, _bytes((b.get("file_bytes") or {}).get("compressed_onnx"))]
+             for name, b in builds]
+    runtimes = "; ".join(f"{name}: {runtime_text(b['quality'].get('runtime') or 'n/a')}" for name, b in builds)
+    text = (f"From each build bundle's manifest (metrics.build). Quality against the FP32 model on the build's evaluation inputs, "
+            f"the compressed graph run on {runtimes}. Each bundle's report/report.md has the full build report.")
+    return Section("Builds", text, [(header, table)])
 
 
 def grid_base64(reference: np.ndarray, output: np.ndarray, title: str = "", peak: float = 2.0, output_range=(-1.0, 1.0)) -> str:
@@ -183,7 +229,8 @@ def build_sections(runs: list[dict]) -> list[Section]:
     if not rows:
         raise GencompressError("the runs hold no latency rows")
     optional = [realtime_section(runs), estimate_section(runs), quality_data_section(runs), samples_section(runs)]
-    return [summary_section(runs, rows), latency_section(rows), *[s for s in optional if s], conditions_section(runs)]
+    return [*filter(None, [build_section(runs)]), summary_section(runs, rows), latency_section(rows), *[s for s in optional if s],
+            conditions_section(runs)]
 
 
 # --- rendering -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from gencompress.cli.options import out_option, writes_output
 @click.option("--title", default="gencompress benchmark report", show_default=True)
 @writes_output
 def report(runs, out, title):
-    """Write report.md and report.html from result JSONs (or folders of them)."""
+    """Write report.md and report.html from bench/sweep result JSONs (or folders of them) and build bundles."""
     from gencompress.benchmarks.report_html import load_runs, write_report
 
     path = write_report(load_runs(list(runs)), out, title)
