@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gencompress.bundle import ONNX, Bundle
 from gencompress.errors import GencompressError
-from gencompress.floor import QualityFloor, quality_floor
+from gencompress.floor import FloorNotMet, QualityFloor, quality_floor
 from gencompress.inputs import UserData, prepare_inputs
 from gencompress.progress import bar
 
@@ -116,20 +116,28 @@ def variant_name(ratio: float, precision: str) -> str:
     return f"prune{ratio:.2f}-{precision}"
 
 
-def measure_variants(original: Bundle, cfg: SweepConfig, work: Path, data: UserData | None = None) -> list[dict]:
-    runs = []
+def measure_variants(original: Bundle, cfg: SweepConfig, work: Path, data: UserData | None = None) -> tuple[list[dict], list[dict]]:
+    """Each variant's bench result, and the variants not built because no INT8 mix of them
+    meets the floor (as `build` refuses them): {"variant", "note"}."""
+    runs, refused = [], []
     jobs = [(r, p) for r in cfg.prune for p in cfg.precisions]
     cache: dict[float, Bundle] = {}
     for ratio, precision in bar(jobs, "sweep", cfg.progress):
         if ratio not in cache:
             cache[ratio] = pruned(original, ratio, cfg, data)
-        variant = with_precision(cache[ratio], precision, work / variant_name(ratio, precision), cfg, data)
+        try:
+            variant = with_precision(cache[ratio], precision, work / variant_name(ratio, precision), cfg, data)
+        except FloorNotMet as exc:
+            refused.append({"variant": variant_name(ratio, precision), "note": f"not built: {exc}"})
+            continue
         result = run(variant, cfg.bench_config(variant=variant_name(ratio, precision), data_samples=cfg.data_samples), reference=original,
                      data=data)
         result["prune_ratio"], result["sweep_precision"] = ratio, precision
         result["estimates"] = estimates(variant.file(ONNX), cfg)
         runs.append(result)
-    return runs
+    if not runs:
+        raise GencompressError(f"no variant could be built under the floor: {refused[0]['note']}")
+    return runs, refused
 
 
 def estimates(onnx_path: Path, cfg: SweepConfig) -> list[dict]:
@@ -233,14 +241,14 @@ def sweep(original: Bundle, cfg: SweepConfig) -> dict:
     data = prepare_inputs(original.manifest, cfg.data, cfg.io_spec, cfg.quality_samples)  # once, before any work
     work = Path(tempfile.mkdtemp(prefix="gencompress-sweep-"))
     try:
-        runs = measure_variants(original, cfg, work, data)
+        runs, refused = measure_variants(original, cfg, work, data)
         rows = [row for result in runs for row in result["rows"]] + measure_baselines(original, cfg, data)
         rows += estimated_rows(runs, cfg)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     batch = 8 if 8 in cfg.batches else cfg.batches[0]
     floor = cfg.floor()
-    under_floor = mark_floor(rows, floor)  # before the front: a row under the floor is kept off it
+    under_floor = refused + mark_floor(rows, floor)  # before the front: a row under the floor is kept off it
     return {
         "kind": "gencompress-sweep", "schema_version": 1, "model": runs[0]["model"],
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},

@@ -84,9 +84,14 @@ def best_of(scored: dict[str, dict]) -> str:
     return max(pool, key=lambda k: scored[k]["psnr_db"])
 
 
-def not_met(floor: QualityFloor, best: dict, how: str) -> GencompressError:
+class FloorNotMet(GencompressError):
+    """No INT8 mix meets the floor: a verdict on the model, not a bad input (a sweep records it
+    for that variant and goes on)."""
+
+
+def not_met(floor: QualityFloor, best: dict, how: str) -> FloorNotMet:
     """The one-line error for a floor no mix meets: it names the best reached."""
-    return GencompressError(
+    return FloorNotMet(
         f"no INT8 mix meets {floor.describe()}: the best reached {best['psnr_db']:.2f} dB, SSIM {best['ssim']:.4f} ({how}); "
         "nothing written. Lower --min-psnr, or build --precision fp16 (or fp32)"
     )

@@ -96,3 +96,20 @@ def test_int8_cpu_variants_come_from_the_build_precision_stage(tiny_bundle, tmp_
     assert set(step["calibrators"]["scores"]) == {"max", "entropy", "percentile"}
     assert step["floor"] == {"min_psnr_db": 35.0, "min_ssim": 0.97, "default": True}
     assert variant.last_step("runtime") is None  # the sweep times on its own --backend: no runtime choice made
+
+
+@pytest.mark.slow
+def test_a_variant_no_int8_mix_can_build_is_recorded_and_the_sweep_goes_on(tiny_bundle):
+    """Under a floor no INT8 mix meets (300 dB), `build` refuses; the sweep records that variant
+    as not built, with the search's own one-line reason, and measures the others."""
+    from gencompress.benchmarks.sweep import SweepConfig, sweep
+    from gencompress.loading import load_spec
+
+    cfg = SweepConfig(prune=(0.0,), precisions=("fp32", "int8"), batches=(1,), iters=2, warmup=0, seconds=1.0, quality_samples=8,
+                      baselines=(), estimate_profiles=(), progress=False, min_psnr=300.0)
+    result = sweep(load_spec(str(tiny_bundle.path)), cfg)
+    assert {r["variant"] for r in result["rows"]} == {"prune0.00-fp32"}
+    notes = {u["variant"]: u["note"] for u in result["under_floor"]}
+    assert notes["prune0.00-int8"].startswith("not built: no INT8 mix meets PSNR >= 300 dB vs FP32: the best reached")
+    assert notes["prune0.00-fp32"].startswith("under the floor: ") and "< 300 dB" in notes["prune0.00-fp32"]
+    assert result["pareto_front"] == [] and result["floor"]["min_psnr_db"] == 300.0
