@@ -51,8 +51,8 @@ class SweepConfig:
     distill_steps: int = 300
     baselines: tuple[str, ...] = BASELINES
     compile_backend: str = "inductor"
-    estimate_profiles: tuple[str, ...] = ("cpu-epyc-2c", "jetson-orin-nano")
-    measured_profile: str = "cpu-epyc-2c"  # the profile describing the machine the sweep runs on
+    estimate_profiles: tuple[str, ...] = ("cpu", "jetson-orin-nano")
+    measured_profile: str = "cpu"  # the profile describing the machine the sweep runs on (its key, whatever alias named it)
     fps: float | None = None
     budget_ms: float | None = None
     data_samples: int = 0
