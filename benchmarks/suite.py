@@ -45,6 +45,7 @@ from . import architectures as arch
 VERSION = 1
 SHIP_LIMIT = 10 << 20  # weights files up to 10 MiB ship in the package; bigger ones train on first use
 JUDGE_SIZE = 256  # held-out crops are judged at the layouts' full output size
+JUDGE_PER_SIDE = 2  # 2 x 2 crops per held-out photo: 16 in all
 NOISE_SIGMA = 0.2  # the U-Net's denoising task, on the [0, 1] scale
 
 
@@ -173,7 +174,7 @@ def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch:
 
 
 def _judge_sr(model: nn.Module) -> dict:
-    hr = photos.held_out_crops(JUDGE_SIZE)
+    hr = photos.held_out_crops(JUDGE_SIZE, JUDGE_PER_SIDE)
     lr = _bicubic_down(hr)
     sr = _batched(model, lr).clamp(0, 1)
     bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
@@ -181,20 +182,20 @@ def _judge_sr(model: nn.Module) -> dict:
 
 
 def _judge_autoencoder(model: nn.Module) -> dict:
-    x = photos.held_out_crops(JUDGE_SIZE) * 2 - 1
+    x = photos.held_out_crops(JUDGE_SIZE, JUDGE_PER_SIDE) * 2 - 1
     out = _batched(model, x).clamp(-1, 1)
     return {"reconstruction_psnr_db": psnr(x, out, 2.0), "crops": len(x)}
 
 
 def _judge_denoise(model: nn.Module) -> dict:
-    clean = photos.held_out_crops(JUDGE_SIZE)
+    clean = photos.held_out_crops(JUDGE_SIZE, JUDGE_PER_SIDE)
     noisy = _noisy(clean, torch.Generator().manual_seed(1234))
     out = (_batched(model, noisy * 2 - 1).clamp(-1, 1) + 1) / 2
     return {"psnr_db": psnr(clean, out, 1.0), "noisy_input_psnr_db": psnr(clean, noisy.clamp(0, 1), 1.0),
             "noise_sigma": NOISE_SIGMA, "crops": len(clean)}
 
 
-FID_SAMPLES = 256
+FID_SAMPLES = 128
 
 
 def _digits_real() -> torch.Tensor:
@@ -238,15 +239,15 @@ class Recipe:
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("sr_compact", _sr_start, lambda m: m, _judge_sr, steps=250, batch=8, crop=96, lr=5e-4, loss=_sr_loss,
+    Recipe("sr_compact", _sr_start, lambda m: m, _judge_sr, steps=200, batch=8, crop=64, lr=1e-3, loss=_sr_loss,
            note="x4 SR on bicubic-downscaled (antialiased) crops, L1; inputs and outputs in [0, 1]"),
-    Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=300, batch=4, crop=64, lr=1e-3,
+    Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=200, batch=4, crop=48, lr=1e-3,
            loss=_autoencoder_loss, note="autoencoder, L1 + MSE; images in [-1, 1]; latents from the trained encoder"),
-    Recipe("unet_pix2pix", arch.unet_pix2pix, lambda m: m, _judge_denoise, steps=150, batch=1, crop=256, lr=2e-4,
+    Recipe("unet_pix2pix", arch.unet_pix2pix, lambda m: m, _judge_denoise, steps=80, batch=1, crop=256, lr=2e-4,
            loss=_denoise_loss, note=f"denoising (Gaussian sigma {NOISE_SIGMA} on [0, 1]), L1, batch 1 as pix2pix; images in [-1, 1]"),
-    Recipe("sd_vae", KLAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=150, batch=4, crop=64, lr=5e-4,
+    Recipe("sd_vae", KLAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=80, batch=4, crop=48, lr=5e-4,
            loss=_vae_loss, note=f"VAE: L1 + {KL_WEIGHT} x KL per latent element; images in [-1, 1]; latents = posterior means"),
-    Recipe("stylegan2", GAN, lambda m: m.generator, _judge_gan, steps=30, batch=4, crop=32, lr=1e-3,
+    Recipe("stylegan2", GAN, lambda m: m.generator, _judge_gan, steps=20, batch=4, crop=32, lr=1e-3,
            note="non-saturating GAN on digits (3 x 32 x 32 critic on the 128 px output pooled x4); Adam betas (0, 0.99)"),
 )}
 
@@ -318,11 +319,12 @@ def train_recipe(r: Recipe, steps: int | None = None, seed: int = 0, progress: b
     torch.manual_seed(seed)
     model = _seeded(r.build, seed)
     gen = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     fit = _train_gan if r.loss is None else _train_supervised
     losses = fit(model, r, steps, gen, progress)
     record = {"steps": steps, "seed": seed, "batch": r.batch, "crop": r.crop, "lr": r.lr, "task": r.note,
-              "train_seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads(),
+              "train_seconds": round(time.perf_counter() - start, 1),
+              "train_cpu_seconds": round(time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
               "loss_curve": _curve(losses)}
     return model.eval(), record
 
@@ -393,12 +395,12 @@ def generator(name: str) -> nn.Module:
     return recipe(name).deploy(trained(name)).eval()
 
 
-def held_out_latents(name: str, size: int = JUDGE_SIZE) -> torch.Tensor:
+def held_out_latents(name: str, size: int = JUDGE_SIZE, per_side: int = 3) -> torch.Tensor:
     """Latents of the held-out crops through the trained encoder (taesd or sd_vae): what its decoder takes."""
     if name not in ("taesd", "sd_vae"):
         raise GencompressError(f"{name!r} has no encoder; latents come from 'taesd' or 'sd_vae'")
     model = trained(name)
-    return _batched(model.encode, photos.held_out_crops(size) * 2 - 1)
+    return _batched(model.encode, photos.held_out_crops(size, per_side) * 2 - 1)
 
 
 def judge(name: str, model: nn.Module) -> dict:
