@@ -4,8 +4,9 @@ under the quality floor.
 
 One function per (precision, target) form, chosen by `apply_precision`:
 - INT8, --target cpu: ONNX Runtime's integer form, searched under the floor (int8_cpu.py),
-  then measured against OpenVINO's INT8 forms (cpu_runtime.py), the winner recorded in the
-  bundle's `runtime` step;
+  then measured against OpenVINO's INT8 forms and the float model (cpu_runtime.py), the winner
+  recorded in the bundle's `runtime` step; where no INT8 form beat the float model, the FP32
+  graph ships (ship_float);
 - INT8, GPU/Jetson, PyTorch modules: modelopt fake-quant under the floor, exported to
   TensorRT's explicit Q/DQ (compress.quantize);
 - INT8, GPU/Jetson, a TorchScript or ONNX model: symmetric Q/DQ on the graph (onnx_quant);
