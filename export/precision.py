@@ -263,7 +263,7 @@ def extend_float_layers(final: Bundle, floor: QualityFloor, judge, work: Path, g
     inputs (OpenVINO) is not re-measured, and ONNX Runtime runs the bundle."""
     step = final.last_step("quantize") or {}
     sens = step.get("sensitivity") or {}
-    if "layer_psnr_db" not in sens:
+    if "layer_psnr_db" not in sens or not final.form.is_int8:  # the float model shipped (ship_float): no INT8 mix to continue
         return None
     already = list(sens["keep_float"])
     rest = [n for n in sorted(sens["layer_psnr_db"], key=sens["layer_psnr_db"].get) if n not in already]  # most sensitive first

@@ -182,3 +182,22 @@ def test_a_build_where_int8_cannot_beat_float_ships_the_float_model_and_says_so(
                     "--eval-samples", "4")
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.stdout)["rows"][0]["precision"] == "fp32"
+
+
+def test_the_gate_does_not_continue_an_int8_search_under_a_shipped_float_model(tmp_path):
+    """A float model shipped (its convert step after the search's quantize step): the gate's float-layer
+    extension has no INT8 mix to continue, and must not put an INT8 graph under the float name."""
+    from gencompress.bundle import new_manifest
+    from gencompress.export.precision import extend_float_layers
+    from gencompress.floor import quality_floor
+
+    manifest = new_manifest({"kind": "zoo", "name": "upsample_conv"}, {"shape": [4, 8, 8]}, {})
+    quantize = {"step": "quantize", "tool": "onnxruntime.quantize_static", "format": "cpu-u8s8-qoperator", "calibrator": "max",
+                "float_nodes": [], "sensitivity": {"layer_psnr_db": {"a": 30.0, "b": 40.0}, "keep_float": []}}
+    manifest["recipe"] = [quantize]
+    judged = []
+    int8 = Bundle(manifest)
+    assert int8.form.is_int8
+    manifest_float = {**manifest, "recipe": [quantize, {"step": "convert", "precision": "fp32", "target": "cpu", "why": "test"}]}
+    assert extend_float_layers(Bundle(manifest_float), quality_floor(None, False), judged.append, tmp_path, ({}, None)) is None
+    assert judged == []
