@@ -288,7 +288,7 @@ def _estimates(target: Target, rows: list[dict], cfg: BenchConfig) -> list[dict]
         return []
     from . import devices, roofline
 
-    profile = devices.get(cfg.estimate_profile)
+    profile = devices.get(cfg.estimate_profile, cfg.threads)  # the CPU profile measured at the threads timed here
     checks = []
     for row in (r for r in rows if r["backend"] == "ort"):
         est = roofline.estimate(target.onnx, profile, row["batch"])["estimated_ms"]

@@ -72,7 +72,7 @@ class SweepConfig:
         if bad:
             raise GencompressError(f"unknown baseline(s) {', '.join(bad)}; known: {', '.join(BASELINES)}")
         for key in self.estimate_profiles:
-            devices.get(key)
+            devices.get(key, self.threads)  # a CPU profile: measured here now (at the sweep's threads), before any work
         self.floor()
 
     def floor(self) -> QualityFloor | None:
@@ -141,7 +141,7 @@ def measure_variants(original: Bundle, cfg: SweepConfig, work: Path, data: UserD
 
 
 def estimates(onnx_path: Path, cfg: SweepConfig) -> list[dict]:
-    return [{k: v for k, v in roofline.estimate(onnx_path, devices.get(key), b).items() if k != "layers"}
+    return [{k: v for k, v in roofline.estimate(onnx_path, devices.get(key, cfg.threads), b).items() if k != "layers"}
             for key in cfg.estimate_profiles for b in cfg.batches]
 
 
@@ -258,7 +258,7 @@ def sweep(original: Bundle, cfg: SweepConfig) -> dict:
         "floor": {**floor.as_dict(), "describe": floor.describe()} if floor else None, "under_floor": under_floor,
         "realtime": verdict(rows, cfg.fps, cfg.budget_ms) if cfg.fps or cfg.budget_ms else [],
         "estimate_vs_measured": estimate_checks(runs, cfg),
-        "profiles": {key: devices.get(key).as_dict() for key in cfg.estimate_profiles},
+        "profiles": {key: devices.get(key, cfg.threads).as_dict() for key in cfg.estimate_profiles},
         "quality_vs_data": [{"variant": r["rows"][0]["variant"], **r["quality_vs_data"]} for r in runs if r.get("quality_vs_data")],
         "sample_grids": {r["rows"][0]["variant"]: g for r in runs for g in r["sample_grids"].values()},
     }
