@@ -14,10 +14,13 @@
 - `package.module:callable`  returns an iterable of batches (tensors or arrays, N x input
   shape): the convention of modelopt's `forward_loop` and NNCF's `Dataset`.
 
-Split rule (one for every command): the first `eval_samples` samples judge quality (PSNR,
-the report grid, export verification); the rest calibrate INT8 and drive distillation, so the
-two never overlap. With fewer than 2 x `eval_samples` samples, the first half evaluates and
-the second half calibrates (stated in the record); fewer than 2 samples is an error.
+Split rule (one for every command): a seeded random permutation of all the samples (seed
+`SPLIT_SEED`, recorded); its first `eval_samples` judge quality (PSNR, the report grid, export
+verification) and the rest calibrate INT8 and drive distillation, so the two never overlap and
+evaluation sees every part of the data, not the first files in name order (photo_a_*.png only).
+The permutation depends on the count and the seed alone, so every command splits the same data
+the same way. With fewer than 2 x `eval_samples` samples, half evaluates and half calibrates
+(stated in the record); fewer than 2 samples is an error.
 
 The record (`source_record`) names the data in the manifest: kind, path or spec, count and
 the sha256 of the float32 inputs after preprocessing (so two bundles calibrated on the same
@@ -43,6 +46,7 @@ from .loading import describe_shape, resolve_import_spec
 INPUT_KINDS = ("latent", "image")
 EVAL_SAMPLES = 64  # the evaluation split of commands with no --eval-samples of their own (prune)
 MAX_CALLABLE_SAMPLES = 100_000  # a loader that never ends is read this far, no further
+SPLIT_SEED = 0  # the evaluation/calibration permutation's: one for every command (see the split rule above)
 # Outputs this far outside the declared range (in widths of the range) mean the range is wrong.
 OUTPUT_RANGE_SLACK = 0.5
 # The FP32 outputs' 0.1-99.9th percentile span should cover this much of the output range, else a
@@ -322,16 +326,18 @@ def _callable(spec: str, shape: tuple[int, ...], max_samples: int) -> torch.Tens
     return torch.cat(batches)[:max_samples]
 
 
-def split(inputs: torch.Tensor, eval_samples: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(evaluation, rest, rule): the first eval_samples evaluate, the rest calibrate (see module docstring)."""
+def split(inputs: torch.Tensor, eval_samples: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(evaluation, rest, rule): a random eval_samples of all the samples evaluate, the others
+    calibrate, in the order of one seeded permutation (see module docstring)."""
     n = len(inputs)
     if n < 2:
         raise GencompressError(f"--data has {n} sample; it needs at least 2 (one to evaluate on, one to calibrate on)")
-    if n >= 2 * eval_samples:
-        return inputs[:eval_samples], inputs[eval_samples:], f"first {eval_samples} evaluate, the other {n - eval_samples} calibrate"
-    half = n // 2
-    return inputs[:half], inputs[half:], (f"only {n} samples (< 2 x {eval_samples}): the first {half} evaluate, "
-                                          f"the other {n - half} calibrate")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = eval_samples if n >= 2 * eval_samples else n // 2
+    rule = f"a random {k} of the {n} (seed {seed}) evaluate, the other {n - k} calibrate"
+    if k < eval_samples:
+        rule = f"only {n} samples (< 2 x {eval_samples}): {rule}"
+    return inputs[order[:k]], inputs[order[k:]], rule
 
 
 def user_data(spec: str | None, input_spec: dict, eval_samples: int, max_samples: int = MAX_CALLABLE_SAMPLES) -> UserData | None:
@@ -340,7 +346,8 @@ def user_data(spec: str | None, input_spec: dict, eval_samples: int, max_samples
         return None
     inputs, record = load_data(spec, input_spec, max_samples)
     evaluation, rest, rule = split(inputs, eval_samples)
-    record.update({"evaluation_samples": len(evaluation), "calibration_samples": len(rest), "split": rule})
+    record.update({"evaluation_samples": len(evaluation), "calibration_samples": len(rest), "split": rule,
+                   "split_seed": SPLIT_SEED})
     return UserData(evaluation, rest, record)
 
 

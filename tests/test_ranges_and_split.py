@@ -5,12 +5,13 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import save_file
 
 from gencompress.bundle import Bundle
 from gencompress.errors import GencompressError
-from gencompress.inputs import output_range_warnings, require_ranges_for_images
+from gencompress.inputs import output_range_warnings, require_ranges_for_images, split, user_data
 from tests.helpers import run_cli
 from tests.reliability.util import assert_one_line_error, run_main
 
@@ -83,6 +84,7 @@ def test_ranges_declared_by_an_earlier_stage_carry_over_and_undeclared_ones_do_n
     assert built.exit_code == 0, built.output
     manifest = Bundle.load(work / "declared").manifest
     assert manifest["input"]["range_from"] == "declared" and manifest["output"]["range_from"] == "declared"
+    assert manifest["data"]["split_seed"] == 0 and manifest["data"]["split"].startswith("a random 4 of the 12 (seed 0)")
     quantized = run_cli("quantize", "declared", "--data", "folder:photos", "--calib-samples", "6", "--out", "q")
     assert quantized.exit_code == 0, quantized.output  # the manifest's ranges serve
     # a bundle whose image ranges were never declared: its default [-1, 1] is a guess, so folder images are refused
@@ -139,3 +141,42 @@ def test_output_range_warnings_fill_spill_default_and_measured():
     assert warning.startswith("2.0% of the FP32 outputs lie outside the output range [0, 1] (they span ")
     assert output_range_warnings(declared, np.clip(unit, 0.0, 1.005)) == []  # within 1% of the width: not noticeable
     assert output_range_warnings(_manifest({"range": [0.4, 0.6], "range_from": "measured"}), 0.4 + 0.2 * unit) == []
+
+
+# --- 3. the split ----------------------------------------------------------------------------
+
+IMAGE_SPEC = {"shape": [3, 8, 8], "range": [0.0, 1.0], "distribution": "uniform"}
+
+
+def _three_photos(root, crops: int = 20):
+    """Crops of three photos, named as a tiler names them (china_00.png, ...): each photo its own
+    dominant colour channel, each crop its own noise, so an input tells which photo it came from."""
+    rng = np.random.default_rng(0)
+    (root / "crops").mkdir()
+    for photo, name in enumerate(("china", "flower", "sky")):
+        for i in range(crops):
+            pixels = rng.integers(0, 40, (10, 12, 3))
+            pixels[..., photo] += 200
+            Image.fromarray(pixels.astype(np.uint8)).save(root / "crops" / f"{name}_{i:02d}.png")
+    return f"folder:{root / 'crops'}"
+
+
+def _photo_of(inputs) -> list[int]:
+    return inputs.mean(dim=(2, 3)).argmax(dim=1).tolist()  # the dominant channel names the photo
+
+
+def test_evaluation_inputs_come_from_every_photo_and_never_calibrate(tmp_path):
+    spec = _three_photos(tmp_path)
+    data = user_data(spec, IMAGE_SPEC, eval_samples=8)
+    assert set(_photo_of(data.evaluation)) == {0, 1, 2}  # the first 8 in name order are all china_*
+    assert set(_photo_of(data.calibration(8))) == {0, 1, 2}  # calibration draws from all of it too
+    assert len(data.evaluation) == 8 and len(data.rest) == 52
+    # disjoint, and together every input once
+    every = torch.cat([data.evaluation, data.rest]).flatten(1)
+    assert len(torch.unique(every, dim=0)) == 60
+    assert data.record["split_seed"] == 0 and data.record["split"] == "a random 8 of the 60 (seed 0) evaluate, the other 52 calibrate"
+    # reproducible: the same data splits the same way, another seed another way
+    again = user_data(spec, IMAGE_SPEC, eval_samples=8)
+    assert torch.equal(again.evaluation, data.evaluation) and torch.equal(again.rest, data.rest)
+    inputs = torch.cat([data.evaluation, data.rest])
+    assert not torch.equal(split(inputs, 8, seed=1)[0], split(inputs, 8, seed=0)[0])
