@@ -184,8 +184,8 @@ def _options(f, decorators):
 
 
 def out_option(default: str | None = None, help: str = "Output bundle folder (written atomically)."):
-    return click.option("--out", default=default, required=default is None, show_default=default is not None, metavar="DIR",
-                        type=click.Path(file_okay=False), help=help)
+    # a plain string: writes_output checks the path (gencompress.atomic), with messages click's Path lacks (a NUL byte, a link)
+    return click.option("--out", default=default, required=default is None, show_default=default is not None, metavar="DIR", help=help)
 
 
 def _json_target(ctx, param, value):

@@ -84,12 +84,14 @@ def test_a_checkpoint_is_recorded_and_no_warning_given(proj, monkeypatch):
         "checkpoint_sha256": sha256(proj / "ngf32.safetensors")}
 
 
-def test_a_wider_checkpoint_is_an_error_naming_the_first_layer_and_both_shapes(proj):
+def test_a_wider_checkpoint_is_an_error_naming_every_layer_and_both_shapes(proj):
     before = tree_digest(proj)
     outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:ngf32", "--input-shape", "1x8x1x1",
                        "--checkpoint", "ngf64.safetensors", "--out", "out")
     assert_one_line_error(outcome, "weights do not fit the architecture: layer '0.weight' is 8x64x4x4 in checkpoint "
-                                   "ngf64.safetensors, 8x32x4x4 in the model (layers are never resized to fit")
+                                   "ngf64.safetensors, 8x32x4x4 in the model; layer '0.bias' is 64 in checkpoint ngf64.safetensors, "
+                                   "32 in the model; layer '2.weight' is 64x1x4x4 in checkpoint ngf64.safetensors, 32x1x4x4 in the model "
+                                   "(layers are never resized to fit")
     assert tree_digest(proj) == before
 
 
@@ -100,12 +102,13 @@ def test_a_narrower_checkpoint_is_refused_too(proj):
     assert_one_line_error(outcome, "layer '0.weight' is 8x32x4x4 in checkpoint ngf32.safetensors, 8x64x4x4 in the model")
 
 
-def test_missing_and_unexpected_keys_name_the_first_of_each(proj):
+def test_missing_and_unexpected_keys_are_each_named(proj):
     outcome = run_main("build", "--precision", "fp32", "--model", "mygen16:renamed", "--input-shape", "1x8x1x1",
                        "--checkpoint", "ngf32.safetensors", "--out", "out")
-    assert_one_line_error(outcome, "weights do not fit the architecture: missing '1.weight' (8x32x4x4 in the model) in checkpoint "
-                                   "ngf32.safetensors; unexpected '0.bias' (32) in checkpoint ngf32.safetensors, "
-                                   "not in the model (4 missing, 4 unexpected)")
+    assert_one_line_error(outcome, "weights do not fit the architecture: missing in checkpoint ngf32.safetensors: '1.weight' "
+                                   "(8x32x4x4 in the model); '1.bias' (32 in the model); '3.weight' (32x1x4x4 in the model); "
+                                   "'3.bias' (1 in the model); unexpected in checkpoint ngf32.safetensors, not in the model: "
+                                   "'0.bias' (32); '0.weight' (8x32x4x4); '2.bias' (1); '2.weight' (32x1x4x4) (4 missing, 4 unexpected)")
 
 
 def test_an_unpruned_bundle_with_narrower_weights_is_not_resized(tmp_path):
