@@ -42,6 +42,7 @@ from .conditional import check_labels, pack
 from .data import draw_inputs, image_files, read_image, resize_center
 from .errors import GencompressError, first_line
 from .loading import describe_shape, resolve_import_spec
+from .progress import log
 
 INPUT_KINDS = ("latent", "image")
 EVAL_SAMPLES = 64  # the evaluation split of commands with no --eval-samples of their own (prune)
@@ -194,7 +195,8 @@ def require_ranges_for_images(manifest: dict) -> None:
 
 
 def parse_data_spec(text: str) -> tuple[str, str, str | None]:
-    """'folder:PATH' | 'npz:PATH[#key]' | 'pkg.module:callable' -> (kind, path or spec, key)."""
+    """'folder:PATH' | 'npz:PATH[#key]' | 'pkg.module:callable' -> (kind, path or spec, key);
+    a bare existing folder or .npz file reads as folder:PATH or npz:PATH (prepare_inputs says so)."""
     kind, sep, rest = text.partition(":")
     if kind == "folder" and rest:
         return "folder", rest, None
@@ -205,6 +207,10 @@ def parse_data_spec(text: str) -> tuple[str, str, str | None]:
 
     if sep and IMPORT_SPEC.match(text):
         return "callable", text, None
+    if Path(text).is_dir():
+        return "folder", text, None
+    if Path(text).suffix == ".npz" and Path(text).is_file():
+        return "npz", text, None
     raise GencompressError(f"--data {text!r} is not folder:PATH, npz:PATH[#key] or package.module:callable")
 
 
@@ -355,6 +361,8 @@ def prepare_inputs(manifest: dict, data_spec: str | None, io_spec: dict, eval_sa
     """Apply the user's input/output spec to a manifest, then load and split --data; the
     manifest names the data. Every command calls this before any work."""
     kind, where, _ = parse_data_spec(data_spec) if data_spec else (None, None, None)
+    if kind in ("folder", "npz") and not data_spec.startswith(f"{kind}:"):
+        log(f"--data {data_spec}: reading it as {kind}:{data_spec}")
     if kind == "folder":  # named before --input-kind image would be refused for the packed shape
         _refuse_folder_for_classes(where, manifest["input"])
     if kind == "folder" and not io_spec.get("input_kind"):

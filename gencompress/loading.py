@@ -9,6 +9,7 @@ Nothing here unpickles arbitrary objects: weights come from safetensors, or from
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import re
@@ -288,6 +289,8 @@ def load_spec(
         conditional.check_classes(classes)
         if path.is_dir() or path.suffix == ".onnx" or not IMPORT_SPEC.match(spec):
             raise GencompressError(f"--classes applies to a package.module:callable model whose forward takes (z, y), not {spec}")
+    if path.suffix == ".py" and not path.is_dir():  # the user's model code itself, which is imported by name, not read as a file
+        raise GencompressError(python_file_hint(spec))
     if path.is_dir():
         bundle = Bundle.load(path)
         if bundle.manifest["architecture"]["kind"] in ("zoo", "import"):
@@ -319,6 +322,23 @@ def load_spec(
         bundle.record(step)
         return bundle
     raise GencompressError(f"model {spec!r} is not a bundle folder, a file, an import spec or a zoo name ({', '.join(zoo.names())})")
+
+
+def python_file_hint(spec: str) -> str:
+    """`--model ./sr_net.py`: say how to name it, with a callable the file defines (read with ast,
+    never run): its first public function, else its first class."""
+    path, functions, classes = Path(spec), [], []
+    try:
+        for node in ast.parse(path.read_text(encoding="utf-8", errors="replace")).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                functions.append(node.name)
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                classes.append(node.name)
+    except (OSError, SyntaxError, ValueError):
+        pass  # a missing or broken file: the example names a generic callable
+    example = f"{path.stem}:{(functions + classes + ['make_generator'])[0]}"
+    return (f"--model {spec} is a Python file: use package.module:callable, e.g. {example}, run from its folder "
+            f"({path.resolve().parent}) with --input-shape")
 
 
 RANDOM_WEIGHTS = "random"  # a "load" step's weights: the model's own initialisation, no checkpoint
@@ -409,11 +429,29 @@ def check_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int =
     the input's (the exported graph has a dynamic batch axis). Returns the per-sample
     output shape. Bad shapes and NaN outputs fail here, before any stage spends minutes.
     """
-    out = _run_generator(model, input_shape, batch)
+    try:
+        out = _run_generator(model, input_shape, batch)
+    except GencompressError:
+        _check_batch_dimension(model, input_shape, batch)
+        raise
     other = 2 if batch != 2 else 1
     if _run_generator(model, input_shape, other, first_batch=batch) != out:
         raise GencompressError(f"model output shape changes with the batch size: {batch} gives Nx{describe_shape(out)}")
     return out
+
+
+def _check_batch_dimension(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> None:
+    """A model that fails on --input-shape 3x64x64 but runs on 1x3x64x64 was given one image's
+    shape without the batch: say that, not PyTorch's "Got 3D input"."""
+    given = (batch, *input_shape)
+    if len(given) != 3:  # an image's C x H x W: the one case where a forgotten batch looks like a shape
+        return
+    try:
+        _run_generator(model, given, 1)
+    except GencompressError:
+        return  # not that: the caller raises the model's own error
+    raise GencompressError(f"input shape {describe_shape(given)} does not fit the model: the shape needs a leading batch dimension, "
+                           f"e.g. --input-shape 1x{describe_shape(given)}")
 
 
 def _run_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int, first_batch: int | None = None) -> tuple[int, ...]:

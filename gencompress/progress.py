@@ -44,7 +44,7 @@ def bar(iterable: Iterable[T], desc: str, enabled: bool = True, **kwargs) -> Ite
 
 def log(msg: str) -> None:
     """A one-line status on stderr, always (what a stage decided and why; stdout stays for --json)."""
-    print(f"gencompress: {msg}", file=sys.stderr)
+    print(f"gencompress: {msg}", file=sys.stderr, flush=True)  # in order with tqdm's lines, and whole in a captured stream
 
 
 def note(msg: str) -> None:
