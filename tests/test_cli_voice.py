@@ -192,6 +192,22 @@ def test_build_refuses_an_option_that_does_not_apply(dcgan_checkpoints, monkeypa
     assert not (root / "out").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--calibrator", "entropy"], "--calibrator applies to a PyTorch model (modelopt); g.onnx is a onnx graph, quantised as ONNX"),
+    (["--qat-steps", "5"], "--qat-steps applies to a PyTorch model (modelopt); g.onnx is a onnx graph"),
+    (["--target", "cpu", "--deconv-weight-axis", "0"], "--deconv-weight-axis sets TensorRT's Q/DQ form; --target cpu rewrites"),
+])
+def test_build_refuses_modelopt_options_for_a_graph(tmp_path, monkeypatch, args, message):
+    import onnx
+
+    from tests.export.qdq_graphs import plain_conv
+
+    monkeypatch.chdir(tmp_path)
+    onnx.save(plain_conv(), "g.onnx")
+    assert_one_line_error(run_main("build", "--model", "g.onnx", *args, "--out", "out"), message, only_line=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+
+
 def test_commands_refuse_options_that_do_not_apply(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for argv, message in [

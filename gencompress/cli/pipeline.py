@@ -109,6 +109,22 @@ class BuildConfig:
             raise GencompressError(f"--cpu-runtime chooses the runtime of --target cpu; --target {self.target} runs TensorRT")
         if self.data is not None and self.calib_from != "auto":
             raise GencompressError(f"--calib-from {self.calib_from} does not apply with --data: your data calibrates")
+        if self.target == "cpu" and self.deconv_weight_axis != 1:
+            raise GencompressError("--deconv-weight-axis sets TensorRT's Q/DQ form; --target cpu rewrites every ConvTranspose into a convolution")
+
+    def refuse_inapplicable_to(self, source: Bundle) -> None:
+        """Options that only modelopt's fake-quant PyTorch model takes, refused for a model that is a graph
+        (ONNX, TorchScript): on a gpu target it is quantised as ONNX (export/precision.py), which has none."""
+        graph_only = source.model is None or source.manifest["architecture"]["kind"] == "torchscript"
+        if not graph_only or self.precision != "int8" or self.target == "cpu":
+            return
+        modelopt_only = {"--calibrator": self.calibrator != defaults.DEFAULT_CALIBRATOR, "--bias-correction": self.bias_correction,
+                         "--qat-steps": self.qat_steps != 0, "--deconv-weight-axis": self.deconv_weight_axis != 1}
+        given = [name for name, is_given in modelopt_only.items() if is_given]
+        if given:
+            arch = source.manifest["architecture"]
+            raise GencompressError(f"{given[0]} applies to a PyTorch model (modelopt); {arch.get('name', 'the model')} is a "
+                                   f"{arch['kind']} graph, quantised as ONNX with max calibration")
 
     def timing(self) -> Timing:
         """How the latency table and the paired ratio time things (benchmarks/build_speed.py)."""
@@ -190,6 +206,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     timer = StageTimer(cfg.progress)
     with timer.stage("load"):
         source, name = resolve_model(cfg)
+        cfg.refuse_inapplicable_to(source)
         if source.model is not None:  # a wrong input shape or NaN output is named here, before MACs are counted
             source.manifest["output"]["shape"] = list(check_generator(source.model, source.input_shape, _user_batch(cfg)))
             _shared_weight_modconvs(source)
