@@ -32,7 +32,7 @@ COMMANDS = {
     "quantize": ("gencompress.cli.quantize_cmd", "quantize", "INT8-quantise BUNDLE (fake-quant, TensorRT's Q/DQ form on export)."),
     "export": ("gencompress.cli.export_cmd", "export", "Export BUNDLE (a bundle folder or an .onnx file) to ONNX or a TensorRT engine."),
     "bench": ("gencompress.cli.bench_cmd", "bench", "Time BUNDLE(s) on each backend and batch; judge quality against the original."),
-    "report": ("gencompress.cli.report_cmd", "report", "Write report.md and report.html from result JSONs (or folders of them)."),
+    "report": ("gencompress.cli.report_cmd", "report", "Write report.md and report.html from bench/sweep result JSONs (or folders of them) and build bundles."),
     "sweep": ("gencompress.cli.sweep_cmd", "sweep", "Build every (prune ratio x precision) variant of BUNDLE, measure each, mark the Pareto front."),
     "estimate": ("gencompress.cli.estimate_cmd", "estimate", "Roofline latency estimate per layer from the bundle's ONNX graph (FLOPs and bytes)."),
 }
