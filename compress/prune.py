@@ -40,6 +40,7 @@ from gencompress.model_stats import count_macs, count_params
 
 from .data_quality import data_judge
 from .distill import Checkpoints, DistillConfig, distill, load_discriminator, state_digest
+from .modconv import shared_weight_form
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
@@ -237,6 +238,8 @@ def prune_module(model: nn.Module, input_shape, distribution: str, cfg: PruneCon
     student = copy.deepcopy(model).eval()
     names = {m: n for n, m in student.named_modules()}
     x = draw_inputs(tuple(input_shape), 8, distribution, cfg.seed)
+    if shared_weight_form(student, x[:2]):  # StyleGAN2's fused modulated convs as shared-weight convs (compress/modconv.py)
+        names = {m: n for n, m in student.named_modules()}
     order = execution_order(student, x)
     if not order:
         raise GencompressError("the model has no Conv/ConvTranspose/Linear layer to prune")
