@@ -36,6 +36,7 @@ from gencompress.atomic import atomic_write_bytes, atomic_write_text
 from gencompress.bundle import sha256
 from gencompress.cache import cache_dir
 from gencompress.errors import GencompressError
+from gencompress.loading import TRAINED_WEIGHTS_ATTR
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 from gencompress.train.pretrained import PACKAGED_DIR
@@ -391,8 +392,11 @@ def trained(name: str, progress: bool = True) -> nn.Module:
 
 
 def generator(name: str) -> nn.Module:
-    """The deployable generator of a trained suite model (what `--model ...:NAME_trained` builds)."""
-    return recipe(name).deploy(trained(name)).eval()
+    """The deployable generator of a trained suite model (what `--model ...:NAME_trained` builds);
+    it names its weights, so a build records them instead of warning about random weights."""
+    model = recipe(name).deploy(trained(name)).eval()
+    setattr(model, TRAINED_WEIGHTS_ATTR, f"gencompress.benchmarks.suite {folder_name(name)} (trained on the shipped photos)")
+    return model
 
 
 def held_out_latents(name: str, size: int = JUDGE_SIZE, per_side: int = 3) -> torch.Tensor:

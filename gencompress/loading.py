@@ -309,6 +309,8 @@ def load_spec(
         else:
             conditional.check_two_inputs(model, spec)
         step = {"step": "load", "weights": RANDOM_WEIGHTS}
+        if getattr(model, TRAINED_WEIGHTS_ATTR, None):  # the callable loaded trained weights itself and says which
+            step = {"step": "load", "weights": "built-in", "source": str(getattr(model, TRAINED_WEIGHTS_ATTR))}
         if checkpoint:  # the user's own state dict: loaded before any wrap adds a prefix
             step = load_checkpoint_into(model, checkpoint, trust_pickle)
         arch = {"kind": "import", "spec": spec}
@@ -342,6 +344,9 @@ def python_file_hint(spec: str) -> str:
 
 
 RANDOM_WEIGHTS = "random"  # a "load" step's weights: the model's own initialisation, no checkpoint
+# A model an import spec returns with trained weights already in it names them in this attribute
+# (a string: where they came from), so the build records them instead of warning "random weights".
+TRAINED_WEIGHTS_ATTR = "gencompress_trained_weights"
 
 
 def load_checkpoint_into(model: nn.Module, checkpoint: str, trust_pickle: bool = False) -> dict:

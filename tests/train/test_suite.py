@@ -116,3 +116,18 @@ def test_trained_entry_point_runs_at_full_size():
     with torch.no_grad():
         out = model(photos.held_out_crops(64, per_side=1)[:1])
     assert out.shape == (1, 3, 256, 256)
+
+
+def test_a_trained_entry_point_is_not_reported_as_random_weights():
+    """The build warned "random weights ... measures an untrained model" for every import spec;
+    a suite model names its trained weights, and the load step records them instead."""
+    from gencompress.loading import load_spec, weight_warnings
+
+    if not suite._verified_state(suite.packaged_path("sr_compact")):
+        pytest.skip("the trained SR net is not shipped in this checkout")
+    trained = load_spec("gencompress.benchmarks.architectures:sr_compact_trained", (1, 3, 64, 64))
+    load = [s for s in trained.manifest["recipe"] if s["step"] == "load"]
+    assert load and load[-1]["weights"] == "built-in" and "sr_compact-photos" in load[-1]["source"]
+    assert not weight_warnings(trained.manifest)
+    random = load_spec("gencompress.benchmarks.architectures:sr_compact_small", (1, 3, 8, 8))
+    assert weight_warnings(random.manifest) and "random weights" in weight_warnings(random.manifest)[0]
