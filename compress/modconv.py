@@ -68,7 +68,9 @@ class SharedWeightModConv(nn.Module):
             # graph would tie the style's channels (the conv's inputs) to the output's, and prune no
             # conv at all. The value is the same; distillation after pruning trains the style through
             # the input scaling only.
-            energy = style.detach().square() @ weight.square().sum(dim=(2, 3)).t()  # N x O
+            # A product and a sum, not a MatMul: ONNX Runtime would quantise a MatMul, and an energy
+            # rounded towards 0 blows up under rsqrt (20 dB on a rosinality generator).
+            energy = (style.detach().square()[:, None, :] * weight.square().sum(dim=(2, 3))[None]).sum(dim=2)  # N x O
             out = out * torch.rsqrt(energy + DEMOD_EPS)[:, :, None, None]
         return out
 
