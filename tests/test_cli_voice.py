@@ -218,6 +218,7 @@ def test_commands_refuse_options_that_do_not_apply(tmp_path, monkeypatch):
         (["quantize", "b", "--calibrator", "max", "--percentile", "99", "--out", "o"], "--percentile does not apply here"),
         (["prune", "b", "--prune", "0.5", "--distill-steps", "0", "--gan-weight", "0.1", "--out", "o"], "--gan-weight does not apply here"),
         (["train", "dcgan", "--no-eval", "--fid-samples", "10", "--out", "o"], "--fid-samples does not apply here"),
+        (["estimate", "b", "--device", "jetson-orin-nano", "--threads", "4"], "--threads does not apply here: ONNX Runtime is measured"),
     ]:
         assert_one_line_error(run_main(*argv), message)
     assert list(tmp_path.iterdir()) == []

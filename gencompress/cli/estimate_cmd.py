@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.bench_cmd import load_bundle
-from gencompress.cli.options import batch_option, device_profile_option, json_option, threads_option, write_json
+from gencompress.cli.options import batch_option, device_profile_option, json_option, refuse_unless, threads_option, write_json
 
 
 @click.command()
@@ -15,7 +15,8 @@ from gencompress.cli.options import batch_option, device_profile_option, json_op
 @threads_option()
 @json_option("the estimate (with every layer)")
 @click.option("--list-devices", is_flag=True, help="List the device profiles and their sources, then exit.")
-def estimate(bundle, device, batches, no_compare, threads, json_out, list_devices):
+@click.pass_context
+def estimate(ctx, bundle, device, batches, no_compare, threads, json_out, list_devices):
     """Roofline latency estimate per layer from the bundle's ONNX graph (FLOPs and bytes)."""
     from gencompress.benchmarks import devices
     from gencompress.benchmarks.estimate import EstimateConfig, estimate_bundle, format_table, list_devices_text
@@ -26,7 +27,9 @@ def estimate(bundle, device, batches, no_compare, threads, json_out, list_device
     if bundle is None:
         raise click.UsageError("BUNDLE is required (or --list-devices)")
     cfg = EstimateConfig(device=device, batches=batches, compare=not no_compare, threads=threads)
-    devices.get(device)  # fail on a bad name before loading anything
+    profile = devices.get(device)  # fail on a bad name before loading anything
+    refuse_unless(ctx, profile.kind == "cpu", ("no_compare", "threads"),
+                  f"ONNX Runtime is measured beside a CPU profile's estimate only, and {device} is a {profile.kind} profile")
     result = estimate_bundle(load_bundle(bundle), cfg)
     if json_out:
         write_json(json_out, result)
