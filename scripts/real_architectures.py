@@ -1,6 +1,6 @@
 """`build --int8` on real generator architectures at full size, for gpu and cpu targets (issue 13).
 
-Each build runs as `gencompress build ... --json` in its own child process; the parent takes
+Each build runs as `gencompress build ... --json -` in its own child process; the parent takes
 the child's peak RSS from os.wait4's rusage (ru_maxrss: the child and the processes it waited
 for, which includes build's ONNX Runtime timing process) and its wall time. Then, in this
 process, the written bundle's model.onnx is judged against the FP32 PyTorch model on
@@ -70,7 +70,7 @@ def supplied_inputs(name: str, folder: Path) -> tuple[np.ndarray, Path]:
 
 
 def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
-    """`gencompress build --int8` in a child process: (summary, wall s, peak RSS MB, exit code, stderr tail)."""
+    """`gencompress build --precision int8` in a child process: (summary, wall s, peak RSS MB, exit code, stderr tail)."""
     shape = "x".join(map(str, (1, *shapes()[name])))
     cmd = [sys.executable, "-m", "gencompress", "build", "--model", spec(name), "--input-shape", shape, "--precision", "int8",
            "--target", target, "--out", str(out), "--json", "-", *extra]
