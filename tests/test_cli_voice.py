@@ -131,6 +131,7 @@ def test_json_is_a_file_not_the_next_option(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(run_main("build", "--json", "--out", "o"), "takes a FILE (- for stdout), not --out")
     assert_one_line_error(run_main("build", "--json", "nowhere/r.json", "--out", "o"), "does not exist")
+    assert_one_line_error(run_main("estimate", "b", "--json", "a\0b"), "the path holds a NUL byte")
     assert list(tmp_path.iterdir()) == []
 
 

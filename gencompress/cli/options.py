@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-
 from click.core import ParameterSource
 
 from gencompress import defaults
@@ -194,6 +193,8 @@ def _json_target(ctx, param, value):
         return value
     if value.startswith("-"):  # `--json --out x`: the old flag spelling, not a file named "--out"
         raise click.BadParameter(f"takes a FILE (- for stdout), not {value}")
+    if "\0" in value:
+        raise click.BadParameter("the path holds a NUL byte")
     path = Path(value)
     if path.is_dir():
         raise click.BadParameter(f"{value} is a folder; name a file (or - for stdout)")
