@@ -237,6 +237,13 @@ def unshare_biases(path: Path) -> int:
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3 or node.input[2] not in inits:
             continue
         name = node.input[2]
+        if node.op_type == "Gemm" and len(inits[name].dims) == 2 and inits[name].dims[0] == 1:
+            # a 1 x N bias (NVlabs' FullyConnectedLayer: addmm(b.unsqueeze(0), ...)) as the N-vector it
+            # broadcasts as: quantize_static's int32 bias scaling fails on a 2-D one
+            flat = f"{name}__flat_{node.name or copied}"
+            model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]).reshape(-1).copy(), flat))
+            inits[flat], node.input[2], name = model.graph.initializer[-1], flat, flat
+            copied += 1
         if name in seen:
             copy_name = f"{name}__{node.name or copied}"
             model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]).copy(), copy_name))

@@ -189,9 +189,20 @@ class RosinalityFromZ(nn.Module):
         return self.g([z], randomize_noise=False)[0]
 
 
+def _image_spread(model: nn.Module, rgb_weights: list[torch.Tensor], z_dim: int = 16) -> nn.Module:
+    """The toRGB weights scaled so the image has a spread of about 0.5 (as architectures.stylegan2_like):
+    random weights otherwise give an image of spread ~2, beyond the [-1, 1] a generator's output spans."""
+    with torch.no_grad():
+        spread = float(model(torch.randn(64, z_dim, generator=torch.Generator().manual_seed(1))).std())
+        for w in rgb_weights:
+            w.mul_(0.5 / spread)
+    return model
+
+
 def rosinality_small() -> nn.Module:
     torch.manual_seed(0)
-    return RosinalityFromZ(RosinalityGenerator()).eval()
+    model = RosinalityFromZ(RosinalityGenerator()).eval()
+    return _image_spread(model, [model.g.to_rgb1.conv.weight, *(t.conv.weight for t in model.g.to_rgbs)])
 
 
 # --- NVlabs/stylegan2-ada-pytorch -------------------------------------------------------------
@@ -343,4 +354,5 @@ class NVlabsGenerator(nn.Module):
 
 def nvlabs_small() -> nn.Module:
     torch.manual_seed(0)
-    return NVlabsGenerator().eval()
+    model = NVlabsGenerator().eval()
+    return _image_spread(model, [b.torgb.weight for b in model.blocks])

@@ -117,3 +117,14 @@ def hypernet() -> nn.Module:
     """The unrecognised per-sample conv as a --model spec (test_real_architectures.py)."""
     torch.manual_seed(0)
     return nn.Sequential(Hypernet()).eval()
+
+
+@pytest.mark.slow
+def test_nvlabs_generator_builds_int8_for_cpu_unedited(tmp_path):
+    """Its layers on their own non-fused path, noise from noise_const; its FullyConnectedLayer's 1 x N
+    Gemm bias flattened for ONNX Runtime's quantiser (export/onnx_quant.unshare_biases)."""
+    cfg = BuildConfig(model="stylegan_ports:nvlabs_small", input_shape=(1, 16), out=str(tmp_path / "b"), target="cpu",
+                      latency_batches=(2,), latency_iters=3, latency_warmup=1, bench_seconds=0.2, progress=False, cpu_runtime="onnxruntime")
+    summary = build(cfg)
+    assert summary["quality"]["meets_floor"]
+    assert "int8" in summary["layer_precision"].values()
