@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress import defaults
-from gencompress.cli.options import data_options, int8_options, json_option, out_option, refuse_unless, seed_option, write_json, writes_output
+from gencompress.cli.options import data_options, eval_samples_option, int8_options, json_option, out_option, refuse_unless, seed_option, write_json, writes_output
 from gencompress.cli.prune_cmd import load_source
 
 
@@ -12,6 +12,7 @@ from gencompress.cli.prune_cmd import load_source
 @click.argument("bundle", metavar="BUNDLE")
 @int8_options(calib_samples=defaults.CALIB_SAMPLES)
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="For --calibrator percentile.")
+@eval_samples_option(defaults.EVAL_SAMPLES, "Held-out inputs that choose the calibrator and the float layers (with --data: its first ones).")
 @data_options
 @click.option("--keep-float", multiple=True, metavar="LAYER", help="Keep this layer in float (repeatable, fnmatch pattern).")
 @click.option("--qat-lr", default=1e-5, show_default=True, type=float, help="Learning rate of --qat-steps.")
@@ -21,7 +22,7 @@ from gencompress.cli.prune_cmd import load_source
 @writes_output
 @click.pass_context
 def quantize(ctx, bundle, calibrator, calib_samples, calib_from, deconv_weight_axis, min_psnr, no_floor, bias_correction, qat_steps,
-             percentile, keep_float, qat_lr, seed, out, json_out, data):
+             percentile, eval_samples, keep_float, qat_lr, seed, out, json_out, data):
     """INT8-quantise BUNDLE (fake-quant, TensorRT's Q/DQ form on export)."""
     from gencompress.compress import QuantConfig
     from gencompress.compress import quantize as run_quantize
@@ -33,7 +34,7 @@ def quantize(ctx, bundle, calibrator, calib_samples, calib_from, deconv_weight_a
         raise click.UsageError(f"--calib-from {calib_from} does not apply with --data: your data calibrates", ctx)
     cfg = QuantConfig(calibrator=calibrator, percentile=percentile, calib_samples=calib_samples, calib_from=calib_from,
                       deconv_weight_axis=int(deconv_weight_axis), keep_float=tuple(keep_float), min_psnr=min_psnr, no_floor=no_floor,
-                      qat_steps=qat_steps, qat_lr=qat_lr, seed=seed, bias_correction=bias_correction)
+                      qat_steps=qat_steps, qat_lr=qat_lr, seed=seed, bias_correction=bias_correction, eval_samples=eval_samples)
     cfg.validate()
     source = load_source(bundle, out)
     user = prepare_inputs(source.manifest, data.spec, data.io_spec, cfg.eval_samples)
