@@ -93,7 +93,7 @@ def test_torchrun_two_processes_hold_identical_weights(tmp_path):
     must not wait for rank 1 in a cross-process sync (torchmetrics' default under torchrun)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gencompress", "train", "dcgan", "--objective", "wgan-gp", "--max-steps", "3", "--batch-size", "8",
-           "--eval-samples", "64", "--no-progress", "--out", str(tmp_path / "ddp")]
+           "--fid-samples", "64", "--no-progress", "--out", str(tmp_path / "ddp")]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
