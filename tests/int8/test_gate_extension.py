@@ -21,6 +21,7 @@ from gencompress import defaults
 from gencompress.export import int8_cpu
 from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
 from gencompress.floor import DEFAULT_MIN_PSNR, DEFAULT_MIN_SSIM
+from gencompress.inputs import SPLIT_SEED, split
 from gencompress.metrics import psnr, ssim
 from tests.helpers import run_cli
 
@@ -39,7 +40,14 @@ def outliers(monkeypatch, tmp_path):
     monkeypatch.setattr(defaults, "JUDGE_BUDGET_GMAC", 1e-9)
     assert defaults.JUDGE_MIN_SAMPLES == EASY
     data = gate_models.outlier_data(EVAL, EASY)
-    np.savez(tmp_path / "data.npz", x=data)
+    # --data is split by a seeded permutation (inputs.split): store the samples where it reads them back
+    # in this order, the first EVAL evaluating (the first EASY of them judging), the rest calibrating.
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(SPLIT_SEED)).numpy()
+    stored = np.empty_like(data)
+    stored[order] = data
+    evaluation, rest, _ = split(torch.from_numpy(stored), EVAL)
+    assert np.array_equal(evaluation.numpy(), data[:EVAL]) and np.array_equal(rest.numpy(), data[EVAL:])
+    np.savez(tmp_path / "data.npz", x=stored)
     return gate_models, data, tmp_path
 
 
