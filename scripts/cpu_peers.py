@@ -12,7 +12,7 @@ Per model, in one child process (export/cpu_runtime.time_runtimes: no PyTorch wo
 | openvino-fp32 | OpenVINO CPU plugin, INFERENCE_PRECISION_HINT f32 |
 | openvino-default | OpenVINO CPU plugin, its own default precision (bf16 where the CPU has it; the JSON says which ran) |
 | nncf-int8 | `nncf.quantize(ov_model, nncf.Dataset(batches))` with NNCF's defaults, compiled at OpenVINO's default precision as a user would (its float layers bf16 where the CPU has it) |
-| gencompress-cpu | `gencompress build --precision int8 --target cpu` (the real build; its runtime chosen by measurement, the float model where no INT8 form beat it) |
+| gencompress-cpu | `gencompress build --int8 --target cpu` (the real build; its runtime chosen by measurement, the float model where no INT8 form beat it) |
 
 Each model's row says which peers beat the default build (`beaten_by`, the table's last column):
 at least SAME_SPEED (5%) faster and a PSNR no more than EQUAL_PSNR_DB (0.5 dB) below its PSNR, in

@@ -1,6 +1,6 @@
 """Train the embedded default (the zoo DCGAN on digits, 1500 steps, seed 0) exactly as
 `get_or_train` does on first use, and ship the bundle inside the package
-(`train/weights/<cache name>/`), so `gencompress build --precision int8` with no argument starts from it
+(`train/weights/<cache name>/`), so `gencompress build --int8` with no argument starts from it
 instead of training for three minutes on a fresh clone.
 
     python scripts/package_default_weights.py [--model dcgan]

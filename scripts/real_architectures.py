@@ -70,7 +70,7 @@ def supplied_inputs(name: str, folder: Path) -> tuple[np.ndarray, Path]:
 
 
 def run_build(name: str, target: str, out: Path, extra: list[str]) -> dict:
-    """`gencompress build --precision int8` in a child process: (summary, wall s, peak RSS MB, exit code, stderr tail)."""
+    """`gencompress build --int8` in a child process: (summary, wall s, peak RSS MB, exit code, stderr tail)."""
     shape = "x".join(map(str, (1, *shapes()[name])))
     cmd = [sys.executable, "-m", "gencompress", "build", "--model", spec(name), "--input-shape", shape, "--precision", "int8",
            "--target", target, "--out", str(out), "--json", "-", *extra]

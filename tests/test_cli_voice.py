@@ -22,7 +22,7 @@ from tests.reliability.util import assert_one_line_error, run_main
 # Every spelling each idea has had: across all commands, exactly one of them may be in use.
 IDEAS = {
     "results as JSON": {"--json"},
-    "graph precision": {"--precision", "--int8", "--fp16", "--fp32"},
+    "graph precision": {"--precision"},  # with its shorthands --int8/--fp16/--fp32 (test below)
     "pruning ratio": {"--prune", "--ratio"},
     "inputs that judge quality": {"--eval-samples", "--quality-samples", "--verify-samples"},
     "FID/KID samples": {"--fid-samples", "--data-samples"},
@@ -71,6 +71,39 @@ def test_an_option_shared_by_commands_is_one_kind_of_thing_everywhere():
             assert seen.setdefault(opt, (name, kind))[1] == kind, f"{opt} differs in {name} and {seen[opt][0]}"
 
 
+def test_int8_is_the_shorthand_of_precision_wherever_one_precision_is_chosen():
+    """`gencompress build --int8` (the toolkit's own spelling) is `--precision int8`; a command that
+    sweeps a list of precisions has no shorthand."""
+    for name, command in commands().items():
+        opts = options(command)
+        single = "--precision" in opts and not opts["--precision"].multiple and name != "sweep"
+        assert all((flag in opts) == single for flag in ("--int8", "--fp16", "--fp32")), name
+
+
+@pytest.mark.parametrize("argv, precision", [((), "int8"), (("--int8",), "int8"), (("--fp16",), "fp16"), (("--precision", "fp32"), "fp32"),
+                                             (("--fp32", "--precision", "fp32"), "fp32")])
+def test_build_precision_from_the_shorthand_or_the_option(tmp_path, monkeypatch, argv, precision):
+    import gencompress.cli.build_cmd as build_cmd
+
+    seen = []
+
+    def record(cfg):  # stands in for the build: what precision did the options give it?
+        seen.append(cfg.precision)
+        raise GencompressError("stopped by the test")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(build_cmd, "run_build", record)
+    run_main("build", *argv, "--out", "o")
+    assert seen == [precision]
+
+
+def test_two_precisions_contradict_each_other(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcome = run_main("build", "--int8", "--precision", "fp16", "--out", "o")
+    assert_one_line_error(outcome, "contradict each other")
+    assert not (tmp_path / "o").exists()
+
+
 def test_json_takes_a_file_in_every_command_with_results():
     all_commands = commands()
     for name in RESULT_COMMANDS:
@@ -113,7 +146,6 @@ def test_top_level_help_imports_no_torch():
 
 
 @pytest.mark.parametrize("argv, hint", [
-    (["build", "--int8"], "(--int8 is now --precision int8)"),
     (["prune", "x", "--ratio", "0.5"], "(--ratio is now --prune)"),
     (["export", "x", "--min-psnr", "30"], "(--min-psnr is now --verify-psnr)"),
     (["bench", "x", "--device", "cpu"], "(--device is now --torch-device)"),

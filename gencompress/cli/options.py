@@ -54,9 +54,29 @@ def model_options(f):
     return f
 
 
+SHORTHANDS = {f"--{p}": p for p in defaults.PRECISIONS}  # `build --int8`: the spelling the toolkit is known by
+
+
 def precision_option(default: str | None = "int8", help: str = "Precision of the graph written."):
-    """--precision int8|fp16|fp32: the one spelling of a graph's precision (`sweep` takes a list of them)."""
-    return click.option("--precision", type=click.Choice(defaults.PRECISIONS), default=default, show_default=default is not None, help=help)
+    """--precision int8|fp16|fp32, the one name of a graph's precision (`sweep` takes a list of them),
+    with its shorthands --int8, --fp16, --fp32: `build --int8` is `build --precision int8`.
+    Two different precisions given together are a usage error, never the last one silently."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, precision, **kwargs):
+            chosen = {precision} if precision is not None and given(click.get_current_context(), "precision") else set()
+            chosen |= {p for p in defaults.PRECISIONS if kwargs.pop(f"precision_{p}")}
+            if len(chosen) > 1:
+                raise click.UsageError(f"{' and '.join(sorted(chosen))} contradict each other; give one precision")
+            return f(*args, precision=chosen.pop() if chosen else precision, **kwargs)
+
+        for p in reversed(defaults.PRECISIONS):
+            command = click.option(f"--{p}", f"precision_{p}", is_flag=True, help=f"Same as --precision {p}.")(command)
+        return click.option("--precision", type=click.Choice(defaults.PRECISIONS), default=default, show_default=default is not None,
+                            help=help)(command)
+
+    return decorate
 
 
 def _is_main_rank() -> bool:
@@ -352,7 +372,6 @@ def refuse_unless(ctx: click.Context, applies: bool, names: tuple[str, ...], why
 # Spellings removed when each idea got one name: a hint after click's "no such option".
 # (command or None for every command, old spelling) -> what to write now.
 RENAMED = {
-    (None, "--int8"): "--precision int8", (None, "--fp16"): "--precision fp16", (None, "--fp32"): "--precision fp32",
     ("prune", "--ratio"): "--prune", ("export", "--min-psnr"): "--verify-psnr", ("export", "--verify-samples"): "--eval-samples",
     ("bench", "--quality-samples"): "--eval-samples", ("bench", "--data-samples"): "--fid-samples", ("sweep", "--data-samples"): "--fid-samples",
     ("bench", "--device"): "--torch-device", ("bench", "--precision"): "--torch-dtype", ("sweep", "--estimate"): "--device",
