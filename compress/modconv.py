@@ -110,6 +110,45 @@ def _transposed(weight: torch.Tensor) -> nn.ConvTranspose2d:
     return conv
 
 
+WEIGHTED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
+
+
+def computed_weight_convs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
+    """(name, class) of each module that runs a convolution whose weight is not a conv layer's own
+    parameter but computed in forward (StyleGAN2's modulated convolutions, per-sample weights)."""
+    from torch.overrides import TorchFunctionMode
+
+    own = {id(m.weight) for m in model.modules() if isinstance(m, WEIGHTED_LAYERS)}
+    stack: list[nn.Module] = []
+    found: dict[nn.Module, None] = {}
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in CONV_FUNCTIONS and stack:
+                weight = args[1] if len(args) > 1 else kwargs.get("weight")
+                if id(weight) not in own:
+                    found.setdefault(stack[-1])
+            return func(*args, **kwargs)
+
+    def enter(module, _inputs):
+        stack.append(module)
+
+    def leave(_module, _inputs, _output):  # returns None: the output stays as it is
+        stack.pop()
+
+    hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    try:
+        with torch.no_grad(), Watch():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    names = {m: n for n, m in model.named_modules()}
+    return [(names[m], type(m).__name__) for m in found]
+
+
 # --- the forms ----------------------------------------------------------------------------
 
 
@@ -219,8 +258,6 @@ def shared_weight_form(model: nn.Module, example: torch.Tensor) -> list[dict]:
     """Rewrite, in place, every modulated convolution of `model` that runs per-sample weights
     (found on `example`, a batch of at least 2 inputs) and that one of FORMS recognises; each is
     checked in float64 against the original first. Returns one record per rewritten module."""
-    from .prune import computed_weight_convs
-
     found = computed_weight_convs(model, example)
     if not found:
         return []

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from gencompress import defaults
 from gencompress.bundle import Bundle
@@ -40,9 +39,9 @@ from gencompress.model_stats import count_macs, count_params
 
 from .data_quality import data_judge
 from .distill import Checkpoints, DistillConfig, distill, load_discriminator, state_digest
-from .modconv import shared_weight_form
+from .modconv import WEIGHTED_LAYERS, computed_weight_convs, shared_weight_form
 
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+PRUNABLE = WEIGHTED_LAYERS
 
 
 def _tp():
@@ -271,44 +270,6 @@ def prune_module(model: nn.Module, input_shape, distribution: str, cfg: PruneCon
         run_naming_failure(student, x, "Torch-Pruning could not trace this architecture: the pruned model fails")
     record = {"protected": sorted(protected), "round_to": round_to, "history": _history(pruner.DG)}
     return student.eval(), record
-
-
-CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
-
-
-def computed_weight_convs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
-    """(name, class) of each module that runs a convolution whose weight is not a conv layer's own
-    parameter but computed in forward (StyleGAN2's modulated convolutions, per-sample weights)."""
-    from torch.overrides import TorchFunctionMode
-
-    own = {id(m.weight) for m in model.modules() if isinstance(m, PRUNABLE)}
-    stack: list[nn.Module] = []
-    found: dict[nn.Module, None] = {}
-
-    class Watch(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if func in CONV_FUNCTIONS and stack:
-                weight = args[1] if len(args) > 1 else kwargs.get("weight")
-                if id(weight) not in own:
-                    found.setdefault(stack[-1])
-            return func(*args, **kwargs)
-
-    def enter(module, _inputs):
-        stack.append(module)
-
-    def leave(_module, _inputs, _output):  # returns None: the output stays as it is
-        stack.pop()
-
-    hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
-    try:
-        with torch.no_grad(), Watch():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    names = {m: n for n, m in model.named_modules()}
-    return [(names[m], type(m).__name__) for m in found]
 
 
 def _make_pruner(tp, model, x, cfg, ignored, round_to, names):

@@ -340,7 +340,7 @@ def _shared_weight_modconvs(source: Bundle) -> None:
     """StyleGAN2's fused modulated convolutions (per-sample weights) in their shared-weight form,
     checked in float64 (compress/modconv.py): everything after exports, quantises and prunes that;
     the recipe names each module rewritten."""
-    from gencompress.compress.modconv import shared_weight_form
+    from gencompress.compress import shared_weight_form
     from gencompress.data import draw_inputs
 
     example = draw_inputs(tuple(source.input_shape), 2, source.manifest["input"], 0)  # two samples: per-sample weights show
