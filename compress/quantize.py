@@ -185,6 +185,10 @@ def quantize_module(model: nn.Module, input_shape, distribution: str, cfg: Quant
     if cfg.calibrator not in CALIBRATORS:
         raise GencompressError(f"quantize_module calibrates with one of {', '.join(CALIBRATORS)}, not {cfg.calibrator!r} "
                                "(quantize() chooses among them)")
+    if not any(isinstance(m, QUANTIZABLE) for m in model.modules()):  # modelopt would fail with its own multi-line error
+        raise GencompressError("the model has no Conv2d/ConvTranspose2d/Linear module for modelopt to quantise (its layers convolve "
+                               "functionally with their own parameters, as NVlabs' StyleGAN2 layers do): build --target cpu quantises "
+                               "the ONNX graph instead, or build --precision fp16")
     mtq = _mtq()
     qmodel = copy.deepcopy(model).eval()
     latents = inputs if inputs is not None else draw_inputs(tuple(input_shape), cfg.calib_samples, distribution, cfg.seed)

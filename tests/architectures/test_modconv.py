@@ -128,3 +128,16 @@ def test_nvlabs_generator_builds_int8_for_cpu_unedited(tmp_path):
     summary = build(cfg)
     assert summary["quality"]["meets_floor"]
     assert "int8" in summary["layer_precision"].values()
+
+
+def test_nvlabs_generator_for_gpu_says_in_one_line_that_modelopt_has_no_module_to_quantise(tmp_path, monkeypatch):
+    """Its layers convolve functionally with their own parameters (their non-fused path), and its
+    FullyConnectedLayer is no nn.Linear: modelopt finds nothing (it raised a multi-line RuntimeError)."""
+    from tests.helpers import run_cli
+
+    monkeypatch.syspath_prepend(str(HERE))
+    result = run_cli("build", "--precision", "int8", "--target", "gpu", "--model", "stylegan_ports:nvlabs_small", "--input-shape", "1x16",
+                     "--out", tmp_path / "b")
+    assert result.exit_code == 2 and not (tmp_path / "b").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Conv2d/ConvTranspose2d/Linear module for modelopt to quantise" in lines[0], result.stderr
