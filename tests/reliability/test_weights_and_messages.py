@@ -64,7 +64,7 @@ def test_an_import_spec_without_checkpoint_warns_in_the_cli_line_and_the_report(
     assert outcome.exit_code == 0, outcome
     warning = "random weights: mygen16:ngf32 was built with its own initialisation (no --checkpoint was given)"
     line = next(ln for ln in outcome.stdout.splitlines() if ln.startswith("wrote "))  # the "took" line follows
-    assert line.startswith("wrote b: fp32") and f"WARNING: {warning}" in line
+    assert line.startswith("wrote b: ") and "fp32 PSNR" in line and f"WARNING: {warning}" in line
     assert f"**Warning: {warning}, so this measures an untrained model.**" in (proj / "b" / "report" / "report.md").read_text()
     bundle = Bundle.load(proj / "b")
     assert bundle.manifest["recipe"][0] == {"step": "load", "weights": "random"}
@@ -166,14 +166,14 @@ def test_build_config_prune_message_speaks_of_prune():
         BuildConfig(prune=50).validate()
 
 
-@pytest.mark.parametrize("old", ["--int8", "--fp16", "--fp32"])
-def test_the_old_precision_flags_are_gone_with_a_hint(proj, old):
-    outcome = run_main("build", old, "--out", "out")
-    assert_one_line_error(outcome, f"No such option '{old}'")
-    assert f"({old} is now --precision {old[2:]})" in outcome.stderr
+def test_int8_and_precision_int8_together_agree_and_two_precisions_are_refused(proj):
+    before = tree_digest(proj / "out")
+    outcome = run_main("build", "--int8", "--fp16", "--out", "out")
+    assert_one_line_error(outcome, "fp16 and int8 contradict each other")
+    assert tree_digest(proj / "out") == before
 
 
-@pytest.mark.parametrize("flags, precision", [((), "int8"), (("--precision", "fp16"), "fp16"), (("--precision", "fp32"), "fp32"),
+@pytest.mark.parametrize("flags, precision", [((), "int8"), (("--precision", "fp16"), "fp16"), (("--fp32",), "fp32"),
                                               (("--precision", "int8"), "int8")])
 def test_one_precision_flag_still_selects_it(proj, monkeypatch, flags, precision):
     import gencompress.cli.build_cmd as build_cmd
