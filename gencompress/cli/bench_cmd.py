@@ -5,20 +5,12 @@ import click
 
 from gencompress.cli.options import (data_options, emit_json, eval_samples_option, fid_options, json_option, realtime_options, refuse_unless,
                                      str_list, timing_options, write_json)
+from gencompress.cli.models import load_model
 
 
 def load_bundle(spec: str, progress: bool = True):
     """A bundle folder, an .onnx file, or a zoo name (the zoo model trained on digits)."""
-    from pathlib import Path
-
-    from gencompress import zoo
-    from gencompress.loading import load_spec
-
-    if spec in zoo.names() and not Path(spec).exists():
-        from gencompress.train.pretrained import get_or_train
-
-        spec = str(get_or_train(spec, progress=progress).path)
-    return load_spec(spec)
+    return load_model(spec, progress)
 
 
 @click.command()

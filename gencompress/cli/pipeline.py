@@ -31,6 +31,7 @@ from gencompress.compress import PruneConfig, prune
 from gencompress.export import (OPENVINO_XML, PRECISIONS, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
                                 apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers, run_batches,
                                 with_fp32_onnx)
+from gencompress.cli.models import is_zoo_name, load_model
 from gencompress.benchmarks import (Timing, latency_table, onnx_runners, paired_speedup, runtime_speedup,
                                     estimate_profile, target_estimate, timing_batch, write_build_report)
 
@@ -155,7 +156,7 @@ def sample_counts(cfg: BuildConfig, gmac_per_sample: float | None) -> BuildConfi
 def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
     """The SPEC of --model as an in-memory bundle, and a name for reports."""
     spec = cfg.model or DEFAULT_MODEL
-    if spec in zoo.names() and not Path(spec).exists():
+    if is_zoo_name(spec):
         if cfg.classes is not None:
             raise GencompressError(f"--classes applies to a package.module:callable model whose forward takes (z, y), not zoo model {spec!r}")
         if cfg.input_shape is not None and tuple(cfg.input_shape[1:]) != zoo.input_shape(spec):
@@ -177,10 +178,7 @@ def resolve_model(cfg: BuildConfig) -> tuple[Bundle, str]:
                 return bundle, f"{spec} ({Path(cfg.checkpoint).name})"
             bundle.record({"step": "load", "weights": RANDOM_WEIGHTS})
             return bundle, f"{spec} (random init)"
-        from gencompress.train import get_or_train
-
-        bundle = get_or_train(spec, progress=cfg.progress)
-        return load_spec(str(bundle.path)), f"{spec} (trained on digits)"
+        return load_model(spec, cfg.progress), f"{spec} (trained on digits)"
     if cfg.random_init:
         raise GencompressError(f"--random-init applies to a zoo name ({', '.join(zoo.names())}), not {spec}")
     return load_spec(spec, cfg.input_shape, cfg.checkpoint, cfg.trust_pickle, classes=cfg.classes), spec

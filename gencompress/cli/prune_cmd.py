@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gencompress.benchmarks.report import prune_markdown
+from gencompress.cli.models import is_zoo_name, load_model
 from gencompress.cli.options import (checkpointing_options, data_options, distill_steps_option, fid_samples_option, json_option, out_option,
                                      prune_option, refuse_unless, seed_option, write_json, writes_output)
 from gencompress.errors import GencompressError
@@ -15,17 +16,12 @@ from gencompress.errors import GencompressError
 def load_source(spec: str, out: str):
     """A bundle folder, or a zoo name (trained on digits on first use). Never the output."""
     from gencompress import zoo
-    from gencompress.loading import load_spec
 
     if Path(out).resolve() == Path(spec).resolve():
         raise GencompressError("--out must differ from the input bundle (the input is never modified)")
-    if spec in zoo.names() and not Path(spec).exists():
-        from gencompress.train.pretrained import get_or_train
-
-        spec = str(get_or_train(spec).path)
-    if not Path(spec).is_dir():
+    if not is_zoo_name(spec) and not Path(spec).is_dir():
         raise GencompressError(f"{spec} is not a bundle folder or a zoo name ({', '.join(zoo.names())})")
-    return load_spec(spec)
+    return load_model(spec)
 
 
 @click.command()
