@@ -94,7 +94,7 @@ def to_onnx(bundle: Bundle, cfg: OnnxConfig | None, workdir: Path) -> Bundle:
 def _refuse_computed_weights(model, dummy) -> None:
     """A failed export of a convolution whose kernel is computed per sample (StyleGAN2's modulated
     convs: batch-grouped, so its shape follows the dynamic batch) gets a message naming the layer."""
-    from gencompress.compress.prune import computed_weight_convs
+    from gencompress.compress.modconv import computed_weight_convs
 
     try:
         found = computed_weight_convs(model, dummy)
