@@ -42,12 +42,12 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 def import_openvino():
     """Return the `openvino` module, or explain what to install."""
-    return import_optional("openvino", "OpenVINO", "install it with `pip install openvino` (CPU wheel, no CUDA), or `pip install -e .[dev]`")
+    return import_optional("openvino", "OpenVINO", 'install it with `pip install openvino` (CPU wheel, no CUDA), or `pip install -e ".[cpu]"`')
 
 
 def import_nncf():
     """Return the `nncf` module, or explain what to install."""
-    return import_optional("nncf", "NNCF", "install it with `pip install nncf openvino`, or `pip install -e .[dev]`")
+    return import_optional("nncf", "NNCF", 'install it with `pip install nncf openvino`, or `pip install -e ".[cpu]"`')
 
 
 def available() -> bool:
