@@ -60,7 +60,7 @@ class BenchConfig:
     data_samples: int = 0  # > 0: FID/KID/IS against the real data on this many samples
     progress: bool = True
     variant: str = ""  # a label for the row (sweep names its variants)
-    estimate_profile: str | None = "cpu-epyc-2c"  # roofline beside each ONNX Runtime row on the CPU (None: skip)
+    estimate_profile: str | None = "cpu"  # roofline beside each ONNX Runtime row on the CPU, on this machine's profile (None: skip)
     data: str | None = None  # --data SPEC: quality on the user's inputs (its first quality_samples)
     ref_data: str | None = None  # --ref-data folder:|npz: FID/KID against the user's domain
     inception_weights: str | None = None  # a local TorchScript Inception for FID/KID

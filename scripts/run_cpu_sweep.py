@@ -32,7 +32,7 @@ def config(quick: bool):
         warmup=5,
         distill_steps=300,
         baselines=("torch", "torch-channels-last", "torch-compile"),
-        estimate_profiles=("cpu-epyc-2c", "jetson-orin-nano", "jetson-agx-orin"),
+        estimate_profiles=("cpu", "jetson-orin-nano", "jetson-agx-orin"),
         fps=30,
         data_samples=512,
     )

@@ -5,7 +5,7 @@
 Writes benchmarks/results/cpu_estimate_check.json and its report folder. Models are
 random-initialised: latency and the roofline depend on the architecture, not the weights
 (so no training is needed). The check asks for measured / estimated within [1/3, 3] at
-batch 8 (FP32 ONNX Runtime, 2 threads, the calibrated profile `cpu-epyc-2c`).
+batch 8 (FP32 ONNX Runtime, 2 threads, this machine's CPU profile `cpu`, measured here).
 """
 from __future__ import annotations
 

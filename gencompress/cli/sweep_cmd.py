@@ -19,7 +19,7 @@ from gencompress.cli.options import (data_options, distill_steps_option, fid_sam
 @distill_steps_option(300)
 @click.option("--baselines", default="torch,torch-channels-last,torch-compile", show_default=True, callback=str_list,
               help="PyTorch configurations of the original to time beside the variants ('' for none).")
-@click.option("--device", "profiles", default="cpu-epyc-2c,jetson-orin-nano", show_default=True, callback=str_list, metavar="PROFILE[,...]",
+@click.option("--device", "profiles", default="cpu,jetson-orin-nano", show_default=True, callback=str_list, metavar="PROFILE[,...]",
               help="Device profiles to add roofline estimates for (see `gencompress estimate --list-devices`).")
 @realtime_options
 @fid_samples_option(0, help="FID/KID/IS samples per variant (0: skip).")

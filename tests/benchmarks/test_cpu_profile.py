@@ -95,3 +95,13 @@ def test_vector_lanes_follow_the_measured_flags(measured):
     assert roofline.cpu_vector_lanes(dataclasses.replace(profile, cpu_flags=("avx2", "fma"))) == 8
     assert roofline.cpu_vector_lanes(dataclasses.replace(profile, cpu_flags=("avx2", "avx512f", "avx512_vnni"))) == 16
     assert roofline.cpu_vector_lanes(profile) == (16 if "avx512f" in cpu_flags() else 8)
+
+
+def test_defaults_name_this_machines_profile_not_the_old_alias():
+    """bench's and sweep's defaults say `cpu`; `cpu-epyc-2c` stays only as an alias for old JSONs."""
+    from gencompress.benchmarks.bench import BenchConfig
+    from tests.helpers import run_cli
+
+    assert BenchConfig().estimate_profile == devices.CPU_KEY
+    shown = run_cli("sweep", "--help").output
+    assert "cpu,jetson-orin-nano" in shown and "cpu-epyc-2c" not in shown
