@@ -103,3 +103,23 @@ def test_a_long_stage_is_named_in_a_log(capsys, log_now):
     with quiet.stage("compress (int8)"):
         pass
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("json_to", ["file", "stdout"])
+def test_json_on_stdout_means_no_progress(tmp_path, log_now, json_to):
+    """`build --json -` is read by another program: stdout is the JSON alone and stderr has no bar;
+    `--json FILE` keeps the bars (the control: the same build shows them)."""
+    import json
+
+    from tests.helpers import run_cli
+
+    target = str(tmp_path / "r.json") if json_to == "file" else "-"
+    result = run_cli("build", "--model", "dcgan", "--random-init", "--precision", "fp32", "--target", "cpu", "--batch", "1",
+                     "--iters", "3", "--warmup", "1", "--bench-seconds", "0.2", "--out", tmp_path / "b", "--json", target)
+    assert result.exit_code == 0, result.output
+    eta_lines = [line for line in result.stderr.splitlines() if ETA.search(line)]
+    if json_to == "file":
+        assert eta_lines and "evaluate" in result.stderr, result.stderr
+        return
+    assert json.loads(result.stdout)["precision"] == "fp32"
+    assert not eta_lines and "gencompress:" not in result.stderr, result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.options import (data_options, emit_json, eval_samples_option, fid_options, json_option, realtime_options, refuse_unless,
-                                     str_list, timing_options, write_json)
+                                     shows_progress, str_list, timing_options, write_json)
 from gencompress.cli.models import load_model
 
 
@@ -44,9 +44,9 @@ def bench(ctx, bundles, backends, batches, iters, warmup, bench_seconds, threads
     cfg = BenchConfig(backends=backends, batches=batches, device=torch_device, precision=torch_dtype, channels_last=channels_last,
                       iters=iters, warmup=warmup, seconds=bench_seconds, threads=threads, quality_samples=eval_samples, data_samples=fid_samples,
                       fps=fps, budget_ms=budget_ms, data=data.spec, io_spec=data.io_spec,
-                      ref_data=ref_data, inception_weights=inception_weights)
-    ref = load_bundle(reference) if reference else None
-    result = merge([run(load_bundle(spec), cfg, ref) for spec in bundles])
+                      ref_data=ref_data, inception_weights=inception_weights, progress=shows_progress(json_out))
+    ref = load_bundle(reference, cfg.progress) if reference else None
+    result = merge([run(load_bundle(spec, cfg.progress), cfg, ref) for spec in bundles])
     # the table is for a person: on stdout unless stdout carries the JSON
     to_stdout = json_out in (None, "-")
     click.echo(results_table(result), err=to_stdout)

@@ -5,7 +5,8 @@ import click
 
 from gencompress.cli.options import device_profile_option
 from gencompress.cli.options import (data_options, distill_steps_option, eval_samples_option, int8_options, json_option, model_options,
-                                     out_option, precision_option, prune_option, target_option, timing_options, write_json, writes_output)
+                                     out_option, precision_option, prune_option, shows_progress, target_option, timing_options, write_json,
+                                     writes_output)
 from gencompress.cli.pipeline import BuildConfig, build as run_build
 from gencompress.export import CPU_RUNTIME_CHOICES
 from gencompress.progress import top_stages
@@ -43,6 +44,7 @@ def build(model, input_shape, checkpoint, trust_pickle, random_init, classes, pr
         prune=prune_ratio, distill_steps=distill_steps, calibrator=calibrator, min_psnr=min_psnr, no_floor=no_floor, bias_correction=bias_correction, qat_steps=qat_steps,
         latency_batches=batches, latency_iters=iters, latency_warmup=warmup, bench_seconds=bench_seconds, threads=threads,
         cpu_runtime=cpu_runtime, eval_samples=eval_samples, data=data.spec, io_spec=data.io_spec, device=device,
+        progress=shows_progress(json_out),
     )
     summary = run_build(cfg)
     if json_out:

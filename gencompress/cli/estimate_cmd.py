@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.bench_cmd import load_bundle
-from gencompress.cli.options import batch_option, device_profile_option, json_option, refuse_unless, threads_option, write_json
+from gencompress.cli.options import (batch_option, device_profile_option, json_option, refuse_unless, shows_progress, threads_option,
+                                     write_json)
 
 
 @click.command()
@@ -30,7 +31,7 @@ def estimate(ctx, bundle, device, batches, no_compare, threads, json_out, list_d
     profile = devices.get(device)  # fail on a bad name before loading anything
     refuse_unless(ctx, profile.kind == "cpu", ("no_compare", "threads"),
                   f"ONNX Runtime is measured beside a CPU profile's estimate only, and {device} is a {profile.kind} profile")
-    result = estimate_bundle(load_bundle(bundle), cfg)
+    result = estimate_bundle(load_bundle(bundle, shows_progress(json_out)), cfg)
     if json_out:
         write_json(json_out, result)
     if json_out != "-":

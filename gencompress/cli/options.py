@@ -232,6 +232,12 @@ def json_option(what: str = "the results", required: bool = False):
                         help=f"Write {what} as JSON to FILE (- for stdout).")
 
 
+def shows_progress(json_out: str | None) -> bool:
+    """Progress bars and stage notes on stderr, unless --json - puts the results on stdout: a run whose
+    output another program reads (`... --json - | jq`) is not watched, so it stays quiet."""
+    return json_out != "-"
+
+
 def write_json(json_out: str, data) -> None:
     """--json's FILE (atomically, non-finite floats as strings), or stdout for '-'."""
     from gencompress.atomic import atomic_write_text

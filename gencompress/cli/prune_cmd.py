@@ -9,11 +9,11 @@ import click
 from gencompress.benchmarks.report import prune_markdown
 from gencompress.cli.models import is_zoo_name, load_model
 from gencompress.cli.options import (checkpointing_options, data_options, distill_steps_option, fid_samples_option, json_option, out_option,
-                                     prune_option, refuse_unless, seed_option, write_json, writes_output)
+                                     prune_option, refuse_unless, seed_option, shows_progress, write_json, writes_output)
 from gencompress.errors import GencompressError
 
 
-def load_source(spec: str, out: str):
+def load_source(spec: str, out: str, progress: bool = True):
     """A bundle folder, or a zoo name (trained on digits on first use). Never the output."""
     from gencompress import zoo
 
@@ -21,7 +21,7 @@ def load_source(spec: str, out: str):
         raise GencompressError("--out must differ from the input bundle (the input is never modified)")
     if not is_zoo_name(spec) and not Path(spec).is_dir():
         raise GencompressError(f"{spec} is not a bundle folder or a zoo name ({', '.join(zoo.names())})")
-    return load_model(spec)
+    return load_model(spec, progress)
 
 
 @click.command()
@@ -62,10 +62,11 @@ def prune(ctx, bundle, prune_ratio, importance, round_to, protect, distill_steps
     if resume and checkpoint.latest(checkpoints.root) is None:  # before any model is loaded or trained
         raise GencompressError(f"--resume: no distillation checkpoint in {checkpoints.root}")
     with checkpoint.claim_root(checkpoints.root, resume):  # a fresh run never writes into another run's checkpoints
-        source = load_source(bundle, out)
+        progress = shows_progress(json_out)
+        source = load_source(bundle, out, progress)
         # the first EVAL_SAMPLES stay out of distillation, as in build (they judge quality there)
         user = prepare_inputs(source.manifest, data.spec, data.io_spec, EVAL_SAMPLES)
-        pruned = run_prune(source, cfg, checkpoints=checkpoints, fid_samples=fid_samples, data=user)
+        pruned = run_prune(source, cfg, progress=progress, checkpoints=checkpoints, fid_samples=fid_samples, data=user)
     stats = pruned.manifest["metrics"]["prune"]
     with tempfile.TemporaryDirectory(prefix="gencompress-prune-") as work:
         report = Path(work) / "prune.md"

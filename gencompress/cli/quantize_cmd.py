@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from gencompress import defaults
-from gencompress.cli.options import data_options, eval_samples_option, int8_options, json_option, out_option, refuse_unless, seed_option, write_json, writes_output
+from gencompress.cli.options import (data_options, eval_samples_option, int8_options, json_option, out_option, refuse_unless, seed_option,
+                                     shows_progress, write_json, writes_output)
 from gencompress.cli.prune_cmd import load_source
 
 
@@ -36,9 +37,10 @@ def quantize(ctx, bundle, calibrator, calib_samples, calib_from, deconv_weight_a
                       deconv_weight_axis=int(deconv_weight_axis), keep_float=tuple(keep_float), min_psnr=min_psnr, no_floor=no_floor,
                       qat_steps=qat_steps, qat_lr=qat_lr, seed=seed, bias_correction=bias_correction, eval_samples=eval_samples)
     cfg.validate()
-    source = load_source(bundle, out)
+    progress = shows_progress(json_out)
+    source = load_source(bundle, out, progress)
     user = prepare_inputs(source.manifest, data.spec, data.io_spec, cfg.eval_samples)
-    saved = run_quantize(source, cfg, data=user).save(out)
+    saved = run_quantize(source, cfg, progress, data=user).save(out)
     step = saved.last_step("quantize")
     search = step.get("sensitivity")
     if json_out:

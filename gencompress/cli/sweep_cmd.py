@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from gencompress.cli.bench_cmd import load_bundle
-from gencompress.cli.options import (data_options, distill_steps_option, fid_samples_option, float_list, json_option, realtime_options, str_list, timing_options,
-                                     write_json)
+from gencompress.cli.options import (data_options, distill_steps_option, fid_samples_option, float_list, json_option, realtime_options, shows_progress, str_list,
+                                     timing_options, write_json)
 
 
 @click.command()
@@ -32,7 +32,8 @@ def sweep(bundle, ratios, precisions, backend, batches, iters, warmup, bench_sec
 
     cfg = SweepConfig(prune=ratios, precisions=precisions, backend=backend, batches=batches, iters=iters, warmup=warmup, seconds=bench_seconds,
                       threads=threads, distill_steps=distill_steps, baselines=baselines, estimate_profiles=profiles,
-                      fps=fps, budget_ms=budget_ms, data_samples=fid_samples, data=data.spec, io_spec=data.io_spec)
-    result = run_sweep(load_bundle(bundle), cfg)
+                      fps=fps, budget_ms=budget_ms, data_samples=fid_samples, data=data.spec, io_spec=data.io_spec,
+                      progress=shows_progress(json_out))
+    result = run_sweep(load_bundle(bundle, cfg.progress), cfg)
     write_json(json_out, result)
     click.echo(summary_line(result), err=json_out == "-")
