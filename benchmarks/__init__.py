@@ -14,6 +14,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "BenchConfig": "bench", "run": "bench",
     **{name: "build_speed" for name in ("ESTIMATE_PROFILES", "Timing", "estimate_profile", "latency_table", "onnx_runners", "paired_speedup",
                                         "runtime_speedup", "target_estimate", "timing_batch")},
-    "write_build_report": "report",
+    "write_build_report": "report", "ort_runtime_text": "report",
     "SweepConfig": "sweep",
 })

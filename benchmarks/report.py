@@ -267,10 +267,16 @@ ORT_RUNTIME_TEXT = {"disable": "ONNX Runtime CPU, graph optimisations off (Tenso
                     "all": "ONNX Runtime CPU, all graph optimisations (as it is deployed on a CPU)"}
 
 
+def ort_runtime_text(optimization: str) -> str:
+    """The summary's runtime when ONNX Runtime ran the compressed graph at graph optimisation level `optimization`."""
+    return ORT_RUNTIME_TEXT[optimization]
+
+
 def runtime_text(runtime: str) -> str:
-    """The summary's runtime ("ONNX Runtime CPU, graph optimisation disable") as a person reads it."""
-    prefix = "ONNX Runtime CPU, graph optimisation "
-    return ORT_RUNTIME_TEXT.get(runtime[len(prefix):], runtime) if runtime.startswith(prefix) else runtime
+    """A summary's runtime as a person reads it. Bundles built before the build wrote ort_runtime_text
+    recorded the level raw ("ONNX Runtime CPU, graph optimisation disable"): reworded here."""
+    old_prefix = "ONNX Runtime CPU, graph optimisation "
+    return ORT_RUNTIME_TEXT.get(runtime[len(old_prefix):], runtime) if runtime.startswith(old_prefix) else runtime
 
 
 def size_markdown(summary: dict) -> str:

@@ -32,7 +32,7 @@ from gencompress.export import (OPENVINO_XML, PRECISIONS, OrtRunner, PrecisionCo
                                 apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers, run_batches,
                                 with_fp32_onnx)
 from gencompress.cli.models import is_zoo_name, load_model
-from gencompress.benchmarks import (Timing, latency_table, onnx_runners, paired_speedup, runtime_speedup,
+from gencompress.benchmarks import (Timing, latency_table, onnx_runners, ort_runtime_text, paired_speedup, runtime_speedup,
                                     estimate_profile, target_estimate, timing_batch, write_build_report)
 
 DEFAULT_MODEL = "dcgan"
@@ -253,7 +253,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                    "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
                    "reference": reference_name, "inputs": inputs_record,
                    "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
-                               else f"ONNX Runtime CPU, graph optimisation {optimization}")}
+                               else ort_runtime_text(optimization))}
     gate_extension = None
     if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
         quality.update(floor.measure(reference, compressed, peak(source.manifest)), floor=floor.describe())
@@ -271,7 +271,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                 runtime = runtime_step["choice"] if runtime_step else None
                 quality.update(fidelity(reference, compressed, peak(source.manifest)), **floor.measure(reference, compressed, peak(source.manifest)))
                 if not runtime:
-                    quality["runtime"] = f"ONNX Runtime CPU, graph optimisation {optimization}"
+                    quality["runtime"] = ort_runtime_text(optimization)
                 export_checks = check_export(final, cfg.target, work, inputs=inputs if data is not None else None)
         if not quality["meets_floor"]:
             raise GencompressError(f"the {cfg.precision} model measured {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} on the "
