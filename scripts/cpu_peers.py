@@ -241,9 +241,17 @@ def markdown(result: dict) -> str:
     for r in result["rows"]:
         cells = {p["peer"]: f"{p['speedup_vs_ort_fp32']:.2f}x, {p['psnr_db']:.1f} dB" if p["psnr_db"] is not None else "n/a" for p in r["peers"]}
         beaten = r.get("beaten_by", beaten_by(r["peers"]))  # rows merged from runs before the column: judged from their numbers
-        lines.append(f"| {r['model']} | " + " | ".join(cells[n].replace("inf dB", "ref") for n in names)
+        chosen = (r.get("gencompress_choice") or {}).get("candidate")
+        if chosen and DEFAULT_BUILD in cells:  # what the default build shipped: a runtime and form, or the float model
+            cells[DEFAULT_BUILD] += f" ({chosen})"
+        lines.append(f"| {_label(r)} | " + " | ".join(cells[n].replace("inf dB", "ref") for n in names)
                      + f" | {'yes: ' + ', '.join(beaten) if beaten else 'no'} |")
     return "\n".join(lines)
+
+
+def _label(row: dict) -> str:
+    """The model, and whether its weights are trained (rows of untrained models say so)."""
+    return f"{row['model']} (random init)" if "random init" in row.get("source", "") else row["model"]
 
 
 def openvino_capabilities() -> list[str] | None:
