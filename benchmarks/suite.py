@@ -65,6 +65,10 @@ class TinyAutoencoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.vae = arch._diffusers().AutoencoderTiny()
+        # PyTorch's default initialisation shrinks the signal through the ReLU stacks (latents of
+        # spread 0.04, a constant image) and training stalls at the mean colour: LSUV first, as
+        # architectures does for the random-weight layouts (2x - 1 of a spread 0.25: images of 0.5)
+        arch.lsuv_(self, torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1, image_std=0.25)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.encoder(x)
@@ -242,7 +246,7 @@ class Recipe:
 RECIPES = {r.name: r for r in (
     Recipe("sr_compact", _sr_start, lambda m: m, _judge_sr, steps=200, batch=8, crop=64, lr=1e-3, loss=_sr_loss,
            note="x4 SR on bicubic-downscaled (antialiased) crops, L1; inputs and outputs in [0, 1]"),
-    Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=200, batch=4, crop=48, lr=1e-3,
+    Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=200, batch=4, crop=48, lr=5e-4,
            loss=_autoencoder_loss, note="autoencoder, L1 + MSE; images in [-1, 1]; latents from the trained encoder"),
     Recipe("unet_pix2pix", arch.unet_pix2pix, lambda m: m, _judge_denoise, steps=80, batch=1, crop=256, lr=2e-4,
            loss=_denoise_loss, note=f"denoising (Gaussian sigma {NOISE_SIGMA} on [0, 1]), L1, batch 1 as pix2pix; images in [-1, 1]"),
