@@ -69,7 +69,15 @@ def _holds(row: dict) -> str:
 
 
 def trained_suite() -> str:
-    return _script("train_suite").table_markdown(_load("trained_suite.json"))
+    lines = ["| layout | task | steps x batch, crop | train CPU s | held-out PSNR at init | after training | baseline | weights |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in _load("trained_suite.json")["models"].items():
+        metric = next(k for k in r["quality"] if k.endswith("psnr_db") and not k.startswith("bicubic"))
+        baseline = f"bicubic {r['quality']['bicubic_psnr_db']:.2f} dB" if "bicubic_psnr_db" in r["quality"] else "-"
+        shipped = f"{r['weights']['bytes'] / 2**20:.1f} MiB, " + ("ships" if r["weights"]["shipped"] else "first use")
+        lines.append(f"| {name} | {r['task'].split(';')[0]} | {r['steps']} x {r['batch']}, {r['crop']} px | {r['train_cpu_seconds']:.0f} | "
+                     f"{r['quality_at_init'][metric]:.2f} dB | {r['quality'][metric]:.2f} dB | {baseline} | {shipped} |")
+    return "\n".join(lines)
 
 
 TABLES = {f.__name__: f for f in (cpu_peers, real_architectures, user_latents, train_objectives, trained_suite)}
