@@ -417,3 +417,40 @@ def judge(name: str, model: nn.Module) -> dict:
 
 def ships(path: Path) -> bool:
     return path.stat().st_size <= SHIP_LIMIT
+
+
+# --- the same layouts trained on the shipped photos (this module) ----------
+# sr_compact and taesd ship trained inside the package; the others train on first use (a few
+# minutes) and are cached. The decoders take latents of photos through their trained encoder:
+# `python scripts/train_suite.py latents taesd OUT.npz` writes those of the held-out photos.
+
+
+def sr_compact_trained() -> nn.Module:
+    """architectures.sr_compact trained x4 on bicubic-downscaled photo crops; inputs and outputs in [0, 1]."""
+    return generator("sr_compact")
+
+
+def taesd_decoder_trained() -> nn.Module:
+    """The TAESD decoder of an AutoencoderTiny (released config) trained on photos; images in [-1, 1]."""
+    return generator("taesd")
+
+
+def sd_vae_decoder_trained() -> nn.Module:
+    """architectures.sd_vae_decoder's layout, decoder of a VAE trained on photos; images in [-1, 1]."""
+    return generator("sd_vae")
+
+
+def unet_pix2pix_trained() -> nn.Module:
+    """unet_pix2pix trained to denoise photos (Gaussian sigma 0.2 on [0, 1]); images in [-1, 1]."""
+    return generator("unet_pix2pix")
+
+
+def stylegan2_like_trained() -> nn.Module:
+    """stylegan2_like after a short GAN run on digits (grey digits, 128 px)."""
+    return generator("stylegan2")
+
+
+# trained entry point -> (its layout in architectures.FULL_INPUT_SHAPES, its name in the suite)
+TRAINED = {"sr_compact_trained": ("sr_compact", "sr_compact"), "taesd_decoder_trained": ("taesd_decoder", "taesd"),
+           "sd_vae_decoder_trained": ("sd_vae_decoder", "sd_vae"), "unet_pix2pix_trained": ("unet_pix2pix", "unet_pix2pix"),
+           "stylegan2_like_trained": ("stylegan2_like", "stylegan2")}

@@ -112,7 +112,7 @@ def test_shipped_weights_load_and_reach_their_recorded_quality(name):
 def test_trained_entry_point_runs_at_full_size():
     if not suite._verified_state(suite.packaged_path("sr_compact")):
         pytest.skip("the trained SR net is not shipped in this checkout")
-    model = arch.sr_compact_trained()
+    model = suite.sr_compact_trained()
     with torch.no_grad():
         out = model(photos.held_out_crops(64, per_side=1)[:1])
     assert out.shape == (1, 3, 256, 256)
@@ -125,7 +125,7 @@ def test_a_trained_entry_point_is_not_reported_as_random_weights():
 
     if not suite._verified_state(suite.packaged_path("sr_compact")):
         pytest.skip("the trained SR net is not shipped in this checkout")
-    trained = load_spec("gencompress.benchmarks.architectures:sr_compact_trained", (1, 3, 64, 64))
+    trained = load_spec("gencompress.benchmarks.suite:sr_compact_trained", (1, 3, 64, 64))
     load = [s for s in trained.manifest["recipe"] if s["step"] == "load"]
     assert load and load[-1]["weights"] == "built-in" and "sr_compact-photos" in load[-1]["source"]
     assert not weight_warnings(trained.manifest)
