@@ -258,6 +258,8 @@ def shared_weight_form(model: nn.Module, example: torch.Tensor) -> list[dict]:
     """Rewrite, in place, every modulated convolution of `model` that runs per-sample weights
     (found on `example`, a batch of at least 2 inputs) and that one of FORMS recognises; each is
     checked in float64 against the original first. Returns one record per rewritten module."""
+    if isinstance(model, torch.jit.ScriptModule):  # a TorchScript graph is run as it is: no hooks, no module swaps
+        return []
     found = computed_weight_convs(model, example)
     if not found:
         return []

@@ -71,7 +71,9 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
         per_channel=True,
         op_types_to_quantize=["Conv", "ConvTranspose", "Gemm", "MatMul"],
         calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, **STRIDED},
+        # biases stay float: TensorRT's explicit quantisation takes INT8 Q/DQ only (an INT32 bias
+        # DequantizeLinear fails the Q/DQ lint, export/qdq_lint.py)
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, **STRIDED},
     )
     return _quantize_static(src, dst, input_shape, distribution, samples, seed, options, inputs, batch)
 

@@ -64,7 +64,9 @@ def _shrink(module, name: str, **limits):
         args = list(args)
         for i, value in enumerate(args):
             if dataclasses.is_dataclass(value):
-                args[i] = dataclasses.replace(value, **{k: _cap(getattr(value, k), v) for k, v in limits.items() if hasattr(value, k)})
+                # a build that prunes nothing keeps its distillation steps: any other count is refused as an option that does not apply
+                kept = {"distill_steps"} if getattr(value, "prune", 0) is None else set()
+                args[i] = dataclasses.replace(value, **{k: _cap(getattr(value, k), v) for k, v in limits.items() if hasattr(value, k) and k not in kept})
         for key in ("fid_samples",):
             if key in kwargs:
                 kwargs[key] = 0
