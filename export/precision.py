@@ -207,7 +207,8 @@ def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, he
             "ONNX Runtime's integer form against its float model only")
     floor = cfg.floor()
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, out.file(ONNX), qdq, calibration, held, reference, work / "runtime",
-                                            cfg.threads, cfg.timing_batch, floor.min_psnr if floor else None, openvino=with_openvino)
+                                            cfg.threads, cfg.timing_batch, floor.min_psnr if floor else None, openvino=with_openvino,
+                                            margin_db=SEARCH_MARGIN_DB)
     log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
     step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
             "precision": choice["precision"], "float_precision": choice["float_precision"],

@@ -201,3 +201,29 @@ def test_the_gate_does_not_continue_an_int8_search_under_a_shipped_float_model(t
     manifest_float = {**manifest, "recipe": [quantize, {"step": "convert", "precision": "fp32", "target": "cpu", "why": "test"}]}
     assert extend_float_layers(Bundle(manifest_float), quality_floor(None, False), judged.append, tmp_path, ({}, None)) is None
     assert judged == []
+
+
+@pytest.mark.parametrize("ort_psnr, expected", [(38.6, "openvino"), (35.1, "openvino-nncf-mixed")])
+def test_the_runtime_choice_aims_above_the_floor_as_the_search_does(tmp_path, monkeypatch, ort_psnr, expected):
+    """resnet_generator in cpu_peers: NNCF's graph met the 35 dB bar at 35.0 dB on the held-out inputs,
+    won on speed, then measured under the floor on the gate's inputs; the build fell back to ONNX
+    Runtime's integer form, slower than OpenVINO FP32. A candidate must clear the search's margin
+    too, where the searched ONNX Runtime form itself does (else the floor alone is the bar)."""
+    monkeypatch.setattr(cpu_runtime, "openvino_float_precision", lambda notes: "f32")
+    monkeypatch.setattr(cpu_runtime, "openvino_candidates", lambda *a, **k: (
+        [Candidate("openvino", Graph("openvino", tmp_path / "qdq.onnx", "f32")),
+         Candidate("openvino-nncf-mixed", Graph("openvino", tmp_path / "nncf.xml", "f32"))], []))
+    psnr_by = {"onnxruntime": ort_psnr, "openvino": ort_psnr, "openvino-nncf-mixed": 35.0, FP32_ORT: 999.0, "openvino-fp32": 150.0}
+
+    def measure(c, inputs, reference, threads, batch, notes):
+        c.psnr_db = psnr_by[c.name]
+        c.quality = {"psnr_db": c.psnr_db}
+        return True
+
+    monkeypatch.setattr(cpu_runtime, "_measure", measure)
+    monkeypatch.setattr(cpu_runtime, "time_runtimes", _fake_timing(0.5, {"onnxruntime": 0.8, "openvino": 0.57, "openvino-nncf-mixed": 0.42}))
+    x = np.zeros((4, 1), np.float32)
+    choice = cpu_runtime.choose_cpu_runtime(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "qdq.onnx", x, x, x, tmp_path,
+                                            min_psnr=35.0, margin_db=0.3)
+    assert choice["candidate"] == expected
+    assert choice["quality_bar_db"] == pytest.approx(35.3 if ort_psnr >= 35.3 else 35.0)
