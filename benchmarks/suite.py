@@ -244,9 +244,9 @@ class Recipe:
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("sr_compact", _sr_start, lambda m: m, _judge_sr, steps=200, batch=8, crop=64, lr=1e-3, loss=_sr_loss,
+    Recipe("sr_compact", _sr_start, lambda m: m, _judge_sr, steps=4000, batch=8, crop=64, lr=1e-3, loss=_sr_loss,
            note="x4 SR on bicubic-downscaled (antialiased) crops, L1; inputs and outputs in [0, 1]"),
-    Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=1000, batch=4, crop=48, lr=5e-4,
+    Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=3000, batch=4, crop=48, lr=5e-4,
            loss=_autoencoder_loss, note="autoencoder, L1 + MSE; images in [-1, 1]; latents from the trained encoder"),
     Recipe("unet_pix2pix", arch.unet_pix2pix, lambda m: m, _judge_denoise, steps=80, batch=1, crop=256, lr=2e-4,
            loss=_denoise_loss, note=f"denoising (Gaussian sigma {NOISE_SIGMA} on [0, 1]), L1, batch 1 as pix2pix; images in [-1, 1]"),
