@@ -15,30 +15,21 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from gencompress.conditions import cpu_flags, cpu_name, git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "trained_suite.json"
 ORDER = ("sr_compact", "taesd", "unet_pix2pix", "sd_vae", "stylegan2")  # the issue's priority first
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def _cpu() -> dict:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
-    flags = re.search(r"^flags\s*:\s*(.*)$", info, re.M)
-    simd = sorted(f for f in (flags.group(1).split() if flags else []) if re.match(r"(avx|fma|f16c|amx|sse4)", f))
-    return {"model": model.group(1) if model else platform.processor(), "simd_flags": simd, "cores": os.cpu_count()}
+    """The machine the training ran on, as every results JSON records it (gencompress.conditions)."""
+    return {"model": cpu_name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count()}
 
 
 def _train_one(name: str, ship: bool) -> dict:
@@ -73,7 +64,7 @@ def cmd_train(args) -> int:
         started = time.perf_counter()
         entry = _train_one(name, ship=not args.no_ship)
         entry["wall_seconds"] = round(time.perf_counter() - started, 1)
-        results["models"][name] = {**entry, "commit": _commit(), "cpu": _cpu()}
+        results["models"][name] = {**entry, "commit": git_commit(), "cpu": _cpu()}
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         tmp = RESULTS.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=1) + "\n")
