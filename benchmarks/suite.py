@@ -248,11 +248,11 @@ RECIPES = {r.name: r for r in (
            note="x4 SR on bicubic-downscaled (antialiased) crops, L1; inputs and outputs in [0, 1]"),
     Recipe("taesd", TinyAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=3000, batch=4, crop=48, lr=5e-4,
            loss=_autoencoder_loss, note="autoencoder, L1 + MSE; images in [-1, 1]; latents from the trained encoder"),
-    Recipe("unet_pix2pix", arch.unet_pix2pix, lambda m: m, _judge_denoise, steps=80, batch=1, crop=256, lr=2e-4,
+    Recipe("unet_pix2pix", arch.unet_pix2pix, lambda m: m, _judge_denoise, steps=150, batch=1, crop=256, lr=5e-4,
            loss=_denoise_loss, note=f"denoising (Gaussian sigma {NOISE_SIGMA} on [0, 1]), L1, batch 1 as pix2pix; images in [-1, 1]"),
-    Recipe("sd_vae", KLAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=80, batch=4, crop=48, lr=5e-4,
+    Recipe("sd_vae", KLAutoencoder, lambda m: m.decoder(), _judge_autoencoder, steps=800, batch=4, crop=48, lr=5e-4,
            loss=_vae_loss, note=f"VAE: L1 + {KL_WEIGHT} x KL per latent element; images in [-1, 1]; latents = posterior means"),
-    Recipe("stylegan2", GAN, lambda m: m.generator, _judge_gan, steps=20, batch=4, crop=32, lr=1e-3,
+    Recipe("stylegan2", GAN, lambda m: m.generator, _judge_gan, steps=250, batch=4, crop=32, lr=1e-3,
            note="non-saturating GAN on digits (3 x 32 x 32 critic on the 128 px output pooled x4); Adam betas (0, 0.99)"),
 )}
 
@@ -409,6 +409,23 @@ def held_out_latents(name: str, size: int = JUDGE_SIZE, per_side: int = 3) -> to
         raise GencompressError(f"{name!r} has no encoder; latents come from 'taesd' or 'sd_vae'")
     model = trained(name)
     return _batched(model.encode, photos.held_out_crops(size, per_side) * 2 - 1)
+
+
+def photo_inputs(name: str, n: int, seed: int, size: int = JUDGE_SIZE, split: str = "held_out") -> torch.Tensor:
+    """`n` real inputs of suite model `name`'s generator from seeded random `size`-px crops of the
+    photos of `split`: low-resolution crops for the SR net (size / 4, [0, 1]), noisy crops for the
+    denoising U-Net ([-1, 1]), latents through the trained encoder for the decoders; Gaussian
+    latents for the GAN. The layouts are fully convolutional except the U-Net (256 px) and the GAN."""
+    gen = torch.Generator().manual_seed(seed)
+    if name == "stylegan2":
+        return torch.randn(n, trained(name).generator.z_dim, generator=gen)
+    pool = photos.load_split(split)
+    if name == "sr_compact":
+        return photos.random_crops(pool, n, size // 4, gen)
+    crops = photos.random_crops(pool, n, size, gen)
+    if name == "unet_pix2pix":
+        return _noisy(crops, gen).clamp(0, 1) * 2 - 1
+    return _batched(trained(name).encode, crops * 2 - 1)
 
 
 def judge(name: str, model: nn.Module) -> dict:

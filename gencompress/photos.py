@@ -108,15 +108,19 @@ def held_out_crops(size: int = 256, per_side: int = 3) -> torch.Tensor:
     return grid_crops(load_split("held_out"), size, per_side)
 
 
-def write_held_out_crops(folder: str | Path, size: int = 256, per_side: int = 3) -> list[Path]:
-    """The held-out crops as PNGs in `folder` (for `--data folder:FOLDER`); refuses a folder that
-    already holds files, so nothing of the user's is overwritten."""
+def write_held_out_crops(folder: str | Path, size: int = 256, per_side: int = 3, noise_sigma: float = 0.0,
+                         seed: int = 0) -> list[Path]:
+    """The held-out crops as PNGs in `folder` (for `--data folder:FOLDER`), with seeded Gaussian
+    noise of `noise_sigma` (on the [0, 1] scale, clipped) when asked: a denoiser's real inputs.
+    Refuses a folder that already holds files, so nothing of the user's is overwritten."""
     from PIL import Image
 
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise GencompressError(f"{folder} exists and is not an empty folder; name a new one")
     crops = held_out_crops(size, per_side)
+    if noise_sigma:
+        crops = (crops + noise_sigma * torch.randn(crops.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     names = [f"{name}-{i:02d}" for name in HELD_OUT for i in range(per_side * per_side)]

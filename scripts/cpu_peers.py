@@ -1,6 +1,7 @@
 """gencompress `--target cpu` side by side with the CPU runtimes a user would pick instead.
 
     python scripts/cpu_peers.py [--models dcgan,upsample_conv,vae_decoder,resnet_generator,taesd_like] [--out ...]
+    python scripts/cpu_peers.py --models sr_compact_trained,taesd_decoder_trained --merge
 
 Per model, in one child process (export/cpu_runtime.time_runtimes: no PyTorch work in it,
 2 threads per runtime, interleaved rounds, ratios per round), batch 8:
@@ -20,7 +21,10 @@ the same run (issue 25's "done when").
 
 Every quantiser gets the same 256 calibration inputs (the build's own: calibration_inputs with
 its seed); PSNR/SSIM of each peer against ONNX Runtime FP32 on 64 held-out inputs (seed 0, the
-build's evaluation latents). Models: the zoo generators trained on digits, and a TAESD-like
+build's evaluation latents). The trained suite's models (`sr_compact_trained`, ...; TRAINED
+below) take real inputs instead: 64 from crops of the training photos for every quantiser (the
+build gets them as `--data npz:` and keeps its own held-out part of them), 32 from the held-out
+photos for judging, at 128 px output where the layout allows. Models: the zoo generators trained on digits, and a TAESD-like
 latent decoder defined here (`taesd_like`: conv + ReLU residual blocks + nearest upsampling,
 4x16x16 -> 3x128x128, seeded random weights scaled to unit activation spread, since a default
 init deep decoder outputs a near-constant image). The machine is shared: load averages are
@@ -49,6 +53,14 @@ from gencompress.metrics import fidelity, ssim
 ZOO = ("dcgan", "upsample_conv", "vae_decoder", "resnet_generator")
 TAESD_SHAPE = (4, 16, 16)
 BATCH, THREADS, CALIB, EVAL = 8, 2, 256, 64
+# the trained suite (gencompress.benchmarks.suite:NAME): fully convolutional layouts run at 128 px
+# (the decoders' 4 x 16 x 16 latents, the SR net's 32-px crops), so that ONNX Runtime's plain
+# calibrator, which keeps every activation of every calibration batch, fits in memory; the
+# U-Net takes its 256 px. Calibration on crops of the training photos, judging on the held-out ones.
+TRAINED = ("sr_compact_trained", "taesd_decoder_trained", "sd_vae_decoder_trained", "unet_pix2pix_trained", "stylegan2_like_trained")
+TRAINED_SIDE = {"unet_pix2pix_trained": 256}  # output side; others PEER_SIDE
+PEER_SIDE = 128
+TRAINED_CALIB, TRAINED_EVAL = 64, 32
 DEFAULT_BUILD = "gencompress-cpu"
 EQUAL_PSNR_DB = 0.5  # a peer this close to the default build's PSNR (or better) is as good
 
@@ -103,10 +115,23 @@ def _unit_spread(model: nn.Module, x: torch.Tensor, image_std: float = 0.5) -> N
 # -- the peers ---------------------------------------------------------------------------------
 
 
-def source_bundle(name: str, random_init: bool):
+def trained_inputs(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A trained suite model's calibration inputs (training photos) and evaluation inputs (held-out photos)."""
+    from gencompress.benchmarks import suite
+
+    layout = suite.TRAINED[name][1]
+    side = TRAINED_SIDE.get(name, PEER_SIDE)
+    calib = suite.photo_inputs(layout, TRAINED_CALIB, seed=1, size=side, split="train")
+    evals = suite.photo_inputs(layout, TRAINED_EVAL, seed=0, size=side, split="held_out")
+    return calib.numpy(), evals.numpy()
+
+
+def source_bundle(name: str, random_init: bool, input_shape: tuple[int, ...] | None = None):
     """The model as the build sees it, and how it was made."""
     from gencompress.loading import load_spec
 
+    if name in TRAINED:
+        return load_spec(f"gencompress.benchmarks.suite:{name}", (1, *input_shape)), "trained suite (shipped photos)"
     if name == "taesd_like":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         return load_spec("cpu_peers:taesd_like", (1, *TAESD_SHAPE)), "TAESD-like, width 32, seeded unit-spread random weights"
@@ -139,19 +164,23 @@ def plain_quantize_static(fp32: Path, dst: Path, calib: np.ndarray) -> Path:
     return dst
 
 
-def gencompress_build(name: str, work: Path, random_init: bool) -> tuple[dict, object]:
-    """The real `build --int8 --target cpu`: its summary and the graph of the runtime it chose."""
+def gencompress_build(name: str, work: Path, random_init: bool, calib: np.ndarray | None = None) -> tuple[dict, object]:
+    """The real `build --int8 --target cpu`: its summary and the graph of the runtime it chose.
+    A trained suite model builds on `calib` (its photo inputs) as `--data npz:`, sample counts its own."""
     from gencompress.bundle import ONNX
     from gencompress.cli.pipeline import BuildConfig, build
     from gencompress.export.cpu_runtime import Graph
     from gencompress.export.openvino import BUNDLE_XML
 
-    spec = "cpu_peers:taesd_like" if name == "taesd_like" else name
-    shape = (1, *TAESD_SHAPE) if name == "taesd_like" else None
     out = work / "build"
-    summary = build(BuildConfig(model=spec, input_shape=shape, out=str(out), target="cpu", precision="int8", calib_samples=CALIB,
-                                eval_samples=EVAL, threads=THREADS, random_init=random_init, latency_batches=(BATCH,), latency_iters=5,
-                                latency_warmup=2, progress=False))
+    options = dict(calib_samples=CALIB, eval_samples=EVAL, model=name, input_shape=None)
+    if name == "taesd_like":
+        options.update(model="cpu_peers:taesd_like", input_shape=(1, *TAESD_SHAPE))
+    elif name in TRAINED:
+        np.savez(work / "data.npz", inputs=calib)
+        options = dict(model=f"gencompress.benchmarks.suite:{name}", input_shape=(1, *calib.shape[1:]), data=f"npz:{work / 'data.npz'}")
+    summary = build(BuildConfig(**options, out=str(out), target="cpu", precision="int8", threads=THREADS, random_init=random_init,
+                                latency_batches=(BATCH,), latency_iters=5, latency_warmup=2, progress=False))
     choice = summary.get("cpu_runtime") or {}
     if choice.get("runtime") == "openvino":  # compiled as the build measured it (bf16 float layers where that won)
         return summary, Graph("openvino", out / BUNDLE_XML, choice.get("inference_precision", "f32"))
@@ -177,14 +206,18 @@ def peers(name: str, args) -> dict:
     from gencompress.export.onnx_export import OnnxConfig, export_module
 
     random_init = name in args.random_init.split(",")
-    bundle, how = source_bundle(name, random_init)
-    with tempfile.TemporaryDirectory(prefix="gencompress-cpu-peers-") as tmp:
-        work = Path(tmp)
+    if name in TRAINED:
+        calib, evals = trained_inputs(name)
+        bundle, how = source_bundle(name, random_init, calib.shape[1:])
+    else:
+        bundle, how = source_bundle(name, random_init)
         calib = calibration_inputs(bundle, CALIB, CALIB_SEED)[0].numpy()
         evals = draw_inputs(bundle.input_shape, EVAL, bundle.input_distribution, 0).numpy()
+    with tempfile.TemporaryDirectory(prefix="gencompress-cpu-peers-") as tmp:
+        work = Path(tmp)
         fp32 = export_module(bundle.model, bundle.input_shape, work / "fp32.onnx", OnnxConfig())
         nncf_xml = openvino.save_ir(openvino.nncf_int8(fp32, calib, BATCH, preset="performance"), work / "nncf" / openvino.IR_XML)
-        summary, gc_graph = gencompress_build(name, work, random_init)
+        summary, gc_graph = gencompress_build(name, work, random_init, calib if name in TRAINED else None)
         graphs = {
             "ort-fp32": Graph("onnxruntime", fp32),
             "ort-quantize-static": Graph("onnxruntime", plain_quantize_static(fp32, work / "ort-plain.onnx", calib)),
@@ -208,7 +241,8 @@ def peers(name: str, args) -> dict:
             row.update(median_ms=timing["median_ms"][peer], speedup_vs_ort_fp32=timing["ratio_to_first"][peer],
                        rounds_ms=timing["rounds"][peer])
     choice = summary.get("cpu_runtime") or {}
-    return {"model": name, "source": how, "input_shape": list(bundle.input_shape), "peers": list(rows.values()),
+    return {"model": name, "source": how, "input_shape": list(bundle.input_shape), "calibration_inputs": len(calib), "eval_inputs": len(evals),
+            "peers": list(rows.values()),
             "beaten_by": beaten_by(list(rows.values())),
             "gencompress_choice": {k: choice.get(k) for k in ("candidate", "runtime", "precision", "float_precision", "why_float", "psnr_db",
                                                               "speedup_vs_fp32_ort", "vs_runner_up", "runner_up", "quality_bar_db", "candidates")},
@@ -233,7 +267,7 @@ def _outputs(graph, inputs: np.ndarray) -> np.ndarray:
 
 def markdown(result: dict) -> str:
     """The README table: speed against ONNX Runtime FP32 and PSNR against it, per model and peer."""
-    order = {m: i for i, m in enumerate((*ZOO, "taesd_like"))}
+    order = {m: i for i, m in enumerate((*ZOO, "taesd_like", *TRAINED))}
     result["rows"].sort(key=lambda r: order.get(r["model"], len(order)))
     names = [p["peer"] for p in result["rows"][0]["peers"]]
     verdict = f"a peer >= 5% faster at no more than {EQUAL_PSNR_DB:g} dB below {DEFAULT_BUILD}?"

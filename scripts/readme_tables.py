@@ -46,6 +46,10 @@ def real_architectures() -> str:
     return _script("real_architectures").table_markdown(_load("real_architectures.json"))
 
 
+def real_architectures_short() -> str:
+    return _script("real_architectures").readme_markdown(_load("real_architectures.json"))
+
+
 def user_latents() -> str:
     rows = _load("user_latents.json")["rows"]
     lines = ["| INT8 form | calibrated on | PSNR vs FP32 (dB) |", "|---|---|---|"]
@@ -68,19 +72,33 @@ def _holds(row: dict) -> str:
     return "n/a" if row.get("claim_holds") is None else str(row["claim_holds"])
 
 
+def _suite_quality(quality: dict) -> str:
+    """A suite model's own quality: PSNR on the held-out photos, or digits FID for the GAN."""
+    if "fid" in quality:
+        return f"FID {quality['fid']:.1f}"
+    metric = next(k for k in quality if k.endswith("psnr_db") and not k.startswith(("bicubic", "noisy")))
+    return f"{quality[metric]:.2f} dB"
+
+
+def _suite_baseline(quality: dict) -> str:
+    if "bicubic_psnr_db" in quality:
+        return f"bicubic {quality['bicubic_psnr_db']:.2f} dB"
+    if "noisy_input_psnr_db" in quality:
+        return f"noisy input {quality['noisy_input_psnr_db']:.2f} dB"
+    return "-"
+
+
 def trained_suite() -> str:
-    lines = ["| layout | task | steps x batch, crop | train CPU s | held-out PSNR at init | after training | baseline | weights |",
+    lines = ["| layout | task | steps x batch, crop | train CPU s | held-out quality at init | after training | baseline | weights |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in _load("trained_suite.json")["models"].items():
-        metric = next(k for k in r["quality"] if k.endswith("psnr_db") and not k.startswith("bicubic"))
-        baseline = f"bicubic {r['quality']['bicubic_psnr_db']:.2f} dB" if "bicubic_psnr_db" in r["quality"] else "-"
         shipped = f"{r['weights']['bytes'] / 2**20:.1f} MiB, " + ("ships" if r["weights"]["shipped"] else "first use")
         lines.append(f"| {name} | {r['task'].split(';')[0]} | {r['steps']} x {r['batch']}, {r['crop']} px | {r['train_cpu_seconds']:.0f} | "
-                     f"{r['quality_at_init'][metric]:.2f} dB | {r['quality'][metric]:.2f} dB | {baseline} | {shipped} |")
+                     f"{_suite_quality(r['quality_at_init'])} | {_suite_quality(r['quality'])} | {_suite_baseline(r['quality'])} | {shipped} |")
     return "\n".join(lines)
 
 
-TABLES = {f.__name__: f for f in (cpu_peers, real_architectures, user_latents, train_objectives, trained_suite)}
+TABLES = {f.__name__: f for f in (cpu_peers, real_architectures, real_architectures_short, user_latents, train_objectives, trained_suite)}
 
 
 def documents() -> list[Path]:

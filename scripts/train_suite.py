@@ -1,8 +1,8 @@
 """Train the suite of real layouts on the shipped photos and record each model's own quality.
 
     nice -n 10 python scripts/train_suite.py train [--models sr_compact taesd ...]
-    python scripts/train_suite.py crops DIR [--size 64]          # held-out crops as PNGs, for --data folder:DIR
-    python scripts/train_suite.py latents taesd OUT.npz           # held-out latents through the trained encoder
+    python scripts/train_suite.py crops DIR [--size 64] [--noise 0.2]   # held-out crops as PNGs, for --data folder:DIR
+    python scripts/train_suite.py latents taesd OUT.npz [--per-side 4]  # held-out latents through the trained encoder
 
 `train` trains each model (one at a time, 2 threads), judges it on the held-out photos before
 and after training, writes its weights with their SHA-256 into the cache and, when they are
@@ -77,8 +77,9 @@ def cmd_train(args) -> int:
 def cmd_crops(args) -> int:
     from gencompress import photos
 
-    paths = photos.write_held_out_crops(args.folder, args.size, args.per_side)
-    print(f"wrote {len(paths)} held-out crops ({args.size} px) to {args.folder}", file=sys.stderr)
+    paths = photos.write_held_out_crops(args.folder, args.size, args.per_side, args.noise)
+    noise = f", Gaussian noise sigma {args.noise:g}" if args.noise else ""
+    print(f"wrote {len(paths)} held-out crops ({args.size} px{noise}) to {args.folder}", file=sys.stderr)
     return 0
 
 
@@ -87,7 +88,7 @@ def cmd_latents(args) -> int:
 
     from gencompress.benchmarks import suite
 
-    latents = suite.held_out_latents(args.model)
+    latents = suite.held_out_latents(args.model, per_side=args.per_side)
     np.savez(args.out, latents=latents.numpy())
     print(f"wrote {tuple(latents.shape)} latents of the held-out crops through the trained {args.model} encoder to {args.out}",
           file=sys.stderr)
@@ -106,10 +107,12 @@ def main(argv=None) -> int:
     p.add_argument("folder")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--per-side", type=int, default=3)
+    p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise sigma on [0, 1] (the denoising U-Net's inputs)")
     p.set_defaults(fn=cmd_crops)
     p = sub.add_parser("latents", help="held-out latents through a trained encoder, as an npz (key 'latents')")
     p.add_argument("model", choices=("taesd", "sd_vae"))
     p.add_argument("out")
+    p.add_argument("--per-side", type=int, default=3, help="a grid of per-side x per-side 256-px crops per held-out photo")
     p.set_defaults(fn=cmd_latents)
     args = parser.parse_args(argv)
     from gencompress.errors import GencompressError

@@ -1,41 +1,21 @@
 """Issue 24, item 7: the small things a newcomer trips on get an answer that says what to type."""
 from __future__ import annotations
 
-import textwrap
 
-import numpy as np
 import pytest
-from PIL import Image
-from safetensors.torch import save_file
 
 from gencompress.bundle import Bundle
 from tests.reliability.util import assert_one_line_error, run_main
+from tests.user_folder import user_folder
 
-SR_NET = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
-
-    class SRNet(nn.Module):
-        # x2 super-resolution of a [0, 1] image: PixelShuffle and Upsample need a batch (4-D input)
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 12, 3, 1, 1))
-            self.shuffle = nn.PixelShuffle(2)
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear")
-
-        def forward(self, x):
-            return torch.clamp(self.up(x) + 0.1 * self.shuffle(self.body(x)), 0, 1)
-
+PLAIN_CONV = """
     def make_generator():
-        torch.manual_seed(0)
-        return SRNet()
+        return make()
 
     def plain_conv():
         # a lone Conv2d runs unbatched (C x H x W) too, and returns a 3-D tensor
         return nn.Conv2d(3, 3, 3, 1, 1)
-    """
-)
+"""
 SR = ["--model", "sr_net:make_generator", "--input-shape", "1x3x8x8", "--checkpoint", "sr.safetensors"]
 RANGES = ["--input-range", "0,1", "--output-range", "0,1"]
 
@@ -43,17 +23,7 @@ RANGES = ["--input-range", "0,1", "--output-range", "0,1"]
 @pytest.fixture
 def work(tmp_path, monkeypatch):
     """The newcomer's folder: sr_net.py, its weights and a folder `photos` of 12 images."""
-    (tmp_path / "sr_net.py").write_text(SR_NET)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    save_file(importlib.import_module("sr_net").make_generator().state_dict(), str(tmp_path / "sr.safetensors"))
-    rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    for i in range(12):
-        Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "photos" / f"{i:02d}.png")
-    return tmp_path
+    return user_folder(tmp_path, monkeypatch, "sr_net", PLAIN_CONV, checkpoint="sr.safetensors")
 
 
 def test_data_naming_a_folder_without_the_prefix_reads_it_as_one_and_says_so(work):
@@ -70,7 +40,7 @@ def test_data_naming_neither_a_folder_nor_a_spec_is_still_refused(work):
     assert not (work / "b").exists()
 
 
-@pytest.mark.parametrize("spec, example", [("./sr_net.py", "sr_net:make_generator"), ("elsewhere/gan.py", "gan:make_generator")])
+@pytest.mark.parametrize("spec, example", [("./sr_net.py", "sr_net:make"), ("elsewhere/gan.py", "gan:make_generator")])
 def test_a_python_file_as_model_is_answered_with_the_import_spec_that_names_it(work, spec, example):
     outcome = run_main("build", "--precision", "fp32", "--model", spec, "--input-shape", "1x3x8x8", "--out", "b")
     assert_one_line_error(outcome, f"--model {spec} is a Python file: use package.module:callable, e.g. {example}, run from its folder")

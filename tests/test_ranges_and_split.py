@@ -1,68 +1,36 @@
 """Issue 24: ranges that cannot be silently wrong, and a split of the user's data that evaluates on all of it."""
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from gencompress.bundle import Bundle
 from gencompress.errors import GencompressError
 from gencompress.inputs import output_range_warnings, require_ranges_for_images, split, user_data
 from tests.helpers import run_cli
 from tests.reliability.util import assert_one_line_error, run_main
+from tests.user_folder import user_folder
 
-NETS = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
-
-    class UnitSR(nn.Module):
-        # x2 super-resolution of a [0, 1] image: a nearest upsample plus a small residual, clamped to [0, 1]
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 12, 3, 1, 1))
-            self.shuffle = nn.PixelShuffle(2)
-            self.up = nn.Upsample(scale_factor=2, mode="nearest")
-
-        def forward(self, x):
-            return torch.clamp(self.up(x) + 0.1 * self.shuffle(self.body(x)), 0, 1)
-
-    class Narrow(UnitSR):
+NARROW = """
+    class Narrow(TinySR):
         # the same net squeezed into [0.4, 0.6]: a fifth of the [0, 1] range it is declared with
         def forward(self, x):
             return 0.4 + 0.2 * super().forward(x)
 
-    def unit_sr():
-        torch.manual_seed(0)
-        return UnitSR()
-
     def narrow():
         torch.manual_seed(0)
         return Narrow()
-    """
-)
-MODEL = ["--model", "range_nets:unit_sr", "--input-shape", "1x3x8x8"]
+"""
+MODEL = ["--model", "range_nets:make", "--input-shape", "1x3x8x8"]
 
 
 @pytest.fixture
 def work(tmp_path, monkeypatch):
     """A user's folder: the nets' module, their weights (a checkpoint: not random) and 12 photos."""
-    (tmp_path / "range_nets.py").write_text(NETS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    nets = importlib.import_module("range_nets")
-    save_file(nets.unit_sr().state_dict(), str(tmp_path / "sr.safetensors"))
-    rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    for i in range(12):
-        Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "photos" / f"{i:02d}.png")
-    return tmp_path
+    return user_folder(tmp_path, monkeypatch, "range_nets", NARROW, checkpoint="sr.safetensors")
 
 
 # --- 1. ranges -----------------------------------------------------------------------------

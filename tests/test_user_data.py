@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -16,27 +15,9 @@ from gencompress.inputs import load_data, prepare_inputs, settle_output_range, s
 from gencompress.metrics import psnr
 from tests.helpers import run_cli
 from tests.reliability.util import assert_one_line_error, run_main
+from tests.user_folder import user_folder
 
-SR_NET = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
-
-    class TinySR(nn.Module):
-        # x2 super-resolution, [0, 1] in and out: a PixelShuffle residual over a nearest upsample
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.Conv2d(8, 12, 3, 1, 1))
-            self.shuffle = nn.PixelShuffle(2)
-            self.up = nn.Upsample(scale_factor=2, mode="nearest")
-
-        def forward(self, x):
-            return torch.clamp(self.up(x) + 0.1 * self.shuffle(self.body(x)), 0, 1)
-
-    def make():
-        torch.manual_seed(0)
-        return TinySR()
-
+SR_EXTRA = """
     def batches():
         g = torch.Generator().manual_seed(0)
         for _ in range(3):
@@ -51,8 +32,7 @@ SR_NET = textwrap.dedent(
 
     def wrong_shape():
         yield torch.zeros(2, 1, 8, 8)
-    """
-)
+"""
 SR = ["--model", "sr_user_net:make", "--input-shape", "1x3x8x8"]
 RANGES = ["--input-range", "0,1", "--output-range", "0,1"]  # folder images need them (require_ranges_for_images)
 
@@ -60,14 +40,7 @@ RANGES = ["--input-range", "0,1", "--output-range", "0,1"]  # folder images need
 @pytest.fixture
 def user(tmp_path, monkeypatch):
     """A working folder with the SR net's module and 12 RGB images of 10 x 12 pixels."""
-    (tmp_path / "sr_user_net.py").write_text(SR_NET)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    rng = np.random.default_rng(0)
-    (tmp_path / "imgs").mkdir()
-    for i in range(12):
-        Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "imgs" / f"{i:02d}.png")
-    return tmp_path
+    return user_folder(tmp_path, monkeypatch, "sr_user_net", SR_EXTRA, images="imgs")
 
 
 # --- done when: an SR net built on a folder of the user's images ---------------------------

@@ -122,3 +122,12 @@ def test_distillation_brings_the_student_closer(tiny_dcgan):
         after = (student(x) - tiny_dcgan.model(x)).abs().mean().item()
     assert log["feature_layers"] == ["0", "3", "6"]
     assert after < 0.6 * before  # 0.37-0.39 over seeds 0-2
+
+
+def test_the_distillation_batch_follows_the_models_cost():
+    from gencompress.compress.prune import MAX_DISTILL_BATCH, MIN_DISTILL_BATCH, distill_batch_for
+
+    assert distill_batch_for(30_000_000) == MAX_DISTILL_BATCH  # a digits GAN: 30 MMAC a sample
+    assert distill_batch_for(2_540_000_000) == 25  # the compact SR net at 64 px in
+    assert distill_batch_for(17_670_000_000) == MIN_DISTILL_BATCH  # a TAESD decoder at 256 px out
+    assert PruneConfig().distill_config().batch == MAX_DISTILL_BATCH  # unset: the small-model batch

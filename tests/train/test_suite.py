@@ -67,6 +67,29 @@ def test_held_out_crops_written_as_pngs_round_trip(tmp_path):
         photos.write_held_out_crops(tmp_path / "crops", size=48)  # nothing of the user's is overwritten
 
 
+def test_noisy_crops_carry_the_seeded_noise(tmp_path):
+    from PIL import Image
+
+    clean = photos.held_out_crops(48, per_side=1)
+    paths = photos.write_held_out_crops(tmp_path / "noisy", size=48, per_side=1, noise_sigma=0.2, seed=5)
+    noisy = torch.stack([torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32) / 255).permute(2, 0, 1) for p in paths])
+    residual = (noisy - clean)[(clean > 0.3) & (clean < 0.7)]  # away from the clip at 0 and 1
+    assert abs(float(residual.std()) - 0.2) < 0.02 and abs(float(residual.mean())) < 0.01
+    again = photos.write_held_out_crops(tmp_path / "again", size=48, per_side=1, noise_sigma=0.2, seed=5)
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(paths, again))
+
+
+def test_photo_inputs_are_what_each_generator_takes():
+    sr = suite.photo_inputs("sr_compact", 3, seed=7, size=64)
+    assert sr.shape == (3, 3, 16, 16) and 0 <= float(sr.min()) and float(sr.max()) <= 1
+    assert torch.equal(sr, suite.photo_inputs("sr_compact", 3, seed=7, size=64))
+    assert not torch.equal(sr, suite.photo_inputs("sr_compact", 3, seed=7, size=64, split="train"))
+    noisy = suite.photo_inputs("unet_pix2pix", 2, seed=7, size=64)
+    assert noisy.shape == (2, 3, 64, 64) and -1 <= float(noisy.min()) and float(noisy.max()) <= 1
+    latents = suite.photo_inputs("taesd", 2, seed=7, size=64)  # through the shipped trained encoder
+    assert latents.shape == (2, 4, 8, 8) and torch.isfinite(latents).all()
+
+
 @pytest.mark.parametrize("name, build, crop", [
     ("sr_compact", lambda: arch.sr_compact(num_feat=8, num_conv=1), 32),
     ("unet_pix2pix", lambda: arch.unet_pix2pix(ngf=8, num_downs=5), 32),
