@@ -154,3 +154,21 @@ def test_a_trained_entry_point_is_not_reported_as_random_weights():
     assert not weight_warnings(trained.manifest)
     random = load_spec("gencompress.benchmarks.architectures:sr_compact_small", (1, 3, 8, 8))
     assert weight_warnings(random.manifest) and "random weights" in weight_warnings(random.manifest)[0]
+
+
+def test_every_layout_is_recorded_trained_with_the_recipe_that_trains_it_on_first_use():
+    """The JSON's entry of each suite model is what `trained(name)` makes: same steps, batch, crop and
+    weights folder; and each is visibly better than at initialisation on the held-out photos."""
+    recorded = _recorded()
+    assert set(recorded) == set(suite.RECIPES)
+    for name, entry in recorded.items():
+        r = suite.recipe(name)
+        assert (entry["steps"], entry["batch"], entry["crop"]) == (r.steps, r.batch, r.crop), name
+        assert entry["weights"]["folder"] == suite.folder_name(name), name
+        assert entry["weights"]["shipped"] == (entry["weights"]["bytes"] <= suite.SHIP_LIMIT), name
+    assert recorded["stylegan2"]["quality"]["fid"] < 0.8 * recorded["stylegan2"]["quality_at_init"]["fid"]
+    assert recorded["unet_pix2pix"]["quality"]["psnr_db"] > recorded["unet_pix2pix"]["quality"]["noisy_input_psnr_db"] + 3
+    assert recorded["sr_compact"]["quality"]["psnr_db"] > recorded["sr_compact"]["quality"]["bicubic_psnr_db"]
+    for name in ("taesd", "sd_vae"):
+        entry = recorded[name]
+        assert entry["quality"]["reconstruction_psnr_db"] > entry["quality_at_init"]["reconstruction_psnr_db"] + 5, name
