@@ -246,3 +246,24 @@ def test_each_timed_graph_waits_out_the_previous_runtime(tmp_path, monkeypatch):
     # at least SETTLE_SECONDS of untimed calls, judged by the warm-up's cost per call (2 ms plus the sleep's overhead)
     assert settle_calls >= cpu_runtime.SETTLE_SECONDS / 0.004 and settle_calls > spec["settle"]
     assert set(result["median_ms"]) == {"a", "b"}
+
+
+@pytest.mark.parametrize("side, expected", [(16, 8), (256, 1)])
+def test_nncf_calibrates_in_batches_whose_activations_fit(tmp_path, monkeypatch, side, expected):
+    """NNCF's statistics pass keeps a whole batch's activations: at batch 4 an SD-VAE-layout
+    decoder at 256 px peaked at 5.5 GB. A net with ~270 MB of activations per 256-px sample
+    calibrates one input at a time; a small one keeps the timing batch."""
+    pytest.importorskip("openvino")
+    from gencompress.export import cpu_runtime, openvino
+
+    net = nn.Sequential(nn.Conv2d(3, 128, 3, 1, 1), *[nn.Conv2d(128, 128, 1) for _ in range(7)], nn.Conv2d(128, 3, 1)).eval()
+    onnx_path = export_module(net, (3, side, side), tmp_path / "wide.onnx", OnnxConfig())
+    seen = []
+
+    def record(_path, calibration, batch, **_kwargs):
+        seen.append(batch)
+        raise GencompressError("stopped here by the test")
+
+    monkeypatch.setattr(openvino, "nncf_int8", record)
+    found, notes = cpu_runtime.openvino_candidates(onnx_path, None, np.zeros((8, 3, side, side), np.float32), tmp_path, batch=8)
+    assert seen == [expected] and not found and "stopped here by the test" in notes[0]
