@@ -47,7 +47,12 @@ def real_architectures() -> str:
 
 
 def real_architectures_short() -> str:
-    return _script("real_architectures").readme_markdown(_load("real_architectures.json"))
+    own = {}
+    for name, r in _load("trained_suite.json")["models"].items():
+        baseline = _suite_baseline(r["quality"])
+        what = "reconstruction " if "reconstruction_psnr_db" in r["quality"] else "digits " if "fid" in r["quality"] else ""
+        own[name] = what + _suite_quality(r["quality"]) + (f" ({baseline})" if baseline != "-" else "")
+    return _script("real_architectures").readme_markdown(_load("real_architectures.json"), own)
 
 
 def user_latents() -> str:

@@ -268,20 +268,22 @@ def table_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_markdown(result: dict) -> str:
-    """The README's short form of the table: plain builds only, what a user asks first."""
-    lines = ["| layout (trained on photos) | target | wall s, peak RSS MB | PSNR vs FP32, held-out photos | runs on | speed vs FP32 ONNX Runtime |",
-             "|---|---|---|---|---|---|"]
+def readme_markdown(result: dict, own_quality: dict[str, str]) -> str:
+    """The README's short form of the table: plain builds only, what a user asks first, beside
+    each trained model's own quality (`own_quality`: layout -> text, from trained_suite.json)."""
+    lines = ["| layout (trained) | its own quality | target | wall s, peak RSS MB | INT8 PSNR vs FP32, held-out inputs | runs on | "
+             "speed vs FP32 ONNX Runtime |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if r.get("variant"):
             continue
+        name = f"{r['architecture']} | {own_quality.get(suite_name(r['architecture']), '-')}"
         if r["exit_code"] != 0:
-            lines.append(f"| {r['architecture']} | {r['target']} | {r['wall_seconds']}, {r['peak_rss_mb']:.0f} | failed | | |")
+            lines.append(f"| {name} | {r['target']} | {r['wall_seconds']}, {r['peak_rss_mb']:.0f} | failed | | |")
             continue
         speed = r.get("int8_vs_fp32_onnx_paired")
         # a gpu row's paired speed times the TensorRT graph on ONNX Runtime's CPU provider: not its runtime
         speed_cell = f"{speed:.2f}x (batch {r['paired_batch']})" if speed and r["target"] == "cpu" else "no GPU here"
-        lines.append(f"| {r['architecture']} | {r['target']} | {r['wall_seconds']:.0f}, {r['peak_rss_mb']:.0f} | {_supplied_psnr(r)} | "
+        lines.append(f"| {name} | {r['target']} | {r['wall_seconds']:.0f}, {r['peak_rss_mb']:.0f} | {_supplied_psnr(r)} | "
                      f"{_deployed(r)} | {speed_cell} |")
     return "\n".join(lines)
 
