@@ -79,6 +79,15 @@ def _fake_timing(int8_ms: float, float_ms: dict[str, float] | None = None):
     return fake
 
 
+def _identity_onnx(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])), str(path))
+
+
 def test_bf16_float_layers_where_the_plugin_has_bf16_and_f32_where_bf16_misses_the_bar(tmp_path, monkeypatch):
     """Not measurable here (AVX2, no bf16): the decision, with the capability and the quality given."""
     monkeypatch.setattr(cpu_runtime, "openvino_float_precision", lambda notes: "bf16")
@@ -99,6 +108,7 @@ def test_bf16_float_layers_where_the_plugin_has_bf16_and_f32_where_bf16_misses_t
     monkeypatch.setattr(cpu_runtime, "_measure", measure)
     monkeypatch.setattr(cpu_runtime, "time_runtimes", _fake_timing(0.5))
     x = np.zeros((4, 1), np.float32)
+    _identity_onnx(tmp_path / "fp32.onnx")  # read for the size of NNCF's calibration batches
     choice = cpu_runtime.choose_cpu_runtime(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", qdq, x, x, x, tmp_path, min_psnr=35.0)
     by_name = {c["name"]: c for c in choice["candidates"]}
     assert set(by_name) == {"onnxruntime", "openvino", FP32_ORT, "openvino-fp32", "openvino-bf16"}
