@@ -44,3 +44,13 @@ def cpu_int8_graph(model_or_bundle, work: Path, input_shape=None, distribution: 
                           deconv_form=deconv_form, cpu_runtime="onnxruntime")
     out, _ = apply_precision(with_fp32_onnx(bundle, work), cfg, work, progress=False)
     return out.file(ONNX), out.last_step("quantize")
+
+
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded by path: scripts/NAME.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

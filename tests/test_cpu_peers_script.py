@@ -3,20 +3,18 @@ default `--target cpu` build and no more than 0.5 dB below its PSNR. The script'
 are the lead's to run; these tests feed it numbers."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("cpu_peers", ROOT / "scripts" / "cpu_peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cpu_peers")
 
 
 def _peer(name: str, speed: float, psnr_db: float | None) -> dict:

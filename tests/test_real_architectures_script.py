@@ -3,20 +3,13 @@ photos, and its rows are judged against the limits of issue 22. The builds thems
 script's to run; these tests check what it feeds them and how it reads their rows."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.helpers import load_script
 
 def _script():
-    spec = importlib.util.spec_from_file_location("real_architectures", ROOT / "scripts" / "real_architectures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("real_architectures")
 
 
 def test_image_layouts_build_on_held_out_photo_crops_with_their_ranges(tmp_path):
