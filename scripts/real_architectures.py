@@ -34,10 +34,10 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
