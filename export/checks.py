@@ -14,6 +14,7 @@ from collections import Counter
 
 from gencompress import defaults
 from gencompress.errors import GencompressError
+from gencompress.memory import release
 
 # Ops TensorRT's ONNX parser does not import (onnx-tensorrt's operator matrix): the
 # integer forms ONNX Runtime's QOperator quantisation writes, sequences, strings, and
@@ -111,6 +112,8 @@ def slim(model) -> tuple[object, str]:
             slimmed = onnxslim.slim(model)
     except Exception as exc:  # onnxslim is a best-effort pass; the graph is valid without it
         return model, f"onnxslim failed ({type(exc).__name__}); kept the exported graph"
+    finally:
+        release()  # its graph's reference cycles hold a copy of every weight (gencompress/memory.py)
     if slimmed is None:
         return model, "onnxslim returned nothing; kept the exported graph"
     if _qdq_signature(slimmed) != before:

@@ -27,6 +27,7 @@ import numpy as np
 
 from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, best_of, fewest_meeting, finite_db, not_met
+from gencompress.memory import release
 from gencompress.metrics import psnr
 from gencompress.progress import bar
 
@@ -99,6 +100,7 @@ class _Search:
             out = run_batches(runner, self.held, self.batch)
         finally:
             runner.close()
+            release()
         return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
 
 

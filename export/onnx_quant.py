@@ -22,6 +22,7 @@ import numpy as np
 
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
+from gencompress.memory import release
 
 
 class _Reader:
@@ -165,6 +166,8 @@ def prepare_for_quantization(src: Path, dst: Path) -> Path:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
     except Exception as exc:
         raise GencompressError(f"ONNX INT8 pre-processing of {src.name} failed: {first_line(exc)[:300]}") from None
+    finally:
+        release()  # its shape inference and optimisation sessions
     unshare_biases(dst)
     return dst
 
@@ -191,6 +194,8 @@ def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray | None, fmt:
                             nodes_to_quantize=nodes_to_quantize, calibration_cache_path=cache, **options)
     except Exception as exc:
         raise GencompressError(f"ONNX INT8 quantisation of {prepared.name} failed: {first_line(exc)[:300]}") from None
+    finally:
+        release()  # its models and calibration session, freed before a search's next candidate
     return dst
 
 
