@@ -320,8 +320,8 @@ def prune(bundle: Bundle, cfg: PruneConfig, progress: bool = True, checkpoints: 
         "macs_before": count_macs(teacher, shape), "macs_after": count_macs(student, shape),
     }
     stats["macs_reduction"] = stats["macs_before"] / max(stats["macs_after"], 1)
-    if cfg.distill_batch is None:  # the teacher's cost per sample (the shape's batch is 1) sizes the batch
-        cfg = replace(cfg, distill_batch=distill_batch_for(stats["macs_before"] // shape[0]))
+    if cfg.distill_batch is None:  # the teacher's cost per sample (count_macs counts one) sizes the batch
+        cfg = replace(cfg, distill_batch=distill_batch_for(stats["macs_before"]))
     step = {"step": "prune", "tool": "torch-pruning", **asdict(cfg), **stats, **record}
     step["protect"] = list(cfg.protect)
     out = bundle.derive(step, student)

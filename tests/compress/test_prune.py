@@ -131,3 +131,19 @@ def test_the_distillation_batch_follows_the_models_cost():
     assert distill_batch_for(2_540_000_000) == 25  # the compact SR net at 64 px in
     assert distill_batch_for(17_670_000_000) == MIN_DISTILL_BATCH  # a TAESD decoder at 256 px out
     assert PruneConfig().distill_config().batch == MAX_DISTILL_BATCH  # unset: the small-model batch
+
+
+def test_prune_sizes_the_distillation_batch_by_the_cost_of_one_sample(tiny_dcgan, monkeypatch):
+    """The batch follows one sample's MACs: dividing them by the input's first dimension (the
+    latent's channels; a TAESD latent's 4) made a 256-px decoder distil 14 at a time, 19 s a
+    step and 6 GB, where 4 was meant."""
+    import importlib
+
+    from gencompress.model_stats import count_macs
+
+    prune_mod = importlib.import_module("gencompress.compress.prune")
+    asked = []
+    monkeypatch.setattr(prune_mod, "distill_batch_for", lambda macs: asked.append(macs) or 4)
+    pruned = prune(tiny_dcgan, PruneConfig(ratio=0.5, distill_steps=1), progress=False, fid_samples=0)
+    assert asked == [count_macs(tiny_dcgan.model, tiny_dcgan.input_shape)] and tiny_dcgan.input_shape[0] > 1
+    assert pruned.last_step("prune")["distill_batch"] == 4
