@@ -13,6 +13,8 @@ The candidates:
   many calibration inputs as nncf.quantize takes by default (openvino.NNCF_SUBSET_SIZE, or all
   the user gave), symmetric (NNCF's default) or asymmetric activations, its overflow fix off on
   CPUs with VNNI;
+- `openvino-nncf-searched`: NNCF (asymmetric) with the layers the toolkit's search kept float
+  left float, where it kept any;
 - the float model itself (`onnxruntime-fp32`, `openvino-fp32`, and `openvino-bf16` where the
   CPU plugin reports BF16): an INT8 form ships only where it is more than SAME_SPEED faster
   than the fastest float form that meets the bar, so a build never ships INT8 slower than float.
@@ -52,6 +54,16 @@ EQUAL_QUALITY_DB = 0.1
 SAME_SPEED = 0.05
 # NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
 NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
+NNCF_SEARCHED = "openvino-nncf-searched"  # NNCF (mixed) with the float layers the toolkit's search kept
+
+
+@dataclass
+class SearchedFloat:
+    """The layers the toolkit's search kept float: their nodes in `graph` (the prepared FP32 graph they are named in)."""
+
+    graph: Path
+    nodes: list[str]
+    layers: int
 BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see export/ort_pair.plan)
 SETTLE_BELOW_S = 0.05
 # Before each graph's timed calls in a round: a pause, then untimed calls for at least
@@ -177,12 +189,17 @@ def openvino_float_precision(notes: list[str]) -> str | None:
 
 
 def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.ndarray, work: Path,
-                        float_precision: str = "f32", batch: int = 8) -> tuple[list[Candidate], list[str]]:
+                        float_precision: str = "f32", batch: int = 8, searched: SearchedFloat | None = None) -> tuple[list[Candidate], list[str]]:
     """OpenVINO's INT8 forms, their float layers in `float_precision`, or none (with the reason)
     where NNCF is absent or fails. NNCF calibrates on all of `calibration`, `batch` at a time or
     fewer: its statistics pass keeps activations of a whole batch as outputs, like ONNX Runtime's
     calibrators (onnx_quant.calibration_batch); at batch 4 it took an SD-VAE-layout decoder
-    (256 px) from 2.2 to 5.5 GB."""
+    (256 px) from 2.2 to 5.5 GB.
+
+    `searched`: where the toolkit's search kept layers float, NNCF (mixed preset) also quantises its
+    graph with those layers float (NNCF_SEARCHED): all-INT8 NNCF lost 10 dB on the trained SD-VAE
+    decoder (24.9 dB, floor 35), which a few float layers can give back. A candidate like any other:
+    it ships only where it measures fastest at the bar."""
     from . import openvino as ov
     from .onnx_quant import calibration_batch
 
@@ -202,7 +219,16 @@ def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.
                                         f"{'off (VNNI)' if overflow_fix is False else 'NNCF default'}), OpenVINO IR"))
         except GencompressError as exc:  # MissingDependencyError included: NNCF absent
             notes.append(f"{name} not tried: {exc}")
-            break
+            return found, notes
+    if searched is not None and searched.nodes:
+        try:
+            model = ov.nncf_int8(searched.graph, calibration, batch=batch, preset="mixed", overflow_fix=overflow_fix, keep_float=searched.nodes)
+            xml = ov.save_ir(model, work / NNCF_SEARCHED / ov.IR_XML)
+            found.append(Candidate(NNCF_SEARCHED, Graph("openvino", xml, hint),
+                                   note=f"NNCF post-training INT8 (mixed preset) of the searched graph, its {searched.layers} float layer(s) left float, "
+                                        f"{len(calibration)} calibration inputs in batches of {batch}, OpenVINO IR"))
+        except GencompressError as exc:
+            notes.append(f"{NNCF_SEARCHED} not tried: {exc}")
     return found, notes
 
 
@@ -222,13 +248,13 @@ def float_candidates(fp32_onnx: Path, openvino_float: str | None) -> list[Candid
 def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, calibration: np.ndarray, eval_inputs: np.ndarray,
                        reference: np.ndarray, work: Path, threads: int = 2, batch: int = 8, min_psnr: float | None = None,
                        rounds: int = 7, inner: int = 10, max_seconds: float | None = BUILD_TIMING_S, openvino: bool = True,
-                       margin_db: float = 0.0) -> dict:
+                       margin_db: float = 0.0, searched: SearchedFloat | None = None) -> dict:
     """Measure the INT8 candidates against the float model and return the choice (a JSON-ready dict).
 
     `ort_int8`: the toolkit's INT8 graph in ONNX Runtime's integer form; `qdq_int8`: the same
     quantisation as Q/DQ for OpenVINO to compile (None: skip); NNCF quantises `fp32_onnx` on
     `calibration` (`openvino` False: no OpenVINO candidate). Quality: PSNR of each candidate on
-    `eval_inputs` against `reference`.
+    `eval_inputs` against `reference`. `searched`: see openvino_candidates.
 
     Eligible: PSNR >= `min_psnr` when given, else >= the ONNX Runtime form's PSNR less
     EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those
@@ -241,7 +267,7 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
     candidates = [Candidate("onnxruntime", Graph("onnxruntime", ort_int8), note="ONNX Runtime integer form (QLinearConv)")]
     ov_float = openvino_float_precision(notes) if openvino else None
     if ov_float is not None:
-        more, more_notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work, ov_float)
+        more, more_notes = openvino_candidates(fp32_onnx, qdq_int8, calibration, work, ov_float, searched=searched)
         candidates += more
         notes += more_notes
     candidates += float_candidates(fp32_onnx, ov_float)

@@ -14,6 +14,7 @@ IR (`model.xml` + `model.bin`, no pickle); the loader also reads ONNX directly.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,7 @@ class OpenVinoRunner(Runner):
 
 
 def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: str = "mixed", fast_bias_correction: bool = True,
-              overflow_fix: bool | None = None):
+              overflow_fix: bool | None = None, keep_float=()):
     """NNCF post-training INT8 of the FP32 ONNX, read by OpenVINO, calibrated on `calibration`
     (all of it, in mini-batches of `batch`: NNCF's subset_size counts dataset items, here
     batches). Returns the quantised OpenVINO model.
@@ -190,6 +191,7 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
     activations: a generator's activations are rarely centred on zero). Weights per channel.
     `overflow_fix`: None keeps NNCF's default (first layer); False disables it, as on CPUs with
     VNNI (nncf_settings).
+    `keep_float`: ONNX node names NNCF leaves float (its ignored scope).
     """
     nncf = import_nncf()
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
@@ -206,6 +208,15 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
         # NNCF draws its progress bars on stdout, where `--json` writes the results: send them to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
-                                 fast_bias_correction=fast_bias_correction, advanced_parameters=advanced)
+                                 fast_bias_correction=fast_bias_correction, advanced_parameters=advanced,
+                                 ignored_scope=ignored_scope(keep_float) if keep_float else None)
     except Exception as exc:
         raise GencompressError(f"NNCF INT8 quantisation of {Path(onnx_path).name} failed: {first_line(exc)[:300]}") from None
+
+
+def ignored_scope(onnx_names):
+    """NNCF's ignored scope for ONNX nodes: OpenVINO's ONNX reader names a convolution with a bias
+    `NAME/WithoutBiases` (the bias its own Add, named NAME), and other ops NAME. Not validated:
+    the names of a layer's data movement and fused activation need not survive as ops."""
+    nncf = import_nncf()
+    return nncf.IgnoredScope(patterns=[f"^{re.escape(name)}(/WithoutBiases)?$" for name in onnx_names], validate=False)

@@ -206,9 +206,11 @@ def choose_cpu_runtime(out: Bundle, fp32_onnx: Path, calibration: np.ndarray, he
         log("CPU runtime: OpenVINO and NNCF are not installed, so not measured (pip install openvino nncf); "
             "ONNX Runtime's integer form against its float model only")
     floor = cfg.floor()
+    quantize = out.last_step("quantize")
+    searched = cpu_runtime.SearchedFloat(work / CPU_PREPARED, quantize["float_nodes"], len(quantize.get("sensitivity", {}).get("keep_float", [])))
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, out.file(ONNX), qdq, calibration, held, reference, work / "runtime",
                                             cfg.threads, cfg.timing_batch, floor.min_psnr if floor else None, openvino=with_openvino,
-                                            margin_db=SEARCH_MARGIN_DB)
+                                            margin_db=SEARCH_MARGIN_DB, searched=searched)
     log(f"CPU runtime: {cpu_runtime.summary_line(choice)}")
     step = {"step": "runtime", "target": "cpu", "runtime": choice["runtime"], "candidate": choice["candidate"],
             "precision": choice["precision"], "float_precision": choice["float_precision"],

@@ -131,6 +131,48 @@ def test_nncf_int8_meets_a_psnr_bound_and_saves_as_ir(fp32_onnx, tmp_path):
         openvino.nncf_int8(fp32_onnx, _inputs(8, 1), preset="fast")
 
 
+def _convs_fed_by_fake_quantize(model) -> set[str]:
+    return {op.get_friendly_name() for op in model.get_ordered_ops()
+            if op.get_type_name() == "Convolution" and op.input_value(0).get_node().get_type_name() == "FakeQuantize"}
+
+
+def test_nncf_leaves_the_layers_it_is_given_float(fp32_onnx):
+    """The searched-float NNCF candidate: ONNX node names reach NNCF's ignored scope through the
+    names OpenVINO's reader gives (a biased Conv becomes NAME/WithoutBiases)."""
+    pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
+    import onnx
+
+    from gencompress.export import openvino
+
+    convs = [n.name for n in onnx.load(str(fp32_onnx)).graph.node if n.op_type == "Conv"]
+    every = _convs_fed_by_fake_quantize(openvino.nncf_int8(fp32_onnx, _inputs(16, 1)))
+    kept = _convs_fed_by_fake_quantize(openvino.nncf_int8(fp32_onnx, _inputs(16, 1), keep_float=[convs[0]]))
+    assert len(every) == len(convs) >= 2
+    assert not any(name.startswith(convs[0] + "/") or name == convs[0] for name in kept)
+    assert len(kept) == len(convs) - 1
+
+
+def test_the_searched_float_layers_make_one_more_nncf_candidate(fp32_onnx, tmp_path, monkeypatch):
+    """Where the search kept layers float, NNCF also quantises with those left float; where it kept none, not."""
+    pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
+    from gencompress.export import cpu_runtime, openvino
+
+    seen = []
+
+    def record(path, calibration, batch, preset, overflow_fix, keep_float=()):
+        seen.append((path, preset, list(keep_float)))
+        return openvino.read_model(path)
+
+    monkeypatch.setattr(openvino, "nncf_int8", record)
+    searched = cpu_runtime.SearchedFloat(fp32_onnx, ["/a/Conv", "/a/Relu"], 1)
+    found, _ = cpu_runtime.openvino_candidates(fp32_onnx, None, _inputs(8, 1), tmp_path / "with", searched=searched)
+    assert [c.name for c in found] == ["openvino-nncf", "openvino-nncf-mixed", cpu_runtime.NNCF_SEARCHED]
+    assert seen[-1] == (fp32_onnx, "mixed", ["/a/Conv", "/a/Relu"]) and "1 float layer" in found[-1].note
+    none_float = cpu_runtime.SearchedFloat(fp32_onnx, [], 0)
+    found, _ = cpu_runtime.openvino_candidates(fp32_onnx, None, _inputs(8, 1), tmp_path / "without", searched=none_float)
+    assert cpu_runtime.NNCF_SEARCHED not in [c.name for c in found]
+
+
 @pytest.mark.slow
 def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path, monkeypatch):
     pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
