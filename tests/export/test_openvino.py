@@ -152,25 +152,33 @@ def test_nncf_leaves_the_layers_it_is_given_float(fp32_onnx):
     assert len(kept) == len(convs) - 1
 
 
-def test_the_searched_float_layers_make_one_more_nncf_candidate(fp32_onnx, tmp_path, monkeypatch):
-    """Where the search kept layers float, NNCF also quantises with those left float; where it kept none, not."""
+@pytest.mark.parametrize("nncf_db, nodes, tried", [(20.0, ["/a/Conv", "/a/Relu"], True), (40.0, ["/a/Conv"], False), (20.0, [], False)])
+def test_nncf_tries_the_searched_float_layers_where_its_all_int8_graphs_miss_the_bar(fp32_onnx, tmp_path, monkeypatch, nncf_db, nodes, tried):
+    """Only where both NNCF graphs miss the bar and the search kept layers float; then those stay float in NNCF's graph too."""
     pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
     from gencompress.export import cpu_runtime, openvino
 
     seen = []
 
-    def record(path, calibration, batch, preset, overflow_fix, keep_float=()):
-        seen.append((path, preset, list(keep_float)))
+    def quantize(path, calibration, batch, preset, overflow_fix, keep_float=()):
+        seen.append((preset, list(keep_float)))
         return openvino.read_model(path)
 
-    monkeypatch.setattr(openvino, "nncf_int8", record)
-    searched = cpu_runtime.SearchedFloat(fp32_onnx, ["/a/Conv", "/a/Relu"], 1)
-    found, _ = cpu_runtime.openvino_candidates(fp32_onnx, None, _inputs(8, 1), tmp_path / "with", searched=searched)
-    assert [c.name for c in found] == ["openvino-nncf", "openvino-nncf-mixed", cpu_runtime.NNCF_SEARCHED]
-    assert seen[-1] == (fp32_onnx, "mixed", ["/a/Conv", "/a/Relu"]) and "1 float layer" in found[-1].note
-    none_float = cpu_runtime.SearchedFloat(fp32_onnx, [], 0)
-    found, _ = cpu_runtime.openvino_candidates(fp32_onnx, None, _inputs(8, 1), tmp_path / "without", searched=none_float)
-    assert cpu_runtime.NNCF_SEARCHED not in [c.name for c in found]
+    def measure(c, inputs, reference, threads, batch, notes):
+        c.psnr_db = {"onnxruntime": 38.0, "openvino": 38.0, cpu_runtime.NNCF_SEARCHED: 37.0}.get(c.name, 999.0 if c.precision != "int8" else nncf_db)
+        return True
+
+    monkeypatch.setattr(openvino, "nncf_int8", quantize)
+    monkeypatch.setattr(cpu_runtime, "_measure", measure)
+    monkeypatch.setattr(cpu_runtime, "time_runtimes", lambda graphs, *a, **k: {
+        "median_ms": dict.fromkeys(graphs, 1.0), "ratio_to_first": {n: 2.0 if n == cpu_runtime.NNCF_SEARCHED else 1.0 for n in graphs}, "method": "test"})
+    x = _inputs(8, 1)
+    choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, fp32_onnx, fp32_onnx, x, x, x, tmp_path, min_psnr=35.0,
+                                            searched=cpu_runtime.SearchedFloat(fp32_onnx, nodes, 1))
+    names = [c["name"] for c in choice["candidates"]]
+    assert (cpu_runtime.NNCF_SEARCHED in names) == tried
+    if tried:
+        assert seen[-1] == ("mixed", nodes) and choice["candidate"] == cpu_runtime.NNCF_SEARCHED
 
 
 @pytest.mark.slow
