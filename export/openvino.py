@@ -209,14 +209,18 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
         with contextlib.redirect_stdout(sys.stderr):
             return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
                                  fast_bias_correction=fast_bias_correction, advanced_parameters=advanced,
-                                 ignored_scope=ignored_scope(keep_float) if keep_float else None)
+                                 ignored_scope=ignored_scope(model, keep_float) if keep_float else None)
     except Exception as exc:
         raise GencompressError(f"NNCF INT8 quantisation of {Path(onnx_path).name} failed: {first_line(exc)[:300]}") from None
 
 
-def ignored_scope(onnx_names):
-    """NNCF's ignored scope for ONNX nodes: OpenVINO's ONNX reader names a convolution with a bias
-    `NAME/WithoutBiases` (the bias its own Add, named NAME), and other ops NAME. Not validated:
-    the names of a layer's data movement and fused activation need not survive as ops."""
+def ignored_scope(model, onnx_names):
+    """NNCF's ignored scope for ONNX nodes of `model`: OpenVINO's ONNX reader names a convolution
+    with a bias `NAME/WithoutBiases` (the bias its own Add, named NAME), and other ops NAME. Not
+    validated name by name (a layer's data movement and fused activation need not survive as
+    ops), but a scope that matches no op of `model` is an error, not an all-INT8 graph."""
     nncf = import_nncf()
-    return nncf.IgnoredScope(patterns=[f"^{re.escape(name)}(/WithoutBiases)?$" for name in onnx_names], validate=False)
+    patterns = [f"^{re.escape(name)}(/WithoutBiases)?$" for name in onnx_names]
+    if not any(re.match(p, op.get_friendly_name()) for op in model.get_ops() for p in patterns):
+        raise GencompressError(f"none of the {len(onnx_names)} layers to keep float is an op of the OpenVINO model (first: {onnx_names[0]})")
+    return nncf.IgnoredScope(patterns=patterns, validate=False)

@@ -150,6 +150,8 @@ def test_nncf_leaves_the_layers_it_is_given_float(fp32_onnx):
     assert len(every) == len(convs) >= 2
     assert not any(name.startswith(convs[0] + "/") or name == convs[0] for name in kept)
     assert len(kept) == len(convs) - 1
+    with pytest.raises(GencompressError, match="none of the 1 layers to keep float"):
+        openvino.nncf_int8(fp32_onnx, _inputs(16, 1), keep_float=["/no/such/Conv"])
 
 
 @pytest.mark.parametrize("nncf_db, nodes, tried", [(20.0, ["/a/Conv", "/a/Relu"], True), (40.0, ["/a/Conv"], False), (20.0, [], False)])
