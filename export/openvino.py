@@ -14,6 +14,7 @@ IR (`model.xml` + `model.bin`, no pickle); the loader also reads ONNX directly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -47,8 +48,13 @@ def import_openvino():
 
 
 def import_nncf():
-    """Return the `nncf` module, or explain what to install."""
-    return import_optional("nncf", "NNCF", 'install it with `pip install nncf openvino`, or `pip install -e ".[cpu]"`')
+    """Return the `nncf` module, or explain what to install. NNCF logs to stdout, where
+    `--json -` writes the build's summary: its log goes to stderr instead."""
+    nncf = import_optional("nncf", "NNCF", 'install it with `pip install nncf openvino`, or `pip install -e ".[cpu]"`')
+    for handler in logging.getLogger("nncf").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
+    return nncf
 
 
 def available() -> bool:
