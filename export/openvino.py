@@ -188,7 +188,7 @@ class OpenVinoRunner(Runner):
 
 
 def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: str = "mixed", fast_bias_correction: bool = True,
-              overflow_fix: bool | None = None, keep_float=()):
+              overflow_fix: bool | None = None, keep_float=(), int8_types=None):
     """NNCF post-training INT8 of the FP32 ONNX, read by OpenVINO, calibrated on `calibration`
     (all of it, in mini-batches of `batch`: NNCF's subset_size counts dataset items, here
     batches). Returns the quantised OpenVINO model.
@@ -197,7 +197,8 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
     activations: a generator's activations are rarely centred on zero). Weights per channel.
     `overflow_fix`: None keeps NNCF's default (first layer); False disables it, as on CPUs with
     VNNI (nncf_settings).
-    `keep_float`: ONNX node names NNCF leaves float (its ignored scope).
+    `keep_float`: ONNX node names NNCF leaves float (its ignored scope); `int8_types`: the
+    OpenVINO op types it may quantise (None: all it would).
     """
     nncf = import_nncf()
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
@@ -215,18 +216,24 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
         with contextlib.redirect_stdout(sys.stderr):
             return nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset], subset_size=len(batches),
                                  fast_bias_correction=fast_bias_correction, advanced_parameters=advanced,
-                                 ignored_scope=ignored_scope(model, keep_float) if keep_float else None)
+                                 ignored_scope=ignored_scope(model, keep_float, int8_types) if keep_float or int8_types else None)
     except Exception as exc:
         raise GencompressError(f"NNCF INT8 quantisation of {Path(onnx_path).name} failed: {first_line(exc)[:300]}") from None
 
 
-def ignored_scope(model, onnx_names):
-    """NNCF's ignored scope for ONNX nodes of `model`: OpenVINO's ONNX reader names a convolution
-    with a bias `NAME/WithoutBiases` (the bias its own Add, named NAME), and other ops NAME. Not
-    validated name by name (a layer's data movement and fused activation need not survive as
-    ops), but a scope that matches no op of `model` is an error, not an all-INT8 graph."""
+# What the toolkit's ONNX Runtime search quantises (int8_cpu.QUANTIZED_OPS), as OpenVINO's op types
+SEARCHED_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
+
+
+def ignored_scope(model, onnx_names=(), int8_types=None):
+    """NNCF's ignored scope for `model`: its ONNX nodes `onnx_names` and, with `int8_types`, every
+    op type of `model` not in it. OpenVINO's ONNX reader names a convolution with a bias
+    `NAME/WithoutBiases` (the bias its own Add, named NAME), and other ops NAME. Not validated name
+    by name (a layer's data movement and fused activation need not survive as ops), but names
+    that match no op of `model` are an error, not an all-INT8 graph."""
     nncf = import_nncf()
     patterns = [f"^{re.escape(name)}(/WithoutBiases)?$" for name in onnx_names]
-    if not any(re.match(p, op.get_friendly_name()) for op in model.get_ops() for p in patterns):
+    if patterns and not any(re.match(p, op.get_friendly_name()) for op in model.get_ops() for p in patterns):
         raise GencompressError(f"none of the {len(onnx_names)} layers to keep float is an op of the OpenVINO model (first: {onnx_names[0]})")
-    return nncf.IgnoredScope(patterns=patterns, validate=False)
+    types = sorted({op.get_type_name() for op in model.get_ops()} - set(int8_types)) if int8_types else []
+    return nncf.IgnoredScope(patterns=patterns, types=types, validate=False)

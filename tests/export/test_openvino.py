@@ -152,6 +152,8 @@ def test_nncf_leaves_the_layers_it_is_given_float(fp32_onnx, capfd):
     assert not any(name.startswith(convs[0] + "/") or name == convs[0] for name in kept)
     assert len(kept) == len(convs) - 1
     assert capfd.readouterr().out == ""
+    scope = openvino.ignored_scope(openvino.read_model(fp32_onnx), int8_types=openvino.SEARCHED_TYPES)
+    assert "Add" in scope.types and not set(scope.types) & set(openvino.SEARCHED_TYPES)  # only convolutions stay INT8
     with pytest.raises(GencompressError, match="none of the 1 layers to keep float"):
         openvino.nncf_int8(fp32_onnx, _inputs(16, 1), keep_float=["/no/such/Conv"])
 
@@ -164,7 +166,7 @@ def test_nncf_tries_the_searched_float_layers_where_its_all_int8_graphs_miss_the
 
     seen = []
 
-    def quantize(path, calibration, batch, preset, overflow_fix, keep_float=()):
+    def quantize(path, calibration, batch, preset, overflow_fix, keep_float=(), int8_types=None):
         seen.append((preset, list(keep_float)))
         return openvino.read_model(path)
 
