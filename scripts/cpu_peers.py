@@ -199,6 +199,7 @@ def beaten_by(peers: list[dict]) -> list[str]:
 
 
 def peers(name: str, args) -> dict:
+    from gencompress.compress import shared_weight_form
     from gencompress.compress.calibration import calibration_inputs
     from gencompress.export.precision import CALIB_SEED
     from gencompress.export import openvino
@@ -215,6 +216,8 @@ def peers(name: str, args) -> dict:
         evals = draw_inputs(bundle.input_shape, EVAL, bundle.input_distribution, 0).numpy()
     with tempfile.TemporaryDirectory(prefix="gencompress-cpu-peers-") as tmp:
         work = Path(tmp)
+        # as the build does: fused modulated convolutions (StyleGAN2) in their exact shared-weight form, which exports
+        shared_weight_form(bundle.model, torch.from_numpy(calib[:2]))
         fp32 = export_module(bundle.model, bundle.input_shape, work / "fp32.onnx", OnnxConfig())
         nncf_xml = openvino.save_ir(openvino.nncf_int8(fp32, calib, BATCH, preset="performance"), work / "nncf" / openvino.IR_XML)
         summary, gc_graph = gencompress_build(name, work, random_init, calib if name in TRAINED else None)
@@ -308,11 +311,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="benchmarks/results/cpu_peers.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
-    rows = []
+    rows, result = [], None
     for name in [m for m in args.models.split(",") if m]:
         rows.append(peers(name, args))
         print(f"{name}: " + ", ".join(f"{p['peer']} {p['speedup_vs_ort_fp32']:.2f}x {p['psnr_db'] or 0:.1f} dB" for p in rows[-1]["peers"]),
               file=sys.stderr)
+        result = write(rows, args)  # after every model: a later model's failure keeps the rows measured
+    if result is not None:
+        print(result["table_markdown"])
+    return result
+
+
+def write(rows: list[dict], args) -> dict:
     earlier = [args.out] if args.merge and Path(args.out).is_file() else []
     for path in earlier + args.also:  # rows of other models from earlier runs, each with its own conditions
         done = {r["model"] for r in rows}
@@ -324,7 +334,6 @@ def main(argv=None) -> dict:
     result["table_markdown"] = markdown(result)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
-    print(result["table_markdown"])
     return result
 
 
