@@ -113,7 +113,7 @@ def slim(model) -> tuple[object, str]:
     except Exception as exc:  # onnxslim is a best-effort pass; the graph is valid without it
         return model, f"onnxslim failed ({type(exc).__name__}); kept the exported graph"
     finally:
-        release()  # its graph's reference cycles hold a copy of every weight (gencompress/memory.py)
+        release(model.ByteSize())  # its graph's reference cycles hold a copy of every weight (gencompress/memory.py)
     if slimmed is None:
         return model, "onnxslim returned nothing; kept the exported graph"
     if _qdq_signature(slimmed) != before:

@@ -100,7 +100,7 @@ class _Search:
             out = run_batches(runner, self.held, self.batch)
         finally:
             runner.close()
-            release()
+            release(path.stat().st_size)
         return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
 
 

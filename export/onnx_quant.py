@@ -167,7 +167,7 @@ def prepare_for_quantization(src: Path, dst: Path) -> Path:
     except Exception as exc:
         raise GencompressError(f"ONNX INT8 pre-processing of {src.name} failed: {first_line(exc)[:300]}") from None
     finally:
-        release()  # its shape inference and optimisation sessions
+        release(src.stat().st_size)  # its shape inference and optimisation sessions
     unshare_biases(dst)
     return dst
 
@@ -195,7 +195,7 @@ def quantize_prepared(prepared: Path, dst: Path, inputs: np.ndarray | None, fmt:
     except Exception as exc:
         raise GencompressError(f"ONNX INT8 quantisation of {prepared.name} failed: {first_line(exc)[:300]}") from None
     finally:
-        release()  # its models and calibration session, freed before a search's next candidate
+        release(prepared.stat().st_size)  # its models and calibration session, freed before a search's next candidate
     return dst
 
 

@@ -24,10 +24,16 @@ def _libc_trim():
 
 
 _TRIM = _libc_trim()
+# A full collection takes ~0.1 s in a build's process (more in a long test run), and a search calls
+# this after every candidate: below this size of the graph a step handled there is little to give back.
+RELEASE_ABOVE_BYTES = 32 * 2**20
 
 
-def release() -> None:
-    """Collect reference cycles, then hand freed heap memory back to the OS (glibc only)."""
+def release(handled_bytes: int | None = None) -> None:
+    """Collect reference cycles, then hand freed heap memory back to the OS (glibc only); nothing
+    where the step just done handled a graph of under RELEASE_ABOVE_BYTES (None: always)."""
+    if handled_bytes is not None and handled_bytes < RELEASE_ABOVE_BYTES:
+        return
     gc.collect()
     if _TRIM is not None:
         _TRIM(0)
