@@ -56,6 +56,14 @@ SAME_SPEED = 0.05
 # NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
 NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
 NNCF_SEARCHED = "openvino-nncf-searched"  # NNCF (mixed) with the float layers the toolkit's search kept
+BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see export/ort_pair.plan)
+SETTLE_BELOW_S = 0.05
+# Before each graph's timed calls in a round: a pause, then untimed calls for at least
+# SETTLE_SECONDS. The previous runtime's threads spin on after its last call; the same 1-3 ms
+# graph timed twice in one round (5 graphs, ONNX Runtime and OpenVINO) differed by up to 1.6x
+# with 2 settle calls and no pause, and by 1.5-10% with both (zoo upsample_conv, vae_decoder).
+COOLDOWN_S = 0.05
+SETTLE_SECONDS = 0.1
 
 
 @dataclass
@@ -65,14 +73,6 @@ class SearchedFloat:
     graph: Path
     nodes: list[str]
     layers: int
-BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see export/ort_pair.plan)
-SETTLE_BELOW_S = 0.05
-# Before each graph's timed calls in a round: a pause, then untimed calls for at least
-# SETTLE_SECONDS. The previous runtime's threads spin on after its last call; the same 1-3 ms
-# graph timed twice in one round (5 graphs, ONNX Runtime and OpenVINO) differed by up to 1.6x
-# with 2 settle calls and no pause, and by 1.5-10% with both (zoo upsample_conv, vae_decoder).
-COOLDOWN_S = 0.05
-SETTLE_SECONDS = 0.1
 
 
 @dataclass
@@ -189,6 +189,11 @@ def openvino_float_precision(notes: list[str]) -> str | None:
         return None
 
 
+def int8_hint(float_precision: str | None) -> str:
+    """OpenVINO's precision hint for an INT8 form whose float layers run in the fastest float precision here."""
+    return "bf16" if float_precision == "bf16" else "f32"
+
+
 def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.ndarray, work: Path,
                         float_precision: str = "f32", batch: int = 8) -> tuple[list[Candidate], list[str]]:
     """OpenVINO's INT8 forms, their float layers in `float_precision`, or none (with the reason)
@@ -199,12 +204,11 @@ def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.
     from . import openvino as ov
     from .onnx_quant import calibration_batch
 
-    hint = "bf16" if float_precision == "bf16" else "f32"
+    hint = int8_hint(float_precision)
     found, notes = [], []
     if qdq_onnx is not None:
         found.append(Candidate("openvino", Graph("openvino", qdq_onnx, hint), note="OpenVINO CPU plugin compiling the toolkit's Q/DQ graph"))
-    # NNCF's overflow fix (7-bit first-layer weights) works around a saturation that VNNI does not have
-    overflow_fix = False if ov.cpu_has_vnni() else None
+    overflow_fix = ov.nncf_overflow_fix()
     batch = calibration_batch(fp32_onnx, batch)
     for preset, name in NNCF_PRESETS.items():
         try:
@@ -232,12 +236,12 @@ def nncf_searched_candidate(searched: SearchedFloat, calibration: np.ndarray, wo
     batch = calibration_batch(searched.graph, batch)
     try:
         model = ov.nncf_int8(searched.graph, calibration, batch=batch, preset="mixed",
-                             overflow_fix=False if ov.cpu_has_vnni() else None, keep_float=searched.nodes, int8_types=ov.SEARCHED_TYPES)
+                             overflow_fix=ov.nncf_overflow_fix(), keep_float=searched.nodes, int8_types=ov.SEARCHED_TYPES)
         xml = ov.save_ir(model, work / NNCF_SEARCHED / ov.IR_XML)
     except GencompressError as exc:
         notes.append(f"{NNCF_SEARCHED} not tried: {exc}")
         return None
-    return Candidate(NNCF_SEARCHED, Graph("openvino", xml, "bf16" if float_precision == "bf16" else "f32"),
+    return Candidate(NNCF_SEARCHED, Graph("openvino", xml, int8_hint(float_precision)),
                      note=f"NNCF post-training INT8 (mixed preset) of what the search quantises (convolutions, MatMuls), "
                           f"the search's {searched.layers} float layer(s) left float, "
                           f"{len(calibration)} calibration inputs in batches of {batch}, OpenVINO IR")
@@ -265,7 +269,7 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
     `ort_int8`: the toolkit's INT8 graph in ONNX Runtime's integer form; `qdq_int8`: the same
     quantisation as Q/DQ for OpenVINO to compile (None: skip); NNCF quantises `fp32_onnx` on
     `calibration` (`openvino` False: no OpenVINO candidate). Quality: PSNR of each candidate on
-    `eval_inputs` against `reference`. `searched`: see openvino_candidates.
+    `eval_inputs` against `reference`. `searched`: see nncf_searched_candidate.
 
     Eligible: PSNR >= `min_psnr` when given, else >= the ONNX Runtime form's PSNR less
     EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those

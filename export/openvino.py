@@ -109,6 +109,12 @@ def cpu_has_vnni(flags: list[str] | None = None) -> bool:
     return any(f in VNNI_FLAGS for f in (cpu_flags() if flags is None else flags))
 
 
+def nncf_overflow_fix() -> bool | None:
+    """nncf_int8's `overflow_fix` for this CPU: NNCF's fix (7-bit first-layer weights) works around
+    a saturation that VNNI does not have, so False (off) with VNNI, None (NNCF's default) without."""
+    return False if cpu_has_vnni() else None
+
+
 @dataclass
 class OpenVinoModel:
     """What OpenVinoRunner runs: a read (not yet compiled) model and the CPU plugin settings it
@@ -196,7 +202,7 @@ def nncf_int8(onnx_path: Path, calibration: np.ndarray, batch: int = 8, preset: 
     `preset`: "performance" (symmetric activations, NNCF's default) or "mixed" (asymmetric
     activations: a generator's activations are rarely centred on zero). Weights per channel.
     `overflow_fix`: None keeps NNCF's default (first layer); False disables it, as on CPUs with
-    VNNI (nncf_settings).
+    VNNI (nncf_overflow_fix).
     `keep_float`: ONNX node names NNCF leaves float (its ignored scope); `int8_types`: the
     OpenVINO op types it may quantise (None: all it would).
     """
