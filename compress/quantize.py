@@ -254,7 +254,8 @@ def quantize(bundle: Bundle, cfg: QuantConfig, progress: bool = True, data: User
         search = choose_mix(qmodel, held, reference, floor, progress, cfg.calib_batch, cfg.search_margin_db)
         search["search_margin_db"] = cfg.search_margin_db
         cfg = replace(cfg, keep_float=tuple(dict.fromkeys((*cfg.keep_float, *search["keep_float"]))))
-    qat_log = qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, progress) if cfg.qat_steps else None
+    qat_log = (qat(qmodel, bundle.model, bundle.input_shape, bundle.manifest["input"], cfg, held, reference, progress,
+                   pool=data.rest if data is not None else None) if cfg.qat_steps else None)
     step = {"step": "quantize", "tool": "nvidia-modelopt", "format": "qdq-symmetric-int8", **asdict(cfg)}
     step["keep_float"] = list(cfg.keep_float)
     step["calibration_data"] = calibration_data

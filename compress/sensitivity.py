@@ -12,11 +12,12 @@ it evaluates at most one candidate per layer.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from gencompress.batching import MAX_BATCH, forward_batched
-from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError
 from gencompress.floor import QualityFloor, fewest_meeting, finite_db, not_met
 from gencompress.metrics import psnr
@@ -93,17 +94,43 @@ def _finite(value: float) -> float:
     return finite_db(value)
 
 
-def qat(qmodel: nn.Module, fp32: nn.Module, input_shape, distribution: str, cfg, progress: bool = True) -> dict:
+def qat(qmodel: nn.Module, fp32: nn.Module, input_shape, distribution: str, cfg, held: torch.Tensor, reference: torch.Tensor,
+        progress: bool = True, pool: torch.Tensor | None = None) -> dict:
     """Quantisation-aware fine-tuning: the fake-quant model learns the FP32 output (L1).
 
-    modelopt's quantisers pass gradients straight through; BatchNorm statistics stay
-    frozen so the calibrated ranges keep describing the activations.
+    Each step's batch is drawn from `pool` (the user's inputs, `--data`), else like the model's
+    own inputs; before and after are judged on `held` (FP32 outputs `reference`), the inputs
+    the calibrator and the float layers were chosen on. modelopt's quantisers pass gradients
+    straight through; BatchNorm statistics stay frozen so the calibrated ranges keep
+    describing the activations.
     """
-    x = draw_inputs(tuple(input_shape), cfg.eval_samples, distribution, cfg.seed + 1)
-    reference = forward_batched(fp32.eval(), x, cfg.calib_batch)
-    before = _psnr_of(qmodel.eval(), x, reference, cfg.calib_batch)
+    before = _psnr_of(qmodel.eval(), held, reference, cfg.calib_batch)
     dcfg = DistillConfig(steps=cfg.qat_steps, batch=cfg.qat_batch, lr=cfg.qat_lr, feature_weight=0.0, seed=cfg.seed)
-    log = distill(qmodel, fp32, input_shape, distribution, dcfg, progress, update_norm_stats=False)
-    after = _psnr_of(qmodel.eval(), x, reference, cfg.calib_batch)
-    return {"steps": cfg.qat_steps, "lr": cfg.qat_lr, "psnr_before_db": _finite(before), "psnr_after_db": _finite(after),
-            "final_output_l1": log["final_output_l1"]}
+    with trainable_attention():
+        log = distill(qmodel, fp32, input_shape, distribution, dcfg, progress, update_norm_stats=False, pool=pool)
+    after = _psnr_of(qmodel.eval(), held, reference, cfg.calib_batch)
+    return {"steps": cfg.qat_steps, "lr": cfg.qat_lr, "data": "the user's inputs (--data)" if pool is not None else f"drawn {distribution} inputs",
+            "psnr_before_db": _finite(before), "psnr_after_db": _finite(after), "final_output_l1": log["final_output_l1"]}
+
+
+@contextlib.contextmanager
+def trainable_attention():
+    """modelopt's diffusers plugin runs a quantised Attention's scaled_dot_product_attention through
+    FP8SDPA, an ONNX-export op with no backward (QAT of an SD-VAE decoder failed in backward()). Its
+    forward is the plain SDPA, ignoring the scales: while training, that SDPA is called directly."""
+    try:
+        from modelopt.torch.quantization.plugins.diffusion import diffusers as plugin
+    except ImportError:  # diffusers absent: no plugin, nothing to patch
+        yield
+        return
+    export_op = plugin.FP8SDPA.apply
+
+    def plain_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, *quantizer_scales):
+        return plugin.original_scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
+                                                            is_causal=is_causal, scale=scale)
+
+    plugin.FP8SDPA.apply = plain_sdpa
+    try:
+        yield
+    finally:
+        plugin.FP8SDPA.apply = export_op

@@ -1,6 +1,8 @@
 """INT8 PTQ: calibrators, the PSNR budget search, QAT, and restoring a saved bundle."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -135,3 +137,38 @@ def test_encoder_calibration_without_an_encoder_is_refused(tiny_dcgan):
         quantize(tiny_dcgan, QuantConfig(calib_from="encoder", **FAST), progress=False)
     with pytest.raises(GencompressError, match="--calib-from must be one of"):
         QuantConfig(calib_from="imagenet").validate()
+
+
+def test_qat_distils_on_the_users_inputs_and_judges_on_the_held_out_ones(tiny_dcgan, monkeypatch):
+    """`--data` given: QAT's batches come from the user's inputs, not from a draw of the latent prior."""
+    from gencompress.compress import sensitivity
+    from gencompress.inputs import UserData
+
+    seen = {}
+    real_distill = sensitivity.distill
+
+    def spy(*args, pool=None, **kwargs):
+        seen["pool"] = pool
+        return real_distill(*args, pool=pool, **kwargs)
+
+    monkeypatch.setattr(sensitivity, "distill", spy)
+    gen = torch.Generator().manual_seed(3)
+    data = UserData(torch.randn(16, *tiny_dcgan.input_shape, generator=gen), torch.randn(48, *tiny_dcgan.input_shape, generator=gen),
+                    {"kind": "npz", "path": "x.npz", "sha256": "0" * 64})
+    q = quantize(tiny_dcgan, QuantConfig(qat_steps=2, qat_batch=8, **FAST), progress=False, data=data)
+    assert seen["pool"] is data.rest
+    assert q.manifest["recipe"][-1]["qat"]["data"] == "the user's inputs (--data)"
+
+
+def test_qat_trains_through_diffusers_attention():
+    """modelopt's quantised diffusers Attention calls an export-only op with no backward; QAT must still train
+    (an SD-VAE decoder's QAT failed in backward())."""
+    pytest.importorskip("diffusers", reason="the diffusers decoders need the dev extra (pip install -e '.[dev]')")
+    from gencompress.benchmarks import architectures as A
+    from gencompress.loading import load_spec
+
+    bundle = load_spec("gencompress.benchmarks.architectures:sd_vae_decoder_small", (1, *A.SMALL_INPUT_SHAPES["sd_vae_decoder"]))
+    q = quantize(bundle, QuantConfig(qat_steps=1, qat_batch=2, calib_samples=4, calib_batch=4, eval_samples=4, no_floor=True,
+                                     calibrator="max"), progress=False)
+    log = q.manifest["recipe"][-1]["qat"]
+    assert log["steps"] == 1 and math.isfinite(log["final_output_l1"])
