@@ -13,9 +13,10 @@ The candidates:
   many calibration inputs as nncf.quantize takes by default (openvino.NNCF_SUBSET_SIZE, or all
   the user gave), symmetric (NNCF's default) or asymmetric activations, its overflow fix off on
   CPUs with VNNI;
-- `openvino-nncf-searched`: where both NNCF graphs miss the quality bar and the toolkit's search
-  kept layers float, NNCF (asymmetric) once more, quantising only what the search quantises and
-  with those layers left float;
+- `openvino-nncf-convs`, `openvino-nncf-searched`: where both NNCF graphs miss the quality bar,
+  NNCF (asymmetric) once more quantising only what the toolkit's search quantises (convolutions,
+  MatMuls), every one of them INT8; only where that misses the bar too and the search kept layers
+  float, once more with those layers left float (all-INT8 first: float layers cost speed);
 - the float model itself (`onnxruntime-fp32`, `openvino-fp32`, and `openvino-bf16` where the
   CPU plugin reports BF16): an INT8 form ships only where it is more than SAME_SPEED faster
   than the fastest float form that meets the bar, so a build never ships INT8 slower than float.
@@ -55,7 +56,8 @@ EQUAL_QUALITY_DB = 0.1
 SAME_SPEED = 0.05
 # NNCF's two activation schemes: symmetric (its default) won on ReLU decoders, asymmetric on others.
 NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
-NNCF_SEARCHED = "openvino-nncf-searched"  # NNCF (mixed) with the float layers the toolkit's search kept
+NNCF_CONVS = "openvino-nncf-convs"  # NNCF (mixed) of what the toolkit's search quantises, all INT8
+NNCF_SEARCHED = "openvino-nncf-searched"  # the same with the float layers the toolkit's search kept
 BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see export/ort_pair.plan)
 SETTLE_BELOW_S = 0.05
 # Before each graph's timed calls in a round: a pause, then untimed calls for at least
@@ -224,26 +226,29 @@ def openvino_candidates(fp32_onnx: Path, qdq_onnx: Path | None, calibration: np.
 
 
 def nncf_searched_candidate(searched: SearchedFloat, calibration: np.ndarray, work: Path, float_precision: str,
-                            batch: int, notes: list[str]) -> Candidate | None:
+                            batch: int, notes: list[str], keep_float: bool = True) -> Candidate | None:
     """NNCF (mixed preset) on the search's graph, quantising what the search quantises
     (convolutions and MatMuls: NNCF also quantises the inputs of Adds, Multiplies, normalisations
-    and resizes) with the layers the search kept float left float. On the trained SD-VAE decoder
-    at 128 px: all-INT8 NNCF 23.1 dB, with the search's float layers alone 23.1 dB, only
-    convolutions 29.6 dB, both 42.0 dB (floor 35). None (said in `notes`) where NNCF fails."""
+    and resizes), with the layers the search kept float left float (`keep_float`, NNCF_SEARCHED)
+    or all of them INT8 (NNCF_CONVS). On the trained SD-VAE decoder at 128 px: all-INT8 NNCF
+    23.1 dB, with the search's float layers alone 23.1 dB, only convolutions 29.6 dB, both
+    42.0 dB (floor 35); on 16x16 crops of its latents, only convolutions 36.8 dB (all-INT8
+    NNCF 30.5). None (said in `notes`) where NNCF fails."""
     from . import openvino as ov
     from .onnx_quant import calibration_batch
 
+    name = NNCF_SEARCHED if keep_float else NNCF_CONVS
     batch = calibration_batch(searched.graph, batch)
     try:
-        model = ov.nncf_int8(searched.graph, calibration, batch=batch, preset="mixed",
-                             overflow_fix=ov.nncf_overflow_fix(), keep_float=searched.nodes, int8_types=ov.SEARCHED_TYPES)
-        xml = ov.save_ir(model, work / NNCF_SEARCHED / ov.IR_XML)
+        model = ov.nncf_int8(searched.graph, calibration, batch=batch, preset="mixed", overflow_fix=ov.nncf_overflow_fix(),
+                             keep_float=searched.nodes if keep_float else (), int8_types=ov.SEARCHED_TYPES)
+        xml = ov.save_ir(model, work / name / ov.IR_XML)
     except GencompressError as exc:
-        notes.append(f"{NNCF_SEARCHED} not tried: {exc}")
+        notes.append(f"{name} not tried: {exc}")
         return None
-    return Candidate(NNCF_SEARCHED, Graph("openvino", xml, int8_hint(float_precision)),
-                     note=f"NNCF post-training INT8 (mixed preset) of what the search quantises (convolutions, MatMuls), "
-                          f"the search's {searched.layers} float layer(s) left float, "
+    left_float = f"the search's {searched.layers} float layer(s) left float" if keep_float else "every one INT8"
+    return Candidate(name, Graph("openvino", xml, int8_hint(float_precision)),
+                     note=f"NNCF post-training INT8 (mixed preset) of what the search quantises (convolutions, MatMuls), {left_float}, "
                           f"{len(calibration)} calibration inputs in batches of {batch}, OpenVINO IR")
 
 
@@ -297,13 +302,11 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
         # searched ONNX Runtime form itself clears the margin, so that it is never left without an INT8 candidate
         bar = min_psnr + margin_db
     nncf_tried = [c for c in candidates if c.name in NNCF_PRESETS.values()]
-    if searched is not None and searched.nodes and nncf_tried and not any(c.psnr_db is not None and c.psnr_db >= bar for c in nncf_tried):
-        # NNCF ran, and its all-INT8 graphs missed the bar: once more with the search's float layers
-        extra = nncf_searched_candidate(searched, calibration, work, ov_float, batch, notes)
-        if extra is not None and _measure(extra, eval_inputs, reference, threads, batch, notes):
-            candidates.insert(candidates.index(nncf_tried[-1]) + 1, extra)
+    if searched is not None and nncf_tried:
+        candidates = _with_searched_nncf(candidates, nncf_tried, searched, calibration, eval_inputs, reference, work, ov_float,
+                                         threads, batch, bar, notes)
     for i, c in enumerate(candidates):
-        c.eligible = c.psnr_db is not None and c.psnr_db >= bar
+        c.eligible = meets(c, bar)
         if not c.eligible and c.precision == "int8" and c.graph.precision == "bf16":
             candidates[i] = _in_f32(c, eval_inputs, reference, threads, batch, bar, notes)
 
@@ -313,6 +316,31 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
     for c in candidates:
         c.median_ms, c.speedup_vs_fp32_ort = timing["median_ms"][c.name], timing["ratio_to_first"][c.name]
     return {**_decide(candidates, bar, min_psnr, timing, notes), "batch": batch, "threads": threads}
+
+
+def meets(c: Candidate, bar: float) -> bool:
+    """Whether `c` was measured at the quality bar or above (a NaN output measures None)."""
+    return c.psnr_db is not None and c.psnr_db >= bar
+
+
+def _with_searched_nncf(candidates: list[Candidate], nncf_tried: list[Candidate], searched: SearchedFloat, calibration: np.ndarray,
+                        eval_inputs: np.ndarray, reference: np.ndarray, work: Path, ov_float: str | None, threads: int, batch: int,
+                        bar: float, notes: list[str]) -> list[Candidate]:
+    """Where NNCF's graphs all missed the bar: NNCF of the search's op types all INT8, then, only
+    if that misses too and the search kept layers float, with them float (nncf_searched_candidate),
+    each measured and placed after NNCF's own."""
+    if any(meets(c, bar) for c in nncf_tried):
+        return candidates
+    at = candidates.index(nncf_tried[-1]) + 1
+    for keep_float in (False, True) if searched.nodes else (False,):
+        extra = nncf_searched_candidate(searched, calibration, work, ov_float, batch, notes, keep_float=keep_float)
+        if extra is None or not _measure(extra, eval_inputs, reference, threads, batch, notes):
+            continue
+        candidates.insert(at, extra)
+        at += 1
+        if meets(extra, bar):
+            break
+    return candidates
 
 
 def _measure(c: Candidate, inputs: np.ndarray, reference: np.ndarray, threads: int, batch: int, notes: list[str]) -> bool:
@@ -337,7 +365,7 @@ def _in_f32(c: Candidate, inputs: np.ndarray, reference: np.ndarray, threads: in
     f32 = Candidate(c.name, Graph(c.graph.runtime, c.graph.path, "f32"), note=f"{c.note}; float layers in f32")
     if not _measure(f32, inputs, reference, threads, batch, notes):
         return c
-    f32.eligible = f32.psnr_db is not None and f32.psnr_db >= bar
+    f32.eligible = meets(f32, bar)
     notes.append(f"{c.name}: {c.psnr_db:.2f} dB with its float layers in bf16, {f32.psnr_db:.2f} dB in f32 (quality bar {bar:.2f} dB): "
                  + ("f32 kept" if f32.eligible else "neither meets it"))
     return f32 if f32.eligible else c

@@ -158,33 +158,46 @@ def test_nncf_leaves_the_layers_it_is_given_float(fp32_onnx, capfd):
         openvino.nncf_int8(fp32_onnx, _inputs(16, 1), keep_float=["/no/such/Conv"])
 
 
-@pytest.mark.parametrize("nncf_db, nodes, tried", [(20.0, ["/a/Conv", "/a/Relu"], True), (40.0, ["/a/Conv"], False), (20.0, [], False)])
-def test_nncf_tries_the_searched_float_layers_where_its_all_int8_graphs_miss_the_bar(fp32_onnx, tmp_path, monkeypatch, nncf_db, nodes, tried):
-    """Only where both NNCF graphs miss the bar and the search kept layers float; then those stay float in NNCF's graph too."""
+@pytest.mark.parametrize("nncf_db, convs_db, nodes, tried", [
+    (20.0, 30.0, ["/a/Conv", "/a/Relu"], ["convs", "searched"]),  # all-INT8 convolutions miss too: then the float layers
+    (20.0, 37.0, ["/a/Conv"], ["convs"]),  # all-INT8 convolutions meet the bar: no layer kept float
+    (20.0, 30.0, [], ["convs"]),  # the search kept nothing float: nothing more to try
+    (40.0, 30.0, ["/a/Conv"], []),  # NNCF's own graphs meet the bar
+])
+def test_nncf_tries_its_convolutions_all_int8_before_the_searched_float_layers(fp32_onnx, tmp_path, monkeypatch, nncf_db, convs_db,
+                                                                                 nodes, tried):
+    """Where both NNCF graphs miss the bar: NNCF of the search's op types all INT8 first, and the
+    search's float layers float in NNCF's graph too only where that misses as well."""
     pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
     from gencompress.export import cpu_runtime, openvino
 
     seen = []
 
     def quantize(path, calibration, batch, preset, overflow_fix, keep_float=(), int8_types=None):
-        seen.append((preset, list(keep_float)))
+        seen.append((preset, list(keep_float), int8_types))
         return openvino.read_model(path)
 
+    measured = {"onnxruntime": 38.0, "openvino": 38.0, cpu_runtime.NNCF_CONVS: convs_db, cpu_runtime.NNCF_SEARCHED: 37.0}
+
     def measure(c, inputs, reference, threads, batch, notes):
-        c.psnr_db = {"onnxruntime": 38.0, "openvino": 38.0, cpu_runtime.NNCF_SEARCHED: 37.0}.get(c.name, 999.0 if c.precision != "int8" else nncf_db)
+        c.psnr_db = measured.get(c.name, 999.0 if c.precision != "int8" else nncf_db)
         return True
 
+    extra = (cpu_runtime.NNCF_CONVS, cpu_runtime.NNCF_SEARCHED)
     monkeypatch.setattr(openvino, "nncf_int8", quantize)
     monkeypatch.setattr(cpu_runtime, "_measure", measure)
     monkeypatch.setattr(cpu_runtime, "time_runtimes", lambda graphs, *a, **k: {
-        "median_ms": dict.fromkeys(graphs, 1.0), "ratio_to_first": {n: 2.0 if n == cpu_runtime.NNCF_SEARCHED else 1.0 for n in graphs}, "method": "test"})
+        "median_ms": dict.fromkeys(graphs, 1.0), "ratio_to_first": {n: 2.0 if n in extra else 1.0 for n in graphs}, "method": "test"})
     x = _inputs(8, 1)
     choice = cpu_runtime.choose_cpu_runtime(fp32_onnx, fp32_onnx, fp32_onnx, x, x, x, tmp_path, min_psnr=35.0,
                                             searched=cpu_runtime.SearchedFloat(fp32_onnx, nodes, 1))
     names = [c["name"] for c in choice["candidates"]]
-    assert (cpu_runtime.NNCF_SEARCHED in names) == tried
-    if tried:
-        assert seen[-1] == ("mixed", nodes) and choice["candidate"] == cpu_runtime.NNCF_SEARCHED
+    assert [n for n in names if n in extra] == [f"openvino-nncf-{t}" for t in tried]
+    assert names[names.index("openvino-nncf-mixed") + 1 : names.index("openvino-nncf-mixed") + 1 + len(tried)] == [f"openvino-nncf-{t}" for t in tried]
+    more = seen[len(cpu_runtime.NNCF_PRESETS):]  # NNCF's calls after its two presets
+    assert more == [("mixed", nodes if t == "searched" else [], openvino.SEARCHED_TYPES) for t in tried]
+    last = f"openvino-nncf-{tried[-1]}" if tried else None
+    assert (choice["candidate"] == last) == (last is not None and measured[last] >= 35.0)  # the fastest, where it meets the bar
 
 
 @pytest.mark.slow
