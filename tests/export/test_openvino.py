@@ -159,15 +159,15 @@ def test_nncf_leaves_the_layers_it_is_given_float(fp32_onnx, capfd):
 
 
 @pytest.mark.parametrize("nncf_db, convs_db, nodes, tried", [
-    (20.0, 30.0, ["/a/Conv", "/a/Relu"], ["convs", "searched"]),  # all-INT8 convolutions miss too: then the float layers
-    (20.0, 37.0, ["/a/Conv"], ["convs"]),  # all-INT8 convolutions meet the bar: no layer kept float
-    (20.0, 30.0, [], ["convs"]),  # the search kept nothing float: nothing more to try
-    (40.0, 30.0, ["/a/Conv"], []),  # NNCF's own graphs meet the bar
+    (20.0, 30.0, ["/a/Conv", "/a/Relu"], ["searched"]),  # the search kept layers float: they stay float in NNCF's graph
+    (20.0, 37.0, [], ["convs"]),  # the search kept none: NNCF of its op types, all INT8
+    (20.0, 30.0, [], ["convs"]),  # ... measured, and not chosen where it misses the bar
+    (40.0, 30.0, ["/a/Conv"], []),  # NNCF's own graphs meet the bar: nothing more
 ])
-def test_nncf_tries_its_convolutions_all_int8_before_the_searched_float_layers(fp32_onnx, tmp_path, monkeypatch, nncf_db, convs_db,
-                                                                                 nodes, tried):
-    """Where both NNCF graphs miss the bar: NNCF of the search's op types all INT8 first, and the
-    search's float layers float in NNCF's graph too only where that misses as well."""
+def test_nncf_tries_the_searchs_op_types_where_its_own_graphs_miss_the_bar(fp32_onnx, tmp_path, monkeypatch, nncf_db, convs_db,
+                                                                           nodes, tried):
+    """Where both NNCF graphs miss the bar: NNCF of the search's op types, with the search's float
+    layers float where it kept some, else all INT8."""
     pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
     from gencompress.export import cpu_runtime, openvino
 
