@@ -288,7 +288,10 @@ def markdown(result: dict) -> str:
 
 def _label(row: dict) -> str:
     """The model, and whether its weights are trained (rows of untrained models say so)."""
-    return f"{row['model']} (random init)" if "random init" in row.get("source", "") else row["model"]
+    source = row.get("source", "")
+    if "random init" in source:
+        return f"{row['model']} (random init)"
+    return f"{row['model']} (seeded random weights)" if "random weights" in source else row["model"]
 
 
 def openvino_capabilities() -> list[str] | None:
