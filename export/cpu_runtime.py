@@ -232,7 +232,8 @@ def nncf_searched_candidate(searched: SearchedFloat, calibration: np.ndarray, wo
     or all of them INT8 (NNCF_CONVS). On the trained SD-VAE decoder at 128 px: all-INT8 NNCF
     23.1 dB, with the search's float layers alone 23.1 dB, only convolutions 29.6 dB, both
     42.0 dB (floor 35); on 16x16 crops of its latents, only convolutions 36.8 dB (all-INT8
-    NNCF 30.5). None (said in `notes`) where NNCF fails."""
+    NNCF 30.5; development measurements, not committed results). None (said in `notes`) where
+    NNCF fails."""
     from . import openvino as ov
     from .onnx_quant import calibration_batch
 
@@ -329,7 +330,8 @@ def _with_searched_nncf(candidates: list[Candidate], nncf_tried: list[Candidate]
     (nncf_searched_candidate), with the search's float layers left float where it kept some,
     else all INT8; measured and placed after NNCF's own.
 
-    Not both: on the trained SD-VAE decoder at 256 px the all-INT8 form measured 22.4 dB (floor
+    Not both: in one development run of scripts/real_architectures.py (not kept), on the trained
+    SD-VAE decoder at 256 px the all-INT8 form measured 22.4 dB (floor
     35) and 1.27x FP32 ONNX Runtime, slower than the same with the search's 5 float layers (1.33x,
     40.6 dB), and its NNCF pass took over a minute of the build (compress stage 369 -> 449 s):
     there the layers left float cost OpenVINO less than the all-INT8 form's extra quantisation."""
