@@ -22,13 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gencompress.atomic import atomic_write_text
 from gencompress.conditions import describe
 
 THREADS = 2
+BATCH = 16  # inference batch of the float and integer models
 
 
 def crops(latents: torch.Tensor, side: int = 16) -> torch.Tensor:
@@ -36,16 +36,11 @@ def crops(latents: torch.Tensor, side: int = 16) -> torch.Tensor:
     return torch.cat([latents[:, :, i : i + side, j : j + side] for i in range(0, h, side) for j in range(0, w, side)])
 
 
-def forward(model, x: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
-
-
 def integer_form_psnr(model, shape, calib: torch.Tensor, held: torch.Tensor, reference: torch.Tensor, work: Path, tag: str) -> dict:
     """PSNR of ONNX Runtime's all-INT8 integer form of `model` against `reference`, per calibrator."""
     from gencompress.export.onnx_export import OnnxConfig, export_module
     from gencompress.export.onnx_quant import prepare_for_quantization, quantize_prepared
-    from gencompress.export.runners import OrtRunner, SessionFromOnnx
+    from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
     from gencompress.metrics import psnr
 
     prepared = prepare_for_quantization(export_module(model, shape, work / f"{tag}.onnx", OnnxConfig()), work / f"{tag}-prepared.onnx")
@@ -53,7 +48,10 @@ def integer_form_psnr(model, shape, calib: torch.Tensor, held: torch.Tensor, ref
     for calibrator in ("max", "percentile"):
         runner = OrtRunner(SessionFromOnnx(quantize_prepared(prepared, work / f"{tag}-{calibrator}.onnx", calib.numpy(), fmt="qoperator",
                                                              calibrator=calibrator), THREADS))
-        out = np.concatenate([runner.infer(held[i : i + 16].numpy()) for i in range(0, len(held), 16)])
+        try:
+            out = run_batches(runner, held.numpy(), BATCH)
+        finally:
+            runner.close()
         scores[calibrator] = float(psnr(reference, torch.from_numpy(out)))
     return scores
 
@@ -64,6 +62,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--out", default="benchmarks/results/cpu_qat_probe.json")
     args = parser.parse_args(argv)
+    from gencompress.batching import forward_batched
     from gencompress.benchmarks import suite
     from gencompress.compress.distill import DistillConfig, distill
     from gencompress.compress.quantize import QuantConfig, quantize_module
@@ -79,7 +78,7 @@ def main(argv=None) -> dict:
     held = crops(suite.photo_inputs(layout, 12, seed=0, size=256, split="held_out"))
     shape = tuple(train.shape[1:])
     rewritten, _ = cpu_integer_ready(model, shape)
-    reference = forward(model, held)
+    reference = forward_batched(model, held, BATCH)
     result = {"model": "sd_vae_decoder_trained", "inputs": f"{len(train)} training and {len(held)} held-out 16x16 crops of photo latents",
               "steps": args.steps, "lr": args.lr, "batch": 8}
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,16 +86,16 @@ def main(argv=None) -> dict:
         result["before_qat_psnr_db"] = integer_form_psnr(rewritten, shape, train[:128], held, reference, work, "before")
         qmodel = quantize_module(rewritten, shape, "normal", QuantConfig(calibrator="max", calib_samples=128, calib_batch=16, seed=0),
                                  progress=False, inputs=train[:128])
-        result["fake_quant_psnr_db_before"] = float(psnr(reference, forward(qmodel, held)))
+        result["fake_quant_psnr_db_before"] = float(psnr(reference, forward_batched(qmodel, held, BATCH)))
         start = time.perf_counter()
         with trainable_attention():
             distill(qmodel, rewritten, shape, "normal", DistillConfig(steps=args.steps, batch=8, lr=args.lr, feature_weight=0.0, seed=0),
                     progress=True, update_norm_stats=False, pool=train)
         result["qat_seconds"] = time.perf_counter() - start
-        result["fake_quant_psnr_db_after"] = float(psnr(reference, forward(qmodel, held)))
+        result["fake_quant_psnr_db_after"] = float(psnr(reference, forward_batched(qmodel, held, BATCH)))
         tuned = copy.deepcopy(rewritten)
         tuned.load_state_dict({k: v for k, v in qmodel.state_dict().items() if k in tuned.state_dict()})
-        result["tuned_float_psnr_db"] = float(psnr(reference, forward(tuned, held)))
+        result["tuned_float_psnr_db"] = float(psnr(reference, forward_batched(tuned, held, BATCH)))
         result["after_qat_psnr_db"] = integer_form_psnr(tuned, shape, train[:128], held, reference, work, "after")
     result["conditions"] = {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg())}
     atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
