@@ -19,6 +19,7 @@ import numpy as np
 
 from gencompress import defaults
 from gencompress.errors import GencompressError
+from gencompress.onnx_utils import float_compute
 from gencompress.benchmarks.latency import measure
 from gencompress.export.ort_pair import time_graphs
 from gencompress.export.runners import OrtRunner, Runner, SessionFromOnnx
@@ -120,15 +121,15 @@ def estimate_profile(target: str, device: str | None) -> str | None:
     return device
 
 
-def engine_float_precision(target: str) -> str:
+def engine_float_precision(target: str, graph_float: str = "fp32") -> str:
     """The precision the INT8 engine's float layers run in on `target` (export/tensorrt/versions.py):
-    FP16 under weakly typed TensorRT (--int8 --fp16); a strongly typed build keeps the graph's FP32.
-    `--target gpu` builds with whichever TensorRT the user has: taken as weakly typed 10.x."""
+    FP16 under weakly typed TensorRT (--int8 --fp16); a strongly typed build keeps the graph's own,
+    `graph_float`. `--target gpu` builds with whichever TensorRT the user has: taken as weakly typed 10.x."""
     from gencompress.export.jetson import JETSON_TARGETS
     from gencompress.export.tensorrt.versions import TrtVersion, float_layer_precision
 
     if target in JETSON_TARGETS:
-        return float_layer_precision(TrtVersion.parse(JETSON_TARGETS[target].tensorrt), "int8")
+        return float_layer_precision(TrtVersion.parse(JETSON_TARGETS[target].tensorrt), "int8", graph_float)
     return "fp16"
 
 
@@ -144,7 +145,7 @@ def target_estimate(fp32_onnx: Path, final_onnx: Path, target: str, batch: int, 
     profile = devices.get(profile_name)
     fp16_ms = roofline.estimate(fp32_onnx, profile, batch, float_precision="fp16")["estimated_ms"]
     fp32_ms = roofline.estimate(fp32_onnx, profile, batch, float_precision="fp32")["estimated_ms"]
-    float_layers = engine_float_precision(target)
+    float_layers = engine_float_precision(target, float_compute(final_onnx))
     ms = roofline.estimate(final_onnx, profile, batch, float_precision=float_layers)["estimated_ms"]
     return {"label": "ESTIMATE (roofline), not a measurement", "profile": profile.key, "device": profile.name,
             "device_named": device is not None, "batch": batch, "fp16_ms": fp16_ms, "fp32_ms": fp32_ms,

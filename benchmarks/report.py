@@ -324,6 +324,7 @@ def _time_section(took: dict | None) -> list[str]:
 def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -> str:
     """Markdown for a build summary (see gencompress.cli.pipeline for its keys); `grid`: the sample grid's columns."""
     q, cond = summary["quality"], summary["conditions"]
+    float_fp32 = (summary.get("float_layers") or {}).get("why")  # gpu/Jetson INT8: why its float layers stayed FP32
     parts = [
         f"# gencompress build report: {summary['model']}",
         "",
@@ -331,6 +332,7 @@ def build_report_markdown(summary: dict, grid: list[GridColumn] | None = None) -
         f"quantisation form: {summary.get('quant_form', 'none')}.",
         "",
         *([f"**The float model shipped: {summary['float_shipped']}.**", ""] if summary.get("float_shipped") else []),
+        *([f"{float_fp32}.", ""] if float_fp32 else []),
         *[f"**Warning: {w}.**\n" for w in summary.get("warnings", [])],
         "## Quality against the original FP32 model",
         "",

@@ -15,7 +15,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "OnnxConfig": "onnx_export", "export_module": "onnx_export", "to_onnx": "onnx_export",
     "OPENVINO_XML": "openvino:BUNDLE_XML",
     "PRECISIONS": "precision", "CPU_RUNTIME_CHOICES": "precision", "PrecisionConfig": "precision", "apply_precision": "precision",
-    "with_fp32_onnx": "precision", "extend_float_layers": "precision",
+    "with_fp32_onnx": "precision", "extend_float_layers": "precision", "fp16_float_layers": "precision",
     "BatchProfile": "profiles",
     "OrtRunner": "runners", "SessionFromOnnx": "runners", "TorchRunner": "runners", "run_batches": "runners",
     "ExportConfig": "stage", "check_export": "stage", "export": "stage",

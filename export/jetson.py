@@ -59,7 +59,8 @@ def _command(args: list[str], indent: str) -> str:
     return f"\n{indent}".join(['"$TRTEXEC"', *(shlex.quote(a) for a in args)])
 
 
-def render_values(target: JetsonTarget, precision: str, input_name: str, per_sample, profile: BatchProfile) -> dict[str, str]:
+def render_values(target: JetsonTarget, precision: str, input_name: str, per_sample, profile: BatchProfile,
+                  graph_float: str = "fp32") -> dict[str, str]:
     version = TrtVersion.parse(target.tensorrt)
     build = trtexec_build_args(version, precision, "model.onnx", "engine.plan", input_name, per_sample, profile,
                                target.workspace_mib, "timing.cache")
@@ -77,7 +78,7 @@ def render_values(target: JetsonTarget, precision: str, input_name: str, per_sam
         "CUDA": target.cuda,
         "TYPING": typing_mode(version),
         "PRECISION": precision,
-        "FLOAT_LAYERS": f"layers without Q/DQ build in {float_layer_precision(version, precision).upper()}",
+        "FLOAT_LAYERS": f"layers without Q/DQ build in {float_layer_precision(version, precision, graph_float).upper()}",
         "PROFILE": str(profile),
         "INPUT": input_name,
         "PER_SAMPLE": shape_text(per_sample),
@@ -99,10 +100,11 @@ def render(template: str, values: dict[str, str]) -> str:
 
 
 def write_jetson_files(folder: Path, target_name: str, precision: str, input_name: str, per_sample,
-                       profile: BatchProfile | None = None) -> dict[str, Path]:
-    """Write the device scripts and README into `folder`; return {bundle name: path}."""
+                       profile: BatchProfile | None = None, graph_float: str = "fp32") -> dict[str, Path]:
+    """Write the device scripts and README into `folder`; return {bundle name: path}.
+    `graph_float`: what the graph computes in outside its INT8 layers (onnx_utils.float_compute)."""
     target = get_target(target_name)
-    values = render_values(target, precision, input_name, per_sample, profile or BatchProfile())
+    values = render_values(target, precision, input_name, per_sample, profile or BatchProfile(), graph_float)
     written = {}
     for name in TEMPLATES:
         path = folder / name

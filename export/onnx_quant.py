@@ -80,6 +80,8 @@ def quantize_qdq_symmetric(src: Path, dst: Path, input_shape, distribution: str,
 
 
 CPU_FORMATS = ("qdq", "qoperator")
+# QuantizeLinear/DequantizeLinear take FP16 scales from opset 19 (convert_fp16)
+FP16_QDQ_OPSET = 19
 # Pure data movement: run on uint8 between integer convolutions instead of paying a
 # Dequantize/Quantize pair around each (exact: the same scale passes through).
 MOVE_OPS = ("DepthToSpace", "Reshape", "Transpose")
@@ -263,10 +265,24 @@ def unshare_biases(path: Path) -> int:
 
 
 def convert_fp16(src: Path, dst: Path) -> Path:
-    """FP16 weights and compute, FP32 inputs and outputs (keep_io_types)."""
+    """FP16 weights and compute, FP32 inputs and outputs (keep_io_types).
+
+    A Q/DQ graph keeps its INT8 layers INT8 and computes everything else in FP16: TensorRT's
+    strongly typed mixed INT8/FP16 form (10.12+ and 11.x take precision from the graph; weakly
+    typed 10.x builds it the same with --int8 --fp16). Its opset is raised to 19 first, where
+    QuantizeLinear/DequantizeLinear take FP16 scales: each DequantizeLinear then feeds its INT8
+    layer FP16 directly, as TensorRT needs to fuse the pair (a Cast between them would leave the
+    layer in float; the Q/DQ lint catches that)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    model = onnx.load(str(src))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node) and _opset(model) < FP16_QDQ_OPSET:
+        model = onnx.version_converter.convert_version(model, FP16_QDQ_OPSET)
+    model = convert_float_to_float16(model, keep_io_types=True)
     onnx.save(model, str(dst))
     return dst
+
+
+def _opset(model) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

@@ -360,3 +360,33 @@ def _holding(out: Bundle, source: Bundle, path: Path) -> Bundle:
     out.files.pop(SOURCE_ONNX, None)
     out.files[ONNX] = path
     return out
+
+
+FP16_FLOAT_TOOL = "onnxruntime.transformers.float16 (opset 19 Q/DQ with FP16 scales)"
+
+
+def fp16_float_layers(final: Bundle, floor: QualityFloor | None, judge, work: Path) -> tuple[Bundle | None, np.ndarray | None, dict]:
+    """gpu/Jetson INT8: the Q/DQ graph computing everything outside its INT8 layers in FP16
+    (onnx_quant.convert_fp16), which is what TensorRT runs where its own flags would not make the
+    float layers FP16 (strongly typed 10.12+ and 11.x builds take precision from the graph).
+
+    Judged like the gate, by `judge` (bundle -> (scores, outputs): the build's evaluation inputs on
+    ONNX Runtime, against the FP32 reference): shipped where it meets `floor` (no floor: where its
+    outputs are finite, FP16 not having overflowed). Returns (the bundle or None, its outputs or
+    None, the record) where None means the FP32-float graph stays, for the reason in the record."""
+    dst = work / "fp16-float" / ONNX
+    dst.parent.mkdir(exist_ok=True)
+    candidate = replace(final, manifest=copy.deepcopy(final.manifest), files={**final.files, ONNX: convert_fp16(final.file(ONNX), dst)})
+    scores, outputs = judge(candidate)
+    finite = bool(np.isfinite(outputs).all())
+    record = {"precision": "fp16", "tool": FP16_FLOAT_TOOL, "psnr_db": scores["psnr_db"], "ssim": scores.get("ssim"),
+              "meets_floor": scores.get("meets_floor"), "judged_on": "the build's evaluation inputs"}
+    kept = finite and (floor is None or scores["meets_floor"])
+    if not kept:
+        why = ("outputs that are not finite (FP16 overflowed)" if not finite
+               else f"{scores['psnr_db']:.2f} dB, SSIM {scores['ssim']:.4f}, under {floor.describe()}")
+        return None, None, {**record, "precision": "fp32", "why": f"the layers kept float stay FP32: in FP16 they measured {why}"}
+    candidate.record({"step": "convert", "float_layers": "fp16", "tool": FP16_FLOAT_TOOL, "psnr_db": scores["psnr_db"],
+                      "ssim": scores.get("ssim"), "judged_on": record["judged_on"]})
+    candidate.manifest["precision"] = {n: "fp16" if p == "fp32" else p for n, p in candidate.manifest["precision"].items()}
+    return candidate, outputs, record

@@ -210,6 +210,15 @@ def _check_pairs(g: _Graph, report: LintReport) -> None:
                 report.violations.append(Violation(_label(dq), "qdq-pair", f"scale differs from its QuantizeLinear {_label(q)}"))
 
 
+def _check_dq_casts(g: _Graph, report: LintReport) -> None:
+    """Every DequantizeLinear feeds its layer directly: behind a Cast (an FP16 conversion that left
+    the Q/DQ in FP32), TensorRT cannot fuse the pair into the INT8 kernel and the layer runs float."""
+    for dq in (n for n in g.nodes if n.op_type == "DequantizeLinear"):
+        if any(c.op_type == "Cast" for c in g.consumers.get(dq.output[0], [])):
+            report.violations.append(Violation(_label(dq), "dq-cast", "DequantizeLinear output goes through a Cast: TensorRT "
+                                               "fuses a DQ only into the layer that reads it; give Q/DQ the layer's own float type"))
+
+
 def lint(model, deconv_weight_axis: int = 1) -> LintReport:
     """Lint an onnx.ModelProto; a graph with no Q/DQ at all passes (it is a float model)."""
     g = _Graph(model)
@@ -218,6 +227,7 @@ def lint(model, deconv_weight_axis: int = 1) -> LintReport:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             _check_qdq_node(g, node, report.violations)
     _check_pairs(g, report)
+    _check_dq_casts(g, report)
     for node in g.nodes:
         if node.op_type in QUANTISABLE:
             _check_quantised_op(g, node, deconv_weight_axis, report)

@@ -28,7 +28,7 @@ from gencompress.bundle import ENGINE, ONNX, SOURCE_ONNX, WEIGHTS, Bundle, Form,
 from gencompress.errors import GencompressError, VerificationError
 from gencompress.inputs import peak, prepare_inputs
 from gencompress.loading import load_spec, model_from_bundle
-from gencompress.onnx_utils import load_onnx
+from gencompress.onnx_utils import float_compute, load_onnx
 
 from . import checks, jetson, qdq_lint, verify
 from .onnx_export import MIN_OPSET, OnnxConfig, export_module
@@ -151,7 +151,7 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
                        input_name=bundle.manifest["input"].get("name", "latent"),
                        output_name=bundle.manifest["output"].get("name", "image"))
     path = export_module(model, bundle.input_shape, work / "exported.onnx", names)
-    if precision == "fp16":
+    if precision == "fp16" or (precision == "int8" and fp16_float_layers(bundle)):
         from .onnx_quant import convert_fp16
 
         path = convert_fp16(path, work / "fp16.onnx")
@@ -166,6 +166,13 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
                          "dynamic_batch": cfg.batch.as_dict(), "target": cfg.target, **report})
     out.manifest["metrics"]["export_verification"] = result
     return _with_onnx(out, bundle, final)
+
+
+def fp16_float_layers(bundle: Bundle) -> bool:
+    """The build put the INT8 graph's float layers in FP16 (export.precision.fp16_float_layers):
+    a re-export of its fake-quant model does the same."""
+    step = bundle.last_step("convert", having="float_layers")
+    return bool(step) and step["float_layers"] == "fp16"
 
 
 def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, precision: str, form: Form | None = None) -> tuple[Path, dict]:
@@ -248,7 +255,7 @@ def add_target_files(out: Bundle, cfg: ExportConfig, work: Path) -> None:
     if cfg.target not in jetson.JETSON_TARGETS:
         return
     files = jetson.write_jetson_files(work, cfg.target, out.form.precision, out.manifest["input"].get("name", "latent"),
-                                      out.input_shape, cfg.batch)
+                                      out.input_shape, cfg.batch, float_compute(out.file(ONNX)) if ONNX in out.files else "fp32")
     out.files.update(files)
     out.manifest["metrics"]["deployment"] = jetson.target_record(cfg.target)
 
@@ -273,13 +280,15 @@ def build_engine(bundle: Bundle, cfg: ExportConfig, work: Path) -> Bundle:
 
 
 def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | None = None, min_psnr: float = 40.0,
-                 inputs=None) -> dict:
+                 inputs=None, verify_twin: bool = True) -> dict:
     """What `gencompress build` runs on the ONNX it writes: the same checks as `export`.
 
     Records instead of raising for the PSNR (build reports quality; the numbers go in the
     summary and manifest), but a graph that fails the Q/DQ lint, one the target cannot run,
     or one with a dynamic non-batch dimension is an error (exit 2, nothing written), as in `export`.
     `inputs`: the user's evaluation data to verify on (default: fixed drawn latents).
+    `verify_twin=False`: no comparison with the bundle's PyTorch model (a graph converted after
+    the export was verified, e.g. its float layers to FP16, which the build's gate judges).
     """
     path = bundle.file(ONNX)
     # onnxruntime's float16 converter leaves nodes out of order: sort before the full check
@@ -299,7 +308,7 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
     lint = qdq_lint.lint(model, form.deconv_weight_axis)
     result["qdq_lint"] = lint.as_dict()
     refuse_lint_failure(lint, path.name)
-    if bundle.model is not None:
+    if bundle.model is not None and verify_twin:
         vcfg = verify.VerifyConfig(min_psnr=min_psnr)
         verification, inputs = verify.compare(bundle.model, path, bundle.input_shape, bundle.manifest["input"], vcfg,
                                               inputs, peak(bundle.manifest))
@@ -308,11 +317,11 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
             verification["layers"] = verify.layer_errors(bundle.model, path, inputs[:8])
             log(verify.format_layer_errors(verification["layers"]))
         result["verification"] = verification
-    else:
+    elif verify_twin:
         result["verification"] = {"skipped": "no PyTorch model (the graph was quantised as ONNX)"}
     if target in jetson.JETSON_TARGETS:
         files = jetson.write_jetson_files(work, target, form.precision, bundle.manifest["input"].get("name", "latent"),
-                                          bundle.input_shape, batch)
+                                          bundle.input_shape, batch, float_compute(path))
         bundle.files.update(files)
         result["deployment"] = jetson.target_record(target)
     return result

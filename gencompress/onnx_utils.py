@@ -46,3 +46,12 @@ def onnx_input_shape(path: str | Path) -> tuple[int, ...]:
             raise GencompressError(f"{path}: input dimension {i} ({dim.dim_param or '?'}) is dynamic; only the batch axis may be")
         shape.append(dim.dim_value)
     return tuple(shape)
+
+
+def float_compute(path: str | Path) -> str:
+    """The float type a graph computes in outside its INT8 layers: "fp16" where it holds FP16
+    weights or scales (export/onnx_quant.convert_fp16), else "fp32"."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return "fp16" if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer) else "fp32"

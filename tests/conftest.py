@@ -10,8 +10,15 @@ import pytest
 # the other worker's cores. Set before torch loads its OpenMP runtime; inherited by children.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import onnxruntime.quantization  # noqa: E402, F401
 import torch  # noqa: E402
 from hypothesis import settings
+
+# onnxruntime.transformers puts its own folder on sys.path when first imported, and
+# onnxruntime.quantization imports from it by bare name (`from fusion_utils import ...`). A test's
+# monkeypatch.syspath_prepend restores the whole sys.path at teardown, dropping that folder from a
+# worker that imported transformers during the test (every gpu INT8 build does: FP16 float
+# layers), and a later first import of onnxruntime.quantization then fails. Imported here first.
 
 # CI never depends on the draw: derandomized, no example database (examples a run found are
 # pinned with @example in the test). HYPOTHESIS_PROFILE=explore draws fresh ones locally.

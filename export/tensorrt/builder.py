@@ -28,6 +28,7 @@ from pathlib import Path
 from gencompress.atomic import atomic_write_bytes
 from gencompress.cache import cache_dir
 from gencompress.errors import GencompressError
+from gencompress.onnx_utils import float_compute
 
 from ..profiles import BatchProfile
 from . import import_tensorrt
@@ -60,9 +61,7 @@ def graph_precision(onnx_path) -> str:
     model = onnx.load(str(onnx_path), load_external_data=False)
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         return "int8"
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        return "fp16"
-    return "fp32"
+    return float_compute(onnx_path)
 
 
 def _parse(trt, network, logger, onnx_path: Path):

@@ -70,12 +70,13 @@ def builder_flag_names(version: TrtVersion, precision: str) -> tuple[str, ...]:
     return ("INT8", "FP16") if precision == "int8" else ("FP16",)
 
 
-def float_layer_precision(version: TrtVersion, precision: str) -> str:
+def float_layer_precision(version: TrtVersion, precision: str, graph_float: str = "fp32") -> str:
     """The precision the layers left float build in: FP16 where weak typing's FP16 flag is set;
-    strongly typed builds keep the graph's own (our Q/DQ and FP32 graphs are FP32 between the Q/DQ)."""
+    strongly typed builds keep the graph's own, `graph_float` (gencompress.onnx_utils.float_compute:
+    fp16 where the build converted the layers its Q/DQ graph keeps float)."""
     if precision == "fp16" or "FP16" in builder_flag_names(version, precision):
         return "fp16"
-    return "fp32"
+    return graph_float
 
 
 def trtexec_precision_args(version: TrtVersion, precision: str) -> list[str]:

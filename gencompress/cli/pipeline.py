@@ -26,10 +26,10 @@ from gencompress.floor import quality_floor
 from gencompress.loading import RANDOM_WEIGHTS, check_generator, load_checkpoint_into, load_spec, weight_warnings
 from gencompress.metrics import fidelity
 from gencompress.model_stats import count_macs, count_params
-from gencompress.progress import StageTimer
+from gencompress.progress import StageTimer, log
 from gencompress.compress import PruneConfig, prune
 from gencompress.export import (OPENVINO_XML, PRECISIONS, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
-                                apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers, run_batches,
+                                apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers, fp16_float_layers, run_batches,
                                 with_fp32_onnx)
 from gencompress.cli.models import is_zoo_name, load_model
 from gencompress.benchmarks import (Timing, latency_table, onnx_runners, ort_runtime_text, paired_speedup, runtime_speedup,
@@ -254,14 +254,16 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                    "reference": reference_name, "inputs": inputs_record,
                    "runtime": (f"OpenVINO CPU ({runtime['candidate']})" if runtime and runtime["runtime"] == "openvino"
                                else ort_runtime_text(optimization))}
+    def judge(bundle: Bundle) -> tuple[dict, np.ndarray]:
+        """A graph's scores on the evaluation inputs, run as the gate runs the bundle, and its outputs."""
+        out = run_batches(deployment_runner(bundle, cfg.threads, optimization), inputs, batch, _label(cfg, "gate"))
+        scores = floor.measure(reference, out, peak(source.manifest)) if floor else fidelity(reference, out, peak(source.manifest))
+        return scores, out
+
     gate_extension = None
     if floor is not None:  # the gate: no bundle below its floor, whatever the search saw
         quality.update(floor.measure(reference, compressed, peak(source.manifest)), floor=floor.describe())
         if not quality["meets_floor"] and cfg.precision == "int8":  # the search's judge inputs disagreed: continue it on the gate's
-            def judge(bundle: Bundle) -> tuple[dict, np.ndarray]:
-                out = run_batches(deployment_runner(bundle, cfg.threads, optimization), inputs, batch, _label(cfg, "gate"))
-                return floor.measure(reference, out, peak(source.manifest)), out
-
             with timer.stage("gate: more float layers", f"judged on the {len(inputs)} evaluation inputs"):
                 extended = extend_float_layers(final, floor, judge, work, (quality, compressed))
             if extended is not None:
@@ -276,6 +278,20 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         if not quality["meets_floor"]:
             raise GencompressError(f"the {cfg.precision} model measured {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} on the "
                                    f"{cfg.eval_samples} evaluation inputs, under {floor.describe()}; nothing written")
+    float_layers = None
+    if cfg.precision == "int8" and final.form.tensorrt_qdq:  # gpu/Jetson: the layers kept float in FP16 where the floor holds
+        with timer.stage("float layers in FP16", f"judged on the {len(inputs)} evaluation inputs"):
+            converted, outputs, float_layers = fp16_float_layers(final, floor, judge, work)
+        log(f"float layers: {float_layers.get('why') or 'FP16 (%.2f dB)' % float_layers['psnr_db']}")
+        if converted is not None:
+            final, compressed, final_onnx = converted, outputs, converted.file(ONNX)
+            quality.update(fidelity(reference, compressed, peak(source.manifest)))
+            if floor is not None:
+                quality.update(floor.measure(reference, compressed, peak(source.manifest)))
+            # the export was verified against its fake-quant twin before the conversion; the gate judged this graph
+            export_checks = {**check_export(final, cfg.target, work, inputs=inputs if data is not None else None, verify_twin=False),
+                             "verification": export_checks.get("verification")}
+            quant_form += ", everything outside the INT8 layers in FP16"
     quant_step = final.last_step("quantize") or {}
 
     with timer.stage("latency table", f"up to {cfg.bench_seconds:g} s per row"):
@@ -301,6 +317,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         "paired_speedup": paired,
         "cpu_runtime": runtime,
         "gate_extension": gate_extension,  # the float layers the gate added to the search's, judged on the evaluation inputs
+        "float_layers": float_layers,  # gpu/Jetson INT8: the precision of the layers kept float, and why
         "target_estimate": target_estimate(fp32_onnx, final_onnx, cfg.target, max(cfg.latency_batches), cfg.device),
         "latency_iters": cfg.latency_iters,
         "latency_warmup": cfg.latency_warmup,

@@ -67,3 +67,14 @@ def test_linear_exported_as_matmul_through_transpose():
 def test_float_graph_passes():
     report = lint(plain_conv())
     assert report.passed and report.qdq_pairs == 0 and report.float_ops == ["conv"] and not report.quantised_ops
+
+
+def test_dq_behind_a_cast_is_a_violation():
+    """An FP16 conversion that keeps Q/DQ in FP32 puts a Cast between each DQ and its layer, which
+    TensorRT cannot fuse: the layer would run float. convert_fp16's own form has no such Cast."""
+    from onnx import version_converter
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    behind_casts = convert_float_to_float16(version_converter.convert_version(qdq_conv(), 19), keep_io_types=True,
+                                            op_block_list=["QuantizeLinear", "DequantizeLinear"])
+    assert {("x_dq", "dq-cast"), ("w_dq", "dq-cast")} <= rules(lint(behind_casts))

@@ -71,7 +71,8 @@ def _check_extended(result, out: Path, gate_models, data: np.ndarray) -> dict:
     quant = next(s for s in manifest["recipe"] if s["step"] == "quantize")
     assert quant["sensitivity"]["gate_extension"] == extension
     assert quant["sensitivity"]["keep_float"] == extension["added"]
-    assert all(manifest["precision"][n] == "fp32" for n in extension["added"] if n in manifest["precision"])
+    float_precision = (build.get("float_layers") or {}).get("precision", "fp32")  # gpu/Jetson: FP16 where the floor holds
+    assert all(manifest["precision"][n] == float_precision for n in extension["added"] if n in manifest["precision"])
     # The saved graph, measured here on the evaluation inputs against the FP32 model, meets the floor.
     evaluation = data[:EVAL]
     with torch.no_grad():
