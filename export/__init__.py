@@ -17,6 +17,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "PRECISIONS": "precision", "CPU_RUNTIME_CHOICES": "precision", "PrecisionConfig": "precision", "apply_precision": "precision",
     "with_fp32_onnx": "precision", "extend_float_layers": "precision", "fp16_float_layers": "precision",
     "BatchProfile": "profiles",
-    "OrtRunner": "runners", "SessionFromOnnx": "runners", "TorchRunner": "runners", "run_batches": "runners",
+    "OrtRunner": "runners", "SessionFromOnnx": "runners", "TorchRunner": "runners", "run_batches": "runners", "run_and_close": "runners",
     "ExportConfig": "stage", "check_export": "stage", "export": "stage",
 })

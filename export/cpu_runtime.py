@@ -348,8 +348,10 @@ def _measure(c: Candidate, inputs: np.ndarray, reference: np.ndarray, threads: i
     from gencompress.floor import finite_db
     from gencompress.metrics import fidelity  # PyTorch: here, not at the top, which the timing child also imports
 
+    from .runner_base import run_and_close
+
     try:
-        out = _run_all(c.graph.runner(threads), inputs, batch)
+        out = run_and_close(c.graph.runner(threads), inputs, batch)
     except GencompressError as exc:  # a form this runtime cannot load is dropped, and said so
         notes.append(f"{c.name} dropped: {exc}")
         return False
@@ -429,13 +431,6 @@ def summary_line(choice: dict) -> str:
         return f"{choice['candidate']} (the only candidate): {rows}"
     return (f"{choice['candidate']} won, {choice['vs_runner_up']:.2f}x the speed of {choice['runner_up']} "
             f"(vs FP32 ONNX Runtime: {rows}; quality bar {choice['quality_bar_db']:.1f} dB)")
-
-
-def _run_all(runner, inputs: np.ndarray, batch: int) -> np.ndarray:
-    try:
-        return np.concatenate([runner.infer(inputs[i : i + batch]) for i in range(0, len(inputs), batch)], axis=0)
-    finally:
-        runner.close()
 
 
 def main(argv=None) -> int:

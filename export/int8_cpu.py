@@ -32,7 +32,7 @@ from gencompress.metrics import psnr
 from gencompress.progress import bar
 
 from .onnx_quant import CPU_CALIBRATORS, CPU_FORMATS, FUSED_ACTIVATIONS, MOVE_OPS, quantize_prepared
-from .runners import OrtRunner, SessionFromOnnx, run_batches
+from .runners import OrtRunner, SessionFromOnnx, run_and_close
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 PROFILE_RUNS = 20
@@ -95,22 +95,16 @@ class _Search:
 
     def score(self, path: Path, psnr_only: bool = False) -> dict:
         """The floor's scores (PSNR, SSIM, meets_floor); PSNR alone where only the order counts."""
-        runner = OrtRunner(SessionFromOnnx(path, self.threads))
         try:
-            out = run_batches(runner, self.held, self.batch)
+            out = run_and_close(OrtRunner(SessionFromOnnx(path, self.threads)), self.held, self.batch)
         finally:
-            runner.close()
             release(path.stat().st_size)
         return {"psnr_db": finite_db(psnr(self.reference, out))} if psnr_only else self.floor.measure(self.reference, out)
 
 
 def float_reference(prepared: Path, held: np.ndarray, threads: int, batch: int = 32) -> np.ndarray:
     """The float graph's own outputs on the held-out inputs: what the search scores INT8 graphs against."""
-    runner = OrtRunner(SessionFromOnnx(prepared, threads))
-    try:
-        return run_batches(runner, held, batch)
-    finally:
-        runner.close()
+    return run_and_close(OrtRunner(SessionFromOnnx(prepared, threads)), held, batch)
 
 
 def node_times(path: Path, x: np.ndarray, threads: int, runs: int = PROFILE_RUNS, max_seconds: float = PROFILE_SECONDS) -> dict[str, float]:

@@ -94,3 +94,12 @@ def run_batches(runner: Runner, inputs: np.ndarray, batch: int = 32, label: str 
     starts = range(0, len(inputs), batch)
     outs = [runner.infer(inputs[i : i + batch]) for i in bar(starts, label, bool(label), leave=False)]
     return np.concatenate(outs, axis=0)
+
+
+def run_and_close(runner: Runner, inputs: np.ndarray, batch: int = 32, label: str = "") -> np.ndarray:
+    """run_batches, then close the runner however that ends: a scoring or reference pass frees its
+    session's memory at once, not at the next garbage collection."""
+    try:
+        return run_batches(runner, inputs, batch, label)
+    finally:
+        runner.close()

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .ort_runner import ORT_OPTIMIZATIONS, OrtRunner, SessionFromOnnx
-from .runner_base import Loader, Runner, run_batches
+from .runner_base import Loader, Runner, run_and_close, run_batches
 from .torch_runner import ModuleOnDevice, TorchRunner
 
 if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["BACKENDS", "ORT_OPTIMIZATIONS", "Loader", "ModuleOnDevice", "OrtRunner", "Runner", "SessionFromOnnx", "TorchRunner",
-           "register_backend", "run_batches"]
+           "register_backend", "run_and_close", "run_batches"]
 
 
 # The registry's factories: each takes the artifact its backend runs (a module, a graph's

@@ -19,7 +19,7 @@ from gencompress.data import draw_inputs
 from gencompress.errors import VerificationError
 from gencompress.metrics import fidelity
 
-from .runners import OrtRunner, SessionFromOnnx, TorchRunner, run_batches
+from .runners import OrtRunner, SessionFromOnnx, TorchRunner, run_and_close, run_batches
 
 
 @dataclass
@@ -43,11 +43,7 @@ def compare(model: nn.Module, onnx_path, input_shape, distribution: str | dict, 
     if inputs is None:
         inputs = draw_inputs(tuple(input_shape), cfg.samples, distribution, cfg.seed).numpy()
     reference = run_batches(TorchRunner(model), inputs, cfg.batch)
-    runner = OrtRunner(SessionFromOnnx(onnx_path, cfg.threads, cfg.optimization))
-    try:
-        got = run_batches(runner, inputs, cfg.batch)
-    finally:
-        runner.close()
+    got = run_and_close(OrtRunner(SessionFromOnnx(onnx_path, cfg.threads, cfg.optimization)), inputs, cfg.batch)
     result = fidelity(reference, got, data_range)
     result.update({"samples": len(inputs), "psnr_peak": data_range, "seed": cfg.seed, "min_psnr": cfg.min_psnr,
                    "passed": bool(result["psnr_db"] >= cfg.min_psnr), "reference": "PyTorch",

@@ -48,6 +48,7 @@ from torch import nn
 from gencompress.atomic import atomic_write_text
 from gencompress.conditions import describe
 from gencompress.data import draw_inputs
+from gencompress.export.runner_base import run_and_close
 from gencompress.metrics import fidelity, ssim
 
 ZOO = ("dcgan", "upsample_conv", "vae_decoder", "resnet_generator")
@@ -261,11 +262,7 @@ def graph_precision(graph) -> str:
 
 
 def _outputs(graph, inputs: np.ndarray) -> np.ndarray:
-    runner = graph.runner(THREADS)
-    try:
-        return np.concatenate([runner.infer(inputs[i : i + BATCH]) for i in range(0, len(inputs), BATCH)])
-    finally:
-        runner.close()
+    return run_and_close(graph.runner(THREADS), inputs, BATCH)
 
 
 def markdown(result: dict) -> str:

@@ -40,7 +40,7 @@ def integer_form_psnr(model, shape, calib: torch.Tensor, held: torch.Tensor, ref
     """PSNR of ONNX Runtime's all-INT8 integer form of `model` against `reference`, per calibrator."""
     from gencompress.export.onnx_export import OnnxConfig, export_module
     from gencompress.export.onnx_quant import prepare_for_quantization, quantize_prepared
-    from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
+    from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_and_close
     from gencompress.metrics import psnr
 
     prepared = prepare_for_quantization(export_module(model, shape, work / f"{tag}.onnx", OnnxConfig()), work / f"{tag}-prepared.onnx")
@@ -48,10 +48,7 @@ def integer_form_psnr(model, shape, calib: torch.Tensor, held: torch.Tensor, ref
     for calibrator in ("max", "percentile"):
         runner = OrtRunner(SessionFromOnnx(quantize_prepared(prepared, work / f"{tag}-{calibrator}.onnx", calib.numpy(), fmt="qoperator",
                                                              calibrator=calibrator), THREADS))
-        try:
-            out = run_batches(runner, held.numpy(), BATCH)
-        finally:
-            runner.close()
+        out = run_and_close(runner, held.numpy(), BATCH)
         scores[calibrator] = float(psnr(reference, torch.from_numpy(out)))
     return scores
 

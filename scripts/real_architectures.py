@@ -203,6 +203,7 @@ def compact(row: dict) -> dict:
         "int8_vs_fp32_onnx_paired": paired.get("speedup_vs_fp32_onnx"), "paired_batch": paired.get("batch"),
         "paired_median_ms": paired.get("median_ms"), "paired_method": paired.get("method"),
         "cpu_runtime": _runtime(s.get("cpu_runtime")), "float_shipped": s.get("float_shipped"),
+        "float_layers": s.get("float_layers"),  # gpu/Jetson: FP16 outside the INT8 layers where the gate's floor held
         "prune": s.get("prune"),
         "time": s["time"], "latency": s["latency"], "export_checks": {k: v for k, v in s["export_checks"].items() if k != "io"},
         "conditions": s["conditions"],
@@ -239,7 +240,11 @@ def _label(row: dict) -> str:
 def _deployed(r: dict) -> str:
     """What the bundle runs: the CPU runtime the build chose by measurement, else its quantised form."""
     runtime = r.get("cpu_runtime")
-    return runtime["chosen"] if runtime else r["quant_form"].split(":")[0]
+    if runtime:
+        return runtime["chosen"]
+    float_layers = r.get("float_layers")  # gpu/Jetson: the precision of what the Q/DQ graph keeps float
+    form = r["quant_form"].split(":")[0]
+    return f"{form}, float in {float_layers['precision'].upper()}" if float_layers else form
 
 
 def _int8_layers(r: dict) -> str:

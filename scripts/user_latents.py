@@ -36,7 +36,7 @@ from gencompress.compress.calibration import calibration_inputs
 from gencompress.conditions import describe
 from gencompress.bundle import ONNX
 from gencompress.export import PrecisionConfig, apply_precision, with_fp32_onnx
-from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_batches
+from gencompress.export.runners import OrtRunner, SessionFromOnnx, run_and_close
 from gencompress.inputs import apply_io_spec, user_data
 from gencompress.loading import load_spec
 from gencompress.metrics import psnr
@@ -91,9 +91,7 @@ def cpu_rows(decoder_bundle, data, spread: float, evaluation: torch.Tensor, refe
         (work / str(i)).mkdir()
         out, _ = apply_precision(with_fp32_onnx(bundle, work / str(i)), cfg, work / str(i), progress=False, data=source)
         how = out.last_step("quantize")["calibration_data"]
-        runner = OrtRunner(SessionFromOnnx(out.file(ONNX), 2))
-        out = run_batches(runner, evaluation.numpy())
-        runner.close()
+        out = run_and_close(OrtRunner(SessionFromOnnx(out.file(ONNX), 2)), evaluation.numpy())
         rows.append({"form": "ONNX Runtime CPU integer form (--target cpu)", "calibrated_on": name, "calibration_data": how,
                      "psnr_db": psnr(reference, out)})
     return rows

@@ -2,7 +2,7 @@
 
 load -> (prune) -> ONNX -> precision stage (export/precision.py: INT8 for the target under
 the quality floor, FP16 or FP32) -> checks -> ONNX Runtime -> measure -> quality gate ->
-bundle + report. This is the only module besides the CLI that knows every stage.
+(gpu/Jetson INT8: float layers in FP16 where the gate's floor holds) -> bundle + report. This is the only module besides the CLI that knows every stage.
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from gencompress.model_stats import count_macs, count_params
 from gencompress.progress import StageTimer, log
 from gencompress.compress import PruneConfig, prune
 from gencompress.export import (OPENVINO_XML, PRECISIONS, OrtRunner, PrecisionConfig, SessionFromOnnx, TorchRunner,
-                                apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers, fp16_float_layers, run_batches,
-                                with_fp32_onnx)
+                                apply_precision, check_export, deployment_runner, engine_for_target, extend_float_layers,
+                                fp16_float_layers, run_and_close, run_batches, with_fp32_onnx)
 from gencompress.cli.models import is_zoo_name, load_model
 from gencompress.benchmarks import (Timing, latency_table, onnx_runners, ort_runtime_text, paired_speedup, runtime_speedup,
                                     estimate_profile, target_estimate, timing_batch, write_build_report)
@@ -227,7 +227,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
             reference = run_batches(TorchRunner(source.model), inputs, batch, _label(cfg, "FP32 reference"))
             reference_name = "FP32 PyTorch"
         else:
-            reference = run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads)), inputs, batch, _label(cfg, "FP32 reference"))
+            reference = run_and_close(OrtRunner(SessionFromOnnx(fp32_onnx, cfg.threads)), inputs, batch, _label(cfg, "FP32 reference"))
             reference_name = "FP32 ONNX (ONNX Runtime)"
     _check_finite(reference)
     settle_output_range(source.manifest, reference)
@@ -248,7 +248,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         # graph's own arithmetic (optimisations off), as TensorRT's explicit Q/DQ runs it; ORT's CPU
         # integer fusions lost 8 dB on the SD-VAE layout (export/verify.py).
         optimization = "all" if cfg.target == "cpu" else "disable"
-        compressed = run_batches(deployment_runner(final, cfg.threads, optimization), inputs, batch, _label(cfg, "evaluate"))
+        compressed = run_and_close(deployment_runner(final, cfg.threads, optimization), inputs, batch, _label(cfg, "evaluate"))
         quality = {**fidelity(reference, compressed, peak(source.manifest)), "psnr_peak": peak(source.manifest),
                    "output_range": list(output_range(source.manifest)), "samples": len(inputs), "seed": cfg.eval_seed,
                    "reference": reference_name, "inputs": inputs_record,
@@ -256,7 +256,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
                                else ort_runtime_text(optimization))}
     def judge(bundle: Bundle) -> tuple[dict, np.ndarray]:
         """A graph's scores on the evaluation inputs, run as the gate runs the bundle, and its outputs."""
-        out = run_batches(deployment_runner(bundle, cfg.threads, optimization), inputs, batch, _label(cfg, "gate"))
+        out = run_and_close(deployment_runner(bundle, cfg.threads, optimization), inputs, batch, _label(cfg, "gate"))
         scores = floor.measure(reference, out, peak(source.manifest)) if floor else fidelity(reference, out, peak(source.manifest))
         return scores, out
 
@@ -376,7 +376,7 @@ def _check_finite(reference: np.ndarray) -> None:
 def _check_reachable(floor, reference: np.ndarray, fp32_onnx: Path, inputs: np.ndarray, threads: int, batch: int = 32) -> None:
     """A floor above what the FP32 graph itself reaches (ONNX Runtime against PyTorch) cannot
     be met by any INT8 mix: say so before any calibration."""
-    ceiling = floor.measure(reference, run_batches(OrtRunner(SessionFromOnnx(fp32_onnx, threads)), inputs, batch))
+    ceiling = floor.measure(reference, run_and_close(OrtRunner(SessionFromOnnx(fp32_onnx, threads)), inputs, batch))
     if not ceiling["meets_floor"]:
         raise GencompressError(f"{floor.describe()} is above what the FP32 model itself reaches on ONNX Runtime "
                                f"({ceiling['psnr_db']:.2f} dB, SSIM {ceiling['ssim']:.4f}): no INT8 mix can meet it")
