@@ -99,9 +99,10 @@ def test_fp16_layers_count_half_the_bytes_of_an_fp32_graph(graphs):
         assert b["compute_ms"] == pytest.approx(a["compute_ms"] * profile.fp32_tflops / profile.fp16_tflops, rel=1e-9)
 
 
-def test_strongly_typed_jetson_keeps_the_graphs_fp32_float_layers():
+def test_strongly_typed_jetson_keeps_the_graphs_own_float_layers():
     assert engine_float_precision("jetson-orin-nano") == "fp16"  # TensorRT 10.3: --int8 --fp16
     assert engine_float_precision("jetson-thor") == "fp32"  # TensorRT 10.13 strongly typed: the graph's own
+    assert engine_float_precision("jetson-thor", "fp16") == "fp16"  # a build that wrote its float layers in FP16
 
 
 def _summary(est, target="gpu"):
