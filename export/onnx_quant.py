@@ -284,5 +284,48 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
+def fp16_emulation(src: Path, dst: Path) -> Path:
+    """The FP32 graph `src` computing as convert_fp16's graph stores: every float initializer
+    rounded to FP16 as the converter writes it, and every float tensor a node writes (and the
+    graph input) passed through Cast(FP16) -> Cast(FP32). That is FP16 storage, with its rounding
+    and its overflow past 65504, and FP32 arithmetic within each op, as TensorRT accumulates.
+
+    ONNX Runtime's CPU provider cannot show this on the converted graph itself: it runs most FP16
+    ops in FP32 behind Casts it inserts and keeps the values between them in FP32, so a sum that
+    cancels in FP16 (x + 2000 - 2000) measured near-lossless there and all-zero in true FP16.
+    Run with optimisations off (the Cast pairs are the point)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    from .checks import topological_sort
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
+    graph = model.graph
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            value = numpy_helper.to_array(init)  # as the converter writes it (flat: it cannot take a 0-d scale)
+            init.CopyFrom(numpy_helper.from_array(convert_np_to_float16(value.reshape(-1)).astype(np.float32).reshape(value.shape), init.name))
+    floats = {v.name for v in (*graph.value_info, *graph.output) if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    inputs = {i.name for i in graph.input if i.type.tensor_type.elem_type == TensorProto.FLOAT}
+
+    def rounded(raw: str, name: str) -> list:
+        return [helper.make_node("Cast", [raw], [f"{raw}__fp16"], to=TensorProto.FLOAT16),
+                helper.make_node("Cast", [f"{raw}__fp16"], [name], to=TensorProto.FLOAT)]
+
+    casts = []
+    for node in graph.node:
+        for k, name in enumerate(node.output):
+            if name in floats:  # the node writes the raw value; the rounded one takes its name
+                node.output[k] = f"{name}__raw"
+                casts += rounded(node.output[k], name)
+        node.input[:] = [f"{t}__rounded" if t in inputs else t for t in node.input]
+    casts += [c for name in inputs for c in rounded(name, f"{name}__rounded")]
+    graph.node.extend(casts)
+    del graph.value_info[:]  # stale after the renames; ONNX Runtime infers the types again
+    onnx.save(topological_sort(model), str(dst))
+    return dst
+
+
 def _opset(model) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

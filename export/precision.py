@@ -363,30 +363,59 @@ def _holding(out: Bundle, source: Bundle, path: Path) -> Bundle:
 
 
 FP16_FLOAT_TOOL = "onnxruntime.transformers.float16 (opset 19 Q/DQ with FP16 scales)"
+NO_FLOOR_FP16_COST_DB = 0.5  # without a floor, FP16 float layers may cost this much against FP32 ones (the front's "as good")
 
 
-def fp16_float_layers(final: Bundle, floor: QualityFloor | None, judge, work: Path) -> tuple[Bundle | None, np.ndarray | None, dict]:
+def fp16_float_layers(final: Bundle, floor: QualityFloor | None, judge, work: Path,
+                      fp32_scores: dict) -> tuple[Bundle | None, np.ndarray | None, dict]:
     """gpu/Jetson INT8: the Q/DQ graph computing everything outside its INT8 layers in FP16
     (onnx_quant.convert_fp16), which is what TensorRT runs where its own flags would not make the
     float layers FP16 (strongly typed 10.12+ and 11.x builds take precision from the graph).
 
     Judged like the gate, by `judge` (bundle -> (scores, outputs): the build's evaluation inputs on
-    ONNX Runtime, against the FP32 reference): shipped where it meets `floor` (no floor: where its
-    outputs are finite, FP16 not having overflowed). Returns (the bundle or None, its outputs or
-    None, the record) where None means the FP32-float graph stays, for the reason in the record."""
-    dst = work / "fp16-float" / ONNX
-    dst.parent.mkdir(exist_ok=True)
-    candidate = replace(final, manifest=copy.deepcopy(final.manifest), files={**final.files, ONNX: convert_fp16(final.file(ONNX), dst)})
-    scores, outputs = judge(candidate)
-    finite = bool(np.isfinite(outputs).all())
-    record = {"precision": "fp16", "tool": FP16_FLOAT_TOOL, "psnr_db": scores["psnr_db"], "ssim": scores.get("ssim"),
-              "meets_floor": scores.get("meets_floor"), "judged_on": "the build's evaluation inputs"}
-    kept = finite and (floor is None or scores["meets_floor"])
-    if not kept:
-        why = ("outputs that are not finite (FP16 overflowed)" if not finite
-               else f"{scores['psnr_db']:.2f} dB, SSIM {scores['ssim']:.4f}, under {floor.describe()}")
-        return None, None, {**record, "precision": "fp32", "why": f"the layers kept float stay FP32: in FP16 they measured {why}"}
+    ONNX Runtime, against the FP32 reference), twice: the converted graph as ONNX Runtime runs it,
+    and its FP16 storage emulated (onnx_quant.fp16_emulation: what ONNX Runtime's FP32 fallbacks
+    hide). Shipped where both meet `floor`; with no floor, where both are finite and the emulation
+    costs at most NO_FLOOR_FP16_COST_DB against `fp32_scores` (the FP32-float graph's). A graph
+    that cannot be converted or run keeps FP32 float layers: this is an optimisation, not a
+    requirement. Returns (the bundle or None, its outputs or None, the record); None means the
+    FP32-float graph stays, for the reason in the record."""
+    from gencompress.errors import first_line
+
+    from .onnx_quant import fp16_emulation
+
+    folder = work / "fp16-float"
+    folder.mkdir(exist_ok=True)
+    candidate = replace(final, manifest=copy.deepcopy(final.manifest), files=dict(final.files))
+    record = {"precision": "fp16", "tool": FP16_FLOAT_TOOL, "judged_on": "the build's evaluation inputs",
+              "fp32_float_psnr_db": fp32_scores["psnr_db"]}
+    try:
+        candidate.files[ONNX] = convert_fp16(final.file(ONNX), folder / ONNX)
+        emulated = fp16_emulation(final.file(ONNX), folder / "emulated.onnx")
+        scores, outputs = judge(candidate)
+        storage, storage_out = judge(replace(candidate, files={**candidate.files, ONNX: emulated}))
+    except Exception as exc:  # noqa: BLE001 - any failure of the conversion or its runtime leaves the FP32-float graph shipping
+        return None, None, {**record, "precision": "fp32",
+                            "why": f"the layers kept float stay FP32: the FP16 graph could not be made or run ({first_line(exc)[:200]})"}
+    record.update(psnr_db=scores["psnr_db"], ssim=scores.get("ssim"), meets_floor=scores.get("meets_floor"),
+                  fp16_storage={k: storage.get(k) for k in ("psnr_db", "ssim", "meets_floor")})
+    why = _fp16_refused(floor, (scores, outputs), (storage, storage_out), fp32_scores)
+    if why:
+        return None, None, {**record, "precision": "fp32", "why": f"the layers kept float stay FP32: {why}"}
     candidate.record({"step": "convert", "float_layers": "fp16", "tool": FP16_FLOAT_TOOL, "psnr_db": scores["psnr_db"],
-                      "ssim": scores.get("ssim"), "judged_on": record["judged_on"]})
+                      "ssim": scores.get("ssim"), "fp16_storage_psnr_db": storage["psnr_db"], "judged_on": record["judged_on"]})
     candidate.manifest["precision"] = {n: "fp16" if p == "fp32" else p for n, p in candidate.manifest["precision"].items()}
     return candidate, outputs, record
+
+
+def _fp16_refused(floor: QualityFloor | None, run: tuple[dict, np.ndarray], storage: tuple[dict, np.ndarray], fp32_scores: dict) -> str | None:
+    """Why the FP16-float graph does not ship (None: it ships); see fp16_float_layers."""
+    for what, (scores, outputs) in (("the FP16 graph", run), ("with FP16 storage emulated, the FP16 graph", storage)):
+        if not np.isfinite(outputs).all():
+            return f"{what} gave outputs that are not finite (FP16 overflowed)"
+        if floor is not None and not scores["meets_floor"]:
+            return f"{what} measured {scores['psnr_db']:.2f} dB, SSIM {scores['ssim']:.4f}, under {floor.describe()}"
+    cost = fp32_scores["psnr_db"] - storage[0]["psnr_db"]
+    if floor is None and cost > NO_FLOOR_FP16_COST_DB:
+        return f"FP16 cost {cost:.2f} dB against FP32 float layers (no floor: at most {NO_FLOOR_FP16_COST_DB:g} dB)"
+    return None

@@ -151,7 +151,7 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
                        input_name=bundle.manifest["input"].get("name", "latent"),
                        output_name=bundle.manifest["output"].get("name", "image"))
     path = export_module(model, bundle.input_shape, work / "exported.onnx", names)
-    if precision == "fp16" or (precision == "int8" and fp16_float_layers(bundle)):
+    if precision == "fp16" or (precision == "int8" and cfg.target != "cpu" and has_fp16_float_layers(bundle)):
         from .onnx_quant import convert_fp16
 
         path = convert_fp16(path, work / "fp16.onnx")
@@ -162,17 +162,19 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
     if not result["passed"]:
         log(verify.format_layer_errors(verify.layer_errors(model, final, inputs[: cfg.batch.max])))
         verify.require(result)
-    out = bundle.derive({"step": "export", "format": "onnx", "precision": precision, "opset": cfg.opset,
+    opset = next(o.version for o in onnx.load(str(final), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    out = bundle.derive({"step": "export", "format": "onnx", "precision": precision, "opset": opset,  # 19 once FP16 Q/DQ
                          "dynamic_batch": cfg.batch.as_dict(), "target": cfg.target, **report})
     out.manifest["metrics"]["export_verification"] = result
     return _with_onnx(out, bundle, final)
 
 
-def fp16_float_layers(bundle: Bundle) -> bool:
-    """The build put the INT8 graph's float layers in FP16 (export.precision.fp16_float_layers):
-    a re-export of its fake-quant model does the same."""
-    step = bundle.last_step("convert", having="float_layers")
-    return bool(step) and step["float_layers"] == "fp16"
+def has_fp16_float_layers(bundle: Bundle) -> bool:
+    """The build put the INT8 graph's float layers in FP16 (export.precision.fp16_float_layers),
+    and that graph is still the bundle's quantisation (no `quantize` after it): a re-export of its
+    fake-quant model does the same."""
+    steps = [s for s in bundle.recipe if s.get("step") == "quantize" or s.get("float_layers")]
+    return bool(steps) and steps[-1].get("float_layers") == "fp16"
 
 
 def check_and_lint(path: Path, manifest: dict, cfg: ExportConfig, dst: Path, precision: str, form: Form | None = None) -> tuple[Path, dict]:

@@ -74,7 +74,10 @@ def quality_floor(min_psnr: float | None = None, no_floor: bool = False) -> Qual
 
 
 def finite_db(value: float) -> float:
-    return value if math.isfinite(value) else FINITE_DB
+    """`value` for JSON: +inf (identical outputs) as FINITE_DB, -inf or NaN (outputs not finite) as -FINITE_DB."""
+    if math.isfinite(value):
+        return value
+    return FINITE_DB if value == math.inf else -FINITE_DB
 
 
 def best_of(scored: dict[str, dict]) -> str:

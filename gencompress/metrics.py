@@ -18,11 +18,14 @@ def _as_array(x) -> np.ndarray:
 
 
 def psnr(reference, test, data_range: float = 2.0) -> float:
-    """Peak signal-to-noise ratio in dB; +inf when the two are identical."""
+    """Peak signal-to-noise ratio in dB; +inf when the two are identical, -inf when `test` is not
+    finite (an overflowed FP16 graph)."""
     ref, out = _as_array(reference), _as_array(test)
     mse = float(np.mean((ref - out) ** 2))
     if mse == 0.0:
         return math.inf
+    if not math.isfinite(mse):
+        return -math.inf
     return 10.0 * math.log10(data_range**2 / mse)
 
 

@@ -281,7 +281,7 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
     float_layers = None
     if cfg.precision == "int8" and final.form.tensorrt_qdq:  # gpu/Jetson: the layers kept float in FP16 where the floor holds
         with timer.stage("float layers in FP16", f"judged on the {len(inputs)} evaluation inputs"):
-            converted, outputs, float_layers = fp16_float_layers(final, floor, judge, work)
+            converted, outputs, float_layers = fp16_float_layers(final, floor, judge, work, quality)
         log(f"float layers: {float_layers.get('why') or 'FP16 (%.2f dB)' % float_layers['psnr_db']}")
         if converted is not None:
             final, compressed, final_onnx = converted, outputs, converted.file(ONNX)

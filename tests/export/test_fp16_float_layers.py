@@ -59,11 +59,29 @@ GENERATORS = textwrap.dedent(
             # gain 1e5: the last conv's outputs lie far beyond FP16's largest value (65504); the image is in range
             return self.out(torch.relu(self.up(z))) / self.gain
 
+    class Cancel(Gen):
+        def forward(self, z):
+            y = torch.tanh(self.out(torch.relu(self.up(z))))
+            big = z.mean(1, keepdim=True) * 0 + 2000.0  # added and taken away: FP16's step at 2000 is 1, so y is lost
+            return (y + big) - big
+
+    class Scatter(Gen):
+        def forward(self, z):
+            h = torch.relu(self.up(z))
+            idx = torch.arange(8).view(1, 8, 1, 1).expand_as(h).flip(1)
+            return torch.tanh(self.out(torch.zeros_like(h).scatter_add(1, idx, h)))  # FP16 ScatterElements(add): no CPU kernel
+
     def quiet():
         return Gen(1.0)
 
     def loud():
         return Gen(1e5)
+
+    def cancel():
+        return Cancel(1.0)
+
+    def scatter():
+        return Scatter(1.0)
     """
 )
 
@@ -75,8 +93,8 @@ def generators(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _build(name: str, out: str) -> dict:
-    result = run_cli("build", "--int8", "--model", f"fp16_gens:{name}", "--input-shape", "1x16x1x1", "--out", out, "--json", "-", *FAST)
+def _build(name: str, out: str, *extra: str) -> dict:
+    result = run_cli("build", "--int8", "--model", f"fp16_gens:{name}", "--input-shape", "1x16x1x1", "--out", out, "--json", "-", *FAST, *extra)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -102,4 +120,41 @@ def test_float_layers_stay_fp32_where_fp16_breaks_the_floor(generators):
     assert summary["float_layers"]["meets_floor"] is False  # FP16 saturates the last conv's outputs
     assert float_compute(generators / "l" / "model.onnx") == "fp32"
     assert Bundle.load(generators / "l").last_step("convert", having="float_layers") is None
-    assert "the layers kept float stay FP32: in FP16 they measured" in (generators / "l" / "report" / "report.md").read_text()
+    assert summary["float_layers"]["why"] in (generators / "l" / "report" / "report.md").read_text()
+    assert summary["float_layers"]["why"].startswith("the layers kept float stay FP32: ")
+
+
+def test_fp16_storage_is_judged_where_onnx_runtime_computes_fp16_ops_in_fp32(generators):
+    """ONNX Runtime's CPU provider runs the converted graph's Add/Sub in FP32 behind its own Casts,
+    so (y + 2000) - 2000 looks lossless there; with every tensor stored FP16, as TensorRT stores
+    it, y is gone. The build judges the emulated storage too and keeps FP32."""
+    summary = _build("cancel", "c")
+    record = summary["float_layers"]
+    assert record["precision"] == "fp32" and "with FP16 storage emulated" in record["why"]
+    assert record["meets_floor"] is True and record["fp16_storage"]["meets_floor"] is False
+    assert float_compute(generators / "c" / "model.onnx") == "fp32"
+
+
+def test_without_a_floor_fp16_may_not_cost_more_than_half_a_db(generators):
+    summary = _build("cancel", "nf", "--no-quality-floor")
+    record = summary["float_layers"]
+    assert record["precision"] == "fp32" and "no floor: at most 0.5 dB" in record["why"]
+    assert summary["quality"]["psnr_db"] == pytest.approx(record["fp32_float_psnr_db"], abs=1e-9)  # the FP32-float graph shipped
+    quiet = _build("quiet", "nfq", "--no-quality-floor")
+    assert quiet["float_layers"]["precision"] == "fp16"
+
+
+def test_a_graph_onnx_runtime_cannot_run_in_fp16_ships_fp32_float_layers(generators):
+    summary = _build("scatter", "s")
+    assert summary["float_layers"]["precision"] == "fp32" and "could not be made or run" in summary["float_layers"]["why"]
+    assert summary["quality"]["meets_floor"] and float_compute(generators / "s" / "model.onnx") == "fp32"
+
+
+def test_a_requantised_bundle_does_not_reuse_the_builds_fp16_decision(generators):
+    from gencompress.export.stage import has_fp16_float_layers
+
+    _build("quiet", "q2")
+    bundle = Bundle.load(generators / "q2")
+    assert has_fp16_float_layers(bundle)
+    bundle.manifest["recipe"].append({"step": "quantize", "tool": "nvidia-modelopt"})  # `gencompress quantize` on it again
+    assert not has_fp16_float_layers(bundle)
