@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gencompress.atomic import atomic_write_text
-from gencompress.conditions import describe
 
 THREADS = 2
 BATCH = 8
@@ -52,18 +49,14 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import nncf
-    from cpu_qat_probe import crops
+    from cpu_qat_probe import sd_vae_and_crops, write_result
 
     from gencompress.batching import forward_batched
-    from gencompress.benchmarks import suite
     from gencompress.progress import bar
 
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
-    model = suite.sd_vae_decoder_trained().eval()
-    layout = suite.TRAINED["sd_vae_decoder_trained"][1]
-    train = crops(suite.photo_inputs(layout, 48, seed=1, size=256, split="train"))
-    held = crops(suite.photo_inputs(layout, 12, seed=0, size=256, split="held_out"))
+    model, train, held = sd_vae_and_crops()
     reference = forward_batched(model, held, BATCH)
     result = {"model": "sd_vae_decoder_trained", "inputs": f"{len(train)} training and {len(held)} held-out 16x16 crops of photo latents",
               "quantisation": "nncf.quantize on the PyTorch model, preset MIXED, 128 calibration crops; every layer it quantises INT8",
@@ -91,10 +84,7 @@ def main(argv=None) -> dict:
     result["qat_seconds"] = time.perf_counter() - start
     result["loss_first_last_10"] = [float(np.mean(losses[:10])), float(np.mean(losses[-10:]))]
     result["openvino_psnr_db_after"] = openvino_psnr(qmodel, held, reference)
-    result["conditions"] = {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg())}
-    atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "conditions"}, indent=1), file=sys.stderr)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

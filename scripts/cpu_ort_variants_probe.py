@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,8 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gencompress.atomic import atomic_write_text
-from gencompress.conditions import describe
 
 THREADS = 2
 BATCH = 16  # inference batch of the quality runs
@@ -60,9 +57,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="benchmarks/results/cpu_ort_variants_probe.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from cpu_qat_probe import crops
+    from cpu_qat_probe import sd_vae_and_crops, write_result
 
-    from gencompress.benchmarks import suite
     from gencompress.compress.rewrite import cpu_integer_ready
     from gencompress.export.onnx_export import OnnxConfig, export_module
     from gencompress.export.onnx_quant import prepare_for_quantization
@@ -72,10 +68,8 @@ def main(argv=None) -> dict:
 
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
-    model = suite.sd_vae_decoder_trained().eval()
-    layout = suite.TRAINED["sd_vae_decoder_trained"][1]
-    calib = crops(suite.photo_inputs(layout, 48, seed=1, size=256, split="train"))[:128].numpy()
-    held = crops(suite.photo_inputs(layout, 12, seed=0, size=256, split="held_out")).numpy()
+    model, train, held = sd_vae_and_crops()
+    calib, held = train[:128].numpy(), held.numpy()
     shape = tuple(held.shape[1:])
     rewritten, _ = cpu_integer_ready(model, shape)
     result = {"model": "sd_vae_decoder_trained", "inputs": f"{len(calib)} training and {len(held)} held-out 16x16 crops of photo latents",
@@ -97,10 +91,7 @@ def main(argv=None) -> dict:
     for row in result["rows"]:
         row["speedup_vs_fp32_ort"] = timing["ratio_to_first"][f"{row['variant']} / {row['calibrator']}"]
     result["timing"] = {"batch": TIMING_BATCH, "method": timing["method"], "median_ms": timing["median_ms"]}
-    result["conditions"] = {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg())}
-    atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps(result["rows"], indent=1), file=sys.stderr)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,26 @@ def crops(latents: torch.Tensor, side: int = 16) -> torch.Tensor:
     return torch.cat([latents[:, :, i : i + side, j : j + side] for i in range(0, h, side) for j in range(0, w, side)])
 
 
+def sd_vae_and_crops():
+    """The suite's trained SD-VAE-layout decoder and its inputs here: 16x16 crops of photo latents,
+    192 of the training photos and 48 of the held-out ones (seeded; the other CPU probes share them)."""
+    from gencompress.benchmarks import suite
+
+    model = suite.sd_vae_decoder_trained().eval()
+    layout = suite.TRAINED["sd_vae_decoder_trained"][1]
+    train = crops(suite.photo_inputs(layout, 48, seed=1, size=256, split="train"))
+    held = crops(suite.photo_inputs(layout, 12, seed=0, size=256, split="held_out"))
+    return model, train, held
+
+
+def write_result(result: dict, out: str) -> dict:
+    """The probe's JSON with its conditions (machine, CPU flags, versions, commit, load at the end)."""
+    result["conditions"] = {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg())}
+    atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "conditions"}, indent=1), file=sys.stderr)
+    return result
+
+
 def integer_form_psnr(model, shape, calib: torch.Tensor, held: torch.Tensor, reference: torch.Tensor, work: Path, tag: str) -> dict:
     """PSNR of ONNX Runtime's all-INT8 integer form of `model` against `reference`, per calibrator."""
     from gencompress.export.onnx_export import OnnxConfig, export_module
@@ -60,7 +80,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="benchmarks/results/cpu_qat_probe.json")
     args = parser.parse_args(argv)
     from gencompress.batching import forward_batched
-    from gencompress.benchmarks import suite
     from gencompress.compress.distill import DistillConfig, distill
     from gencompress.compress.quantize import QuantConfig, quantize_module
     from gencompress.compress.rewrite import cpu_integer_ready
@@ -69,10 +88,7 @@ def main(argv=None) -> dict:
 
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
-    model = suite.sd_vae_decoder_trained().eval()
-    layout = suite.TRAINED["sd_vae_decoder_trained"][1]
-    train = crops(suite.photo_inputs(layout, 48, seed=1, size=256, split="train"))
-    held = crops(suite.photo_inputs(layout, 12, seed=0, size=256, split="held_out"))
+    model, train, held = sd_vae_and_crops()
     shape = tuple(train.shape[1:])
     rewritten, _ = cpu_integer_ready(model, shape)
     reference = forward_batched(model, held, BATCH)
@@ -94,10 +110,7 @@ def main(argv=None) -> dict:
         tuned.load_state_dict({k: v for k, v in qmodel.state_dict().items() if k in tuned.state_dict()})
         result["tuned_float_psnr_db"] = float(psnr(reference, forward_batched(tuned, held, BATCH)))
         result["after_qat_psnr_db"] = integer_form_psnr(tuned, shape, train[:128], held, reference, work, "after")
-    result["conditions"] = {**describe(THREADS), "loadavg_1_5_15_end": list(os.getloadavg())}
-    atomic_write_text(args.out, json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "conditions"}, indent=1), file=sys.stderr)
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":
