@@ -23,6 +23,7 @@ import numpy as np
 from gencompress.data import draw_inputs
 from gencompress.errors import GencompressError, first_line
 from gencompress.memory import release
+from gencompress.onnx_utils import opset_of
 
 
 class _Reader:
@@ -277,7 +278,7 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node) and _opset(model) < FP16_QDQ_OPSET:
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node) and opset_of(model) < FP16_QDQ_OPSET:
         model = onnx.version_converter.convert_version(model, FP16_QDQ_OPSET)
     model = convert_float_to_float16(model, keep_io_types=True)
     onnx.save(model, str(dst))
@@ -326,6 +327,3 @@ def fp16_emulation(src: Path, dst: Path) -> Path:
     onnx.save(topological_sort(model), str(dst))
     return dst
 
-
-def _opset(model) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

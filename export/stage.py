@@ -28,7 +28,7 @@ from gencompress.bundle import ENGINE, ONNX, SOURCE_ONNX, WEIGHTS, Bundle, Form,
 from gencompress.errors import GencompressError, VerificationError
 from gencompress.inputs import peak, prepare_inputs
 from gencompress.loading import load_spec, model_from_bundle
-from gencompress.onnx_utils import float_compute, load_onnx
+from gencompress.onnx_utils import float_compute, load_onnx, opset_of
 
 from . import checks, jetson, qdq_lint, verify
 from .onnx_export import MIN_OPSET, OnnxConfig, export_module
@@ -162,8 +162,7 @@ def export_onnx(bundle: Bundle, cfg: ExportConfig, work: Path, verify_inputs=Non
     if not result["passed"]:
         log(verify.format_layer_errors(verify.layer_errors(model, final, inputs[: cfg.batch.max])))
         verify.require(result)
-    opset = next(o.version for o in onnx.load(str(final), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
-    out = bundle.derive({"step": "export", "format": "onnx", "precision": precision, "opset": opset,  # 19 once FP16 Q/DQ
+    out = bundle.derive({"step": "export", "format": "onnx", "precision": precision, "opset": opset_of(final),  # 19 once FP16 Q/DQ
                          "dynamic_batch": cfg.batch.as_dict(), "target": cfg.target, **report})
     out.manifest["metrics"]["export_verification"] = result
     return _with_onnx(out, bundle, final)
@@ -323,7 +322,7 @@ def check_export(bundle: Bundle, target: str, work: Path, batch: BatchProfile | 
         result["verification"] = {"skipped": "no PyTorch model (the graph was quantised as ONNX)"}
     if target in jetson.JETSON_TARGETS:
         files = jetson.write_jetson_files(work, target, form.precision, bundle.manifest["input"].get("name", "latent"),
-                                          bundle.input_shape, batch, float_compute(path))
+                                          bundle.input_shape, batch, float_compute(model))
         bundle.files.update(files)
         result["deployment"] = jetson.target_record(target)
     return result

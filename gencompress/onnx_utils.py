@@ -48,10 +48,21 @@ def onnx_input_shape(path: str | Path) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def float_compute(path: str | Path) -> str:
-    """The float type a graph computes in outside its INT8 layers: "fp16" where it holds FP16
-    weights or scales (export/onnx_quant.convert_fp16), else "fp32"."""
+def _model(model_or_path):
+    """An onnx.ModelProto as it is, or the one at a path (without its external weights)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    return "fp16" if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer) else "fp32"
+    return model_or_path if isinstance(model_or_path, onnx.ModelProto) else onnx.load(str(model_or_path), load_external_data=False)
+
+
+def float_compute(model_or_path) -> str:
+    """The float type a graph (a ModelProto, or its path) computes in outside its INT8 layers:
+    "fp16" where it holds FP16 weights or scales (export/onnx_quant.convert_fp16), else "fp32"."""
+    import onnx
+
+    return "fp16" if any(t.data_type == onnx.TensorProto.FLOAT16 for t in _model(model_or_path).graph.initializer) else "fp32"
+
+
+def opset_of(model_or_path) -> int:
+    """The default-domain opset a graph (a ModelProto, or its path) imports."""
+    return next(o.version for o in _model(model_or_path).opset_import if o.domain in ("", "ai.onnx"))

