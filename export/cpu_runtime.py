@@ -27,7 +27,9 @@ Timing (`time_runtimes`): a child process that has run no PyTorch (its OpenMP wo
 steal cores), every runtime on `threads` threads, R rounds; each round times every graph for
 `inner` calls after a pause and about SETTLE_SECONDS of untimed calls (so a runtime's threads spinning down after the
 previous graph do not land on the next one's clock), and ratios are taken per round, so a
-drifting shared machine affects both sides of each ratio alike.
+drifting shared machine affects both sides of each ratio alike. A candidate counts as slower than
+the fastest only where their paired rounds show it (measurably_slower), so that a large model's few
+rounds do not trade quality for noise.
 
     python -m gencompress.export.cpu_runtime SPEC.json   (written by `time_runtimes`)
 """
@@ -58,6 +60,13 @@ NNCF_PRESETS = {"performance": "openvino-nncf", "mixed": "openvino-nncf-mixed"}
 NNCF_CONVS = "openvino-nncf-convs"  # NNCF (mixed) of what the toolkit's search quantises, all INT8
 NNCF_SEARCHED = "openvino-nncf-searched"  # the same with the float layers the toolkit's search kept
 BUILD_TIMING_S = 30.0  # the build's choice: time-bounded (calls, then rounds cut; see export/ort_pair.plan)
+# A candidate is slower than the fastest only where the timing shows it: the lower quartile of their
+# per-round time ratios above 1 + SAME_SPEED, not the medians alone. A large model gets a few rounds
+# of one call each in the build's time bound, and one call on a shared 2-core machine moves by 20%:
+# on a trained pix2pix U-Net (256 px, batch 8) the build's 4 rounds put four INT8 forms at 1.11-1.39x
+# FP32 where 7 rounds of a 150-s timing put them at 1.32-1.42x, and it shipped 41.4 dB where a
+# 46.8-dB form ran as fast.
+SLOWER_QUANTILE = 0.25
 SETTLE_BELOW_S = 0.05
 # Before each graph's timed calls in a round: a pause, then untimed calls for at least
 # SETTLE_SECONDS. The previous runtime's threads spin on after its last call; the same 1-3 ms
@@ -107,6 +116,8 @@ class Candidate:
     speedup_vs_fp32_ort: float | None = None
     eligible: bool = False
     note: str = ""
+    rounds_ms: list[float] = field(default_factory=list)  # its per-round medians, paired with the other graphs of
+    timed_in: int = 0  # that timing run (1, 2): ratios pair rounds of one run only
 
     @property
     def float_precision(self) -> str:
@@ -277,10 +288,11 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
     `eval_inputs` against `reference`. `searched`: see nncf_searched_candidate.
 
     Eligible: PSNR >= `min_psnr` when given, else >= the ONNX Runtime form's PSNR less
-    EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those
-    within SAME_SPEED of the fastest, the best quality: so INT8 wins only where it is more than
-    SAME_SPEED faster than every eligible float form); where none is eligible, the best quality
-    wins and `meets_budget` is False.
+    EQUAL_QUALITY_DB (equal or better quality). The fastest eligible candidate wins (of those not
+    measurably slower than the fastest, the best quality: so INT8 wins only where it is measurably
+    more than SAME_SPEED faster than every eligible float form); where none is eligible, the best
+    quality wins and `meets_budget` is False. Where the contenders' medians differ by more than
+    SAME_SPEED but their rounds do not show it, they are timed again on their own.
     """
     work = Path(work)
     notes: list[str] = []
@@ -311,11 +323,47 @@ def choose_cpu_runtime(fp32_onnx: Path, ort_int8: Path, qdq_int8: Path | None, c
             candidates[i] = _in_f32(c, eval_inputs, reference, threads, batch, bar, notes)
 
     x = np.resize(eval_inputs, (batch, *eval_inputs.shape[1:])).astype(np.float32)
-    graphs = {c.name: c.graph for c in sorted(candidates, key=lambda c: c.name != FP32_ORT)}  # the reference first
-    timing = time_runtimes(graphs, x, threads, rounds, inner, max_seconds=max_seconds)
-    for c in candidates:
-        c.median_ms, c.speedup_vs_fp32_ort = timing["median_ms"][c.name], timing["ratio_to_first"][c.name]
+    reference = next(c for c in candidates if c.name == FP32_ORT)
+    timing = _time(candidates, reference, x, threads, rounds, inner, max_seconds, run=1)
+    tied = contenders(candidates)
+    speeds = [c.speedup_vs_fp32_ort for c in tied]
+    if len(tied) > 1 and max(speeds) > (1 + SAME_SPEED) * min(speeds):
+        # their medians differ, their rounds do not show it: time only them again (with the
+        # reference), so each gets more rounds in the same bound, and choose on that run
+        notes.append(f"timed again, on their own: {', '.join(c.name for c in tied)} (within the round-to-round spread "
+                     f"of the first timing)")
+        again = _time(tied, reference, x, threads, rounds, inner, max_seconds, run=2)
+        timing = {**timing, "median_ms": {**timing["median_ms"], **again["median_ms"]},
+                  "method": f"{timing['method']}; then the contenders again: {again['method']}"}
     return {**_decide(candidates, bar, min_psnr, timing, notes), "batch": batch, "threads": threads}
+
+
+def _time(candidates: list[Candidate], reference: Candidate, x: np.ndarray, threads: int, rounds: int, inner: int,
+          max_seconds: float | None, run: int) -> dict:
+    """Time `candidates` and the reference in one child (the reference first) and record each one's numbers."""
+    timed = {c.name: c for c in (reference, *candidates)}
+    timing = time_runtimes({name: c.graph for name, c in timed.items()}, x, threads, rounds, inner, max_seconds=max_seconds)
+    for name, c in timed.items():
+        c.median_ms, c.speedup_vs_fp32_ort = timing["median_ms"][name], timing["ratio_to_first"][name]
+        c.rounds_ms, c.timed_in = list(timing.get("rounds", {}).get(name, [])), run
+    return timing
+
+
+def measurably_slower(c: Candidate, fastest: Candidate) -> bool:
+    """Whether `c` is more than SAME_SPEED slower than `fastest` by their paired rounds (SLOWER_QUANTILE),
+    or by their medians where they were not timed in the same rounds."""
+    if c.timed_in == fastest.timed_in and len(c.rounds_ms) == len(fastest.rounds_ms) >= 2:
+        ratios = np.asarray(c.rounds_ms) / np.asarray(fastest.rounds_ms)
+        return float(np.quantile(ratios, SLOWER_QUANTILE)) > 1 + SAME_SPEED
+    return c.speedup_vs_fp32_ort < (1 - SAME_SPEED) * fastest.speedup_vs_fp32_ort
+
+
+def contenders(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates that meet the bar (else the best quality) and are not measurably slower than the fastest of them."""
+    eligible = [c for c in candidates if c.eligible]
+    pool = eligible or [max(candidates, key=lambda c: c.psnr_db if c.psnr_db is not None else float("-inf"))]
+    fastest = max(pool, key=lambda c: c.speedup_vs_fp32_ort)
+    return [c for c in pool if not measurably_slower(c, fastest)]
 
 
 def meets(c: Candidate, bar: float) -> bool:
@@ -375,9 +423,7 @@ def _in_f32(c: Candidate, inputs: np.ndarray, reference: np.ndarray, threads: in
 
 def _decide(candidates: list[Candidate], bar: float, min_psnr: float | None, timing: dict, notes: list[str]) -> dict:
     eligible = [c for c in candidates if c.eligible]
-    pool = eligible or [max(candidates, key=lambda c: c.psnr_db if c.psnr_db is not None else float("-inf"))]
-    fastest = max(c.speedup_vs_fp32_ort for c in pool)
-    winner = max((c for c in pool if c.speedup_vs_fp32_ort >= (1 - SAME_SPEED) * fastest), key=lambda c: c.psnr_db or float("-inf"))
+    winner = max(contenders(candidates), key=lambda c: c.psnr_db if c.psnr_db is not None else float("-inf"))
     # the comparison to quote: the next fastest candidate that also meets the bar (else the next fastest)
     others = [c for c in candidates if c is not winner and c.eligible] or [c for c in candidates if c is not winner]
     runner_up = max(others, key=lambda c: c.speedup_vs_fp32_ort) if others else None

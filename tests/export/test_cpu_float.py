@@ -237,3 +237,65 @@ def test_the_runtime_choice_aims_above_the_floor_as_the_search_does(tmp_path, mo
                                             min_psnr=35.0, margin_db=0.3)
     assert choice["candidate"] == expected
     assert choice["quality_bar_db"] == pytest.approx(35.3 if ort_psnr >= 35.3 else 35.0)
+
+
+def _timed(name: str, psnr_db: float, rounds_ms: list[float], reference_ms: list[float]) -> Candidate:
+    c = _fake(name, "openvino", psnr_db, float(np.median(np.asarray(reference_ms) / np.asarray(rounds_ms))))
+    c.rounds_ms, c.timed_in, c.eligible = rounds_ms, 1, True
+    return c
+
+
+def test_a_candidate_is_slower_only_where_its_paired_rounds_show_it():
+    """The trained pix2pix U-Net's case: four rounds of one call each, 20% apart round to round. By
+    the medians the 41.4-dB form is 1.39x and the 46.8-dB form 1.28x; in two rounds of four they tie."""
+    reference = [1400.0, 1420.0, 1390.0, 1410.0]
+    fast = _timed("openvino", 41.4, [1000.0, 1020.0, 990.0, 1030.0], reference)
+    good = _timed("openvino-nncf-mixed", 46.8, [1190.0, 980.0, 1000.0, 1210.0], reference)
+    assert fast.speedup_vs_fp32_ort > (1 + SAME_SPEED) * good.speedup_vs_fp32_ort  # the medians alone chose `fast`
+    assert not cpu_runtime.measurably_slower(good, fast)
+    assert _decide([fast, good], 35.0, 35.0, {"median_ms": {FP32_ORT: 1400.0}, "method": "test"}, [])["candidate"] == good.name
+    # slower by more than 5% in three rounds of four: measurably slower, the faster form ships
+    steady = _timed("openvino-nncf-mixed", 46.8, [1190.0, 1180.0, 1000.0, 1210.0], reference)
+    assert cpu_runtime.measurably_slower(steady, fast)
+    assert _decide([fast, steady], 35.0, 35.0, {"median_ms": {FP32_ORT: 1400.0}, "method": "test"}, [])["candidate"] == fast.name
+    # rounds of different timing runs do not pair: the medians decide
+    steady.timed_in = 2
+    assert cpu_runtime.measurably_slower(steady, fast) == (steady.speedup_vs_fp32_ort < (1 - SAME_SPEED) * fast.speedup_vs_fp32_ort)
+
+
+def test_contenders_within_the_spread_are_timed_again_on_their_own(tmp_path, monkeypatch):
+    """First timing: the 41-dB ONNX Runtime form looks 30% faster than the 46-dB OpenVINO one, within its
+    rounds' spread; the second, of the two and the reference alone, shows them equal: the 46-dB form ships."""
+    monkeypatch.setattr(cpu_runtime, "openvino_candidates", lambda *a, **k: (
+        [Candidate("openvino", Graph("openvino", tmp_path / "qdq.onnx"))], []))
+    monkeypatch.setattr(cpu_runtime, "openvino_float_precision", lambda notes: "f32")
+    psnr = {"onnxruntime": 41.0, "openvino": 46.0, FP32_ORT: 999.0, "openvino-fp32": 150.0}
+
+    def measure(c, inputs, reference, threads, batch, notes):
+        c.psnr_db = psnr[c.name]
+        return True
+
+    runs = []
+
+    def timing(graphs, x, threads=2, rounds=7, inner=10, warmup=5, settle=2, max_seconds=None):
+        runs.append(list(graphs))
+        first = {FP32_ORT: [100.0] * 4, "onnxruntime": [70.0, 72.0, 71.0, 90.0], "openvino": [95.0, 70.0, 100.0, 92.0],
+                 "openvino-fp32": [100.0] * 4}
+        again = {FP32_ORT: [100.0] * 8, "onnxruntime": [71.0] * 8, "openvino": [70.0] * 8}
+        r = first if len(runs) == 1 else again
+        r = {name: r[name] for name in graphs}
+        return {"median_ms": {k: float(np.median(v)) for k, v in r.items()}, "rounds": r, "method": f"run {len(runs)}",
+                "ratio_to_first": {k: float(np.median(np.asarray(r[FP32_ORT]) / np.asarray(v))) for k, v in r.items()}}
+
+    monkeypatch.setattr(cpu_runtime, "_measure", measure)
+    monkeypatch.setattr(cpu_runtime, "time_runtimes", timing)
+    x = np.zeros((4, 1), np.float32)
+    _identity_onnx(tmp_path / "fp32.onnx")
+    choice = cpu_runtime.choose_cpu_runtime(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "qdq.onnx", x, x, x, tmp_path,
+                                            min_psnr=35.0)
+    assert runs == [[FP32_ORT, "onnxruntime", "openvino", "openvino-fp32"], [FP32_ORT, "onnxruntime", "openvino"]]
+    assert choice["candidate"] == "openvino" and choice["psnr_db"] == 46.0
+    assert "run 1; then the contenders again: run 2" == choice["method"]
+    assert any(n.startswith("timed again, on their own: onnxruntime, openvino") for n in choice["notes"])
+    by_name = {c["name"]: c for c in choice["candidates"]}
+    assert by_name["openvino"]["timed_in"] == 2 and by_name["openvino-fp32"]["timed_in"] == 1
