@@ -111,7 +111,8 @@ def _mtq():
     return mtq
 
 
-def modelopt_config(cfg: QuantConfig) -> dict:
+def modelopt_config(cfg: QuantConfig, unused: tuple[str, ...] = ()) -> dict:
+    """modelopt's INT8 config for `cfg`; the layers in `unused` (unused_layers) get no quantisers."""
     mtq = _mtq()
     config = copy.deepcopy(mtq.INT8_DEFAULT_CFG)
     rules = config["quant_cfg"]
@@ -125,7 +126,7 @@ def modelopt_config(cfg: QuantConfig) -> dict:
         for rule in rules:
             if rule.get("quantizer_name") == "*input_quantizer" and "parent_class" not in rule and "cfg" in rule:
                 rule["cfg"] = {**rule["cfg"], "calibrator": "histogram"}
-    for pattern in cfg.keep_float:
+    for pattern in (*cfg.keep_float, *unused):
         rules.append({"quantizer_name": f"{pattern}.*", "enable": False})
     config["algorithm"] = None if cfg.calibrator in HISTOGRAM_METHODS else cfg.calibrator
     return config
@@ -170,6 +171,27 @@ def load_histogram_amax(model: nn.Module, cfg: QuantConfig) -> None:
                                    start_bin=ENTROPY_START_BIN)
 
 
+# On a quantised model: the names of its layers that its forward never runs (unused_layers), so
+# that they are not listed as layers kept float.
+UNUSED_LAYERS = "_gencompress_unused_layers"
+
+
+def unused_layers(model: nn.Module, sample: torch.Tensor) -> tuple[str, ...]:
+    """The Conv/Linear layers that `model(sample)` never runs, e.g. the encoder of a VAE whose
+    wrapper calls only its decoder: their quantisers would see no data, and modelopt refuses to
+    calibrate such a model ("Calibrator returned None")."""
+    ran: set[str] = set()
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, QUANTIZABLE)}
+    hooks = [m.register_forward_hook(lambda module, args, output, name=name: ran.add(name)) for name, m in layers.items()]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tuple(name for name in layers if name not in ran)
+
+
 def _quiet():
     """modelopt prints per-quantizer chatter to stdout; keep stdout for results."""
     return contextlib.redirect_stdout(io.StringIO())
@@ -199,19 +221,22 @@ def quantize_module(model: nn.Module, input_shape, distribution: str, cfg: Quant
             for chunk in bar(batches, "calibrate", progress, leave=False):
                 m(chunk)
 
+    unused = unused_layers(qmodel, batches[0][:1])
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qmodel = mtq.quantize(qmodel, modelopt_config(cfg), forward_loop)
+        qmodel = mtq.quantize(qmodel, modelopt_config(cfg, unused), forward_loop)
         if cfg.calibrator in HISTOGRAM_METHODS:
             _histogram_calibrate(qmodel, forward_loop, cfg)
+    setattr(qmodel, UNUSED_LAYERS, unused)
     return qmodel.eval()
 
 
 def layer_precisions(qmodel: nn.Module) -> dict[str, str]:
     """Each Conv/ConvTranspose/Linear layer's precision, read off its quantisers."""
     result = {}
+    unused = set(getattr(qmodel, UNUSED_LAYERS, ()))
     for name, module in qmodel.named_modules():
-        if not isinstance(module, QUANTIZABLE):
+        if not isinstance(module, QUANTIZABLE) or name in unused:
             continue
         wq = getattr(module, "weight_quantizer", None)
         iq = getattr(module, "input_quantizer", None)

@@ -473,7 +473,12 @@ def _run_generator(model: nn.Module, input_shape: tuple[int, ...], batch: int, f
         raise GencompressError(f"input shape {describe_shape((batch, *input_shape))} does not fit the model: {first}") from None
     if not isinstance(y, torch.Tensor) or y.dim() != 4 or not y.is_floating_point():
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise GencompressError(f"model output is not an N x C x H x W image tensor (got {got})")
+        # diffusers returns DecoderOutput(sample=...), many nets a tuple: say how to wrap it
+        hint = ("; return the image tensor itself, e.g. a wrapper whose forward returns `.sample`"
+                if isinstance(getattr(y, "sample", None), torch.Tensor) else
+                "; return the image tensor itself, e.g. a wrapper whose forward returns the first item"
+                if isinstance(y, (tuple, list)) and y and isinstance(y[0], torch.Tensor) else "")
+        raise GencompressError(f"model output is not an N x C x H x W image tensor (got {got}){hint}")
     if y.shape[0] != batch:
         raise GencompressError(f"model output batch {y.shape[0]} does not match input batch {batch}")
     if not torch.isfinite(y).all():

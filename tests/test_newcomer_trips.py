@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 from gencompress.bundle import Bundle
 from tests.reliability.util import assert_one_line_error, run_main
@@ -59,3 +62,31 @@ def test_a_three_dimension_shape_that_is_not_a_forgotten_batch_keeps_the_models_
     outcome = run_main("build", "--precision", "fp32", "--model", "sr_net:make_generator", "--input-shape", "5x8x8", "--out", "b")
     assert_one_line_error(outcome, "input shape 5x8x8 does not fit the model: ")  # 1x5x8x8 fails too: 5 channels, not 3
     assert "batch dimension" not in outcome.stderr
+
+
+class _Wrapped(torch.nn.Module):
+    """A diffusers-style output (an object with `.sample`) or a tuple, not the image tensor."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind, self.conv = kind, torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y, y) if self.kind == "tuple" else SimpleNamespace(sample=y)
+
+
+def decoder_output():
+    return _Wrapped("sample")
+
+
+def tuple_output():
+    return _Wrapped("tuple")
+
+
+@pytest.mark.parametrize("factory, hint", [("decoder_output", "returns `.sample`"), ("tuple_output", "returns the first item")])
+def test_a_model_returning_an_output_object_or_a_tuple_is_told_how_to_wrap_it(work, factory, hint):
+    outcome = run_main("build", "--precision", "fp32", "--model", f"tests.test_newcomer_trips:{factory}", "--input-shape", "1x3x8x8",
+                       "--out", "b")
+    assert_one_line_error(outcome, "model output is not an N x C x H x W image tensor")
+    assert hint in outcome.stderr

@@ -172,3 +172,39 @@ def test_qat_trains_through_diffusers_attention():
                                      calibrator="max"), progress=False)
     log = q.manifest["recipe"][-1]["qat"]
     assert log["steps"] == 1 and math.isfinite(log["final_output_l1"])
+
+
+class _DecoderOnly(torch.nn.Module):
+    """A VAE-like wrapper whose forward runs only the decoder: the encoder's layers never see data."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 3, padding=1))
+        self.decoder = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Upsample(scale_factor=2),
+                                           torch.nn.Conv2d(16, 3, 3, padding=1), torch.nn.Tanh())
+
+    def forward(self, z):
+        return self.decoder(z)
+
+
+def decoder_only():
+    torch.manual_seed(0)
+    return _DecoderOnly()
+
+
+def test_layers_the_forward_never_runs_get_no_quantisers(tmp_path):
+    """modelopt refused to calibrate such a model ("Calibrator returned None"): an internal error,
+    exit 3, on diffusers' AutoencoderTiny wrapped to decode. Now the build runs, and the unused
+    layers are not listed as layers kept float."""
+    from gencompress.compress.quantize import layer_precisions, quantize_module, unused_layers
+    from tests.helpers import run_cli
+
+    model = decoder_only().eval()
+    assert unused_layers(model, torch.zeros(1, 4, 8, 8)) == ("encoder.0", "encoder.1")
+    qmodel = quantize_module(model, (4, 8, 8), "normal", QuantConfig(calibrator="max", calib_samples=8), progress=False)
+    assert layer_precisions(qmodel) == {"decoder.0": "int8", "decoder.3": "int8"}
+    result = run_cli("build", "--int8", "--model", "tests.compress.test_quantize:decoder_only", "--input-shape", "1x4x8x8",
+                     "--calib-samples", "32", "--eval-samples", "16", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    precision = Bundle.load(tmp_path / "b").manifest["precision"]
+    assert not any(name.startswith("encoder") for name in precision), precision
