@@ -368,8 +368,9 @@ def prepare_inputs(manifest: dict, data_spec: str | None, io_spec: dict, eval_sa
     if kind == "folder" and not io_spec.get("input_kind"):
         io_spec = {**io_spec, "input_kind": "image"}  # a folder of images feeds an image input
     apply_io_spec(manifest, **io_spec)
-    if kind == "folder":  # a model that takes no images hears that first; then the ranges images need
+    if kind == "folder":  # a model that takes no images hears that first, a missing or empty folder next; then the ranges
         _check_image_input(where, tuple(manifest["input"]["shape"]))
+        image_files(Path(where))
         require_ranges_for_images(manifest)
     data = user_data(data_spec, manifest["input"], eval_samples)
     if data is not None:

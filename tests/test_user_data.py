@@ -212,6 +212,9 @@ def _bad_npz(path, **arrays):
         (lambda d: (d / "empty").mkdir() or "folder:empty", RANGES, "holds no images"),
         (lambda d: _junk_folder(d), RANGES, "cannot read image"),
         (lambda d: "folder:nowhere", RANGES, "does not exist"),
+        # a missing or empty folder is named before the ranges are asked for: they would not help
+        (lambda d: "folder:nowhere", [], "does not exist"),
+        (lambda d: (d / "empty").mkdir() or "folder:empty", [], "holds no images"),
         (lambda d: "npz:missing.npz", [], "no such file"),
         (lambda d: "sr_user_net:raises", [], "loader broke"),
         (lambda d: "sr_user_net:nothing", [], "yielded no batches"),
