@@ -42,6 +42,11 @@ def cpu_peers() -> str:
     return _script("cpu_peers").markdown(_load("cpu_peers.json"))
 
 
+def cpu_peers_avx2() -> str:
+    """The same script's run on a CPU without VNNI (AVX2 only), kept beside the newest run."""
+    return _script("cpu_peers").markdown(_load("cpu_peers_avx2.json"))
+
+
 def real_architectures() -> str:
     return _script("real_architectures").table_markdown(_load("real_architectures.json"))
 
@@ -103,7 +108,7 @@ def trained_suite() -> str:
     return "\n".join(lines)
 
 
-TABLES = {f.__name__: f for f in (cpu_peers, real_architectures, real_architectures_short, user_latents, train_objectives, trained_suite)}
+TABLES = {f.__name__: f for f in (cpu_peers, cpu_peers_avx2, real_architectures, real_architectures_short, user_latents, train_objectives, trained_suite)}
 
 
 def documents() -> list[Path]:
