@@ -235,7 +235,8 @@ def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path, monk
     # the build's quality is the chosen runtime's own (the choice judged on held-out inputs, the gate on evaluation inputs)
     assert summary["quality"]["runtime"].startswith("OpenVINO" if choice["runtime"] == "openvino" else "ONNX Runtime")
     if winner["precision"] == "int8":
-        assert summary["quality"]["psnr_db"] == pytest.approx(winner["psnr_db"], abs=1.5)
+        # two input sets: near float (a random-init model is ~75 dB on a CPU with VNNI) dB differ more
+        assert summary["quality"]["psnr_db"] == pytest.approx(winner["psnr_db"], abs=1.5, rel=0.05)
     else:  # the float model won (a tiny model's calls are per-call overhead): float rounding only, on both input sets
         assert summary["quality"]["psnr_db"] > 80.0 and winner["psnr_db"] > 80.0 and summary["precision"] == "fp32"
     assert summary["paired_speedup"]["speedup_vs_fp32_onnx"] == pytest.approx(winner["speedup_vs_fp32_ort"])
