@@ -47,6 +47,7 @@ from gencompress.progress import bar
 from gencompress.loading import build_architecture, load_weights, was_pruned
 
 from .calibration import SOURCES as CALIB_SOURCES, calibration_inputs
+from .prune import execution_order
 
 CALIBRATORS = defaults.CALIBRATORS
 CALIBRATOR_CHOICES = defaults.CALIBRATOR_CHOICES  # auto: the best of CALIBRATORS on held-out latents
@@ -180,16 +181,8 @@ def unused_layers(model: nn.Module, sample: torch.Tensor) -> tuple[str, ...]:
     """The Conv/Linear layers that `model(sample)` never runs, e.g. the encoder of a VAE whose
     wrapper calls only its decoder: their quantisers would see no data, and modelopt refuses to
     calibrate such a model ("Calibrator returned None")."""
-    ran: set[str] = set()
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, QUANTIZABLE)}
-    hooks = [m.register_forward_hook(lambda module, args, output, name=name: ran.add(name)) for name, m in layers.items()]
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return tuple(name for name in layers if name not in ran)
+    ran = set(execution_order(model, sample))
+    return tuple(name for name, m in model.named_modules() if isinstance(m, QUANTIZABLE) and name not in ran)
 
 
 def _quiet():
