@@ -204,7 +204,7 @@ def test_nncf_tries_the_searchs_op_types_where_its_own_graphs_miss_the_bar(fp32_
 def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path, monkeypatch):
     pytest.importorskip("nncf", reason="NNCF is optional (pip install nncf openvino)")
     from gencompress.compress import calibration
-    from gencompress.export import openvino, precision
+    from gencompress.export import cpu_runtime, openvino, precision
 
     draws = []  # the runtime choice calibrates NNCF on the search's inputs: one draw (a VAE's encoder run once), not two
 
@@ -225,8 +225,11 @@ def test_cpu_build_records_the_measured_runtime_and_bench_runs_it(tmp_path, monk
     floats = ["onnxruntime-fp32", "openvino-fp32"] + (["openvino-bf16"] if openvino.fastest_float_precision() == "bf16" else [])
     assert names == ["onnxruntime", "openvino", "openvino-nncf", "openvino-nncf-mixed", *floats]  # the float model is a candidate too
     winner = next(c for c in choice["candidates"] if c["name"] == choice["candidate"])
-    fastest = max(c["speedup_vs_fp32_ort"] for c in choice["candidates"] if c["eligible"])
-    assert winner["eligible"] and winner["speedup_vs_fp32_ort"] >= 0.95 * fastest
+    # the winner is not measurably slower than the fastest eligible form: by their paired rounds
+    # (cpu_runtime.contenders), not by medians alone, which move 20% a round under load
+    timed = [cpu_runtime.Candidate(c["name"], None, psnr_db=c["psnr_db"], speedup_vs_fp32_ort=c["speedup_vs_fp32_ort"],
+                                   eligible=c["eligible"], rounds_ms=c["rounds_ms"], timed_in=c["timed_in"]) for c in choice["candidates"]]
+    assert winner["eligible"] and winner["name"] in {c.name for c in cpu_runtime.contenders(timed)}
     bundle = Bundle.load(out)
     step = bundle.last_step("runtime")
     assert step["runtime"] == choice["runtime"] and step["candidate"] == choice["candidate"]
